@@ -1,0 +1,34 @@
+"""lexcoder: replace manual coders of legal texts with language models, with research-grade statistics.
+
+The pipeline's stages are plain functions (the CLI is a thin layer over them)::
+
+    import lexcoder
+    cfg = lexcoder.load_config("my.toml")
+    result = lexcoder.run_pipeline(cfg, "runs/exp1")     # or stage by stage:
+    df, report = lexcoder.load_dataset(cfg.data)
+    df, conflicts, _ = lexcoder.clean(df, cfg.data.label_columns)
+    splits = lexcoder.make_splits(df, cfg.data.label_columns, cfg.split)
+    model = lexcoder.build_model("tfidf").fit(texts, Y)
+    lexcoder.predict_file("runs/exp1", "new.csv", "coded.csv")
+"""
+from __future__ import annotations
+
+from .clean import clean, clean_text
+from .config import Config, config_from_dict, load_config
+from .data import load_dataset, validate_table
+from .errors import ConfigError, DataError, LexcoderError
+from .evaluate import evaluate_predictions
+from .models import TextClassifier, build_model, load_model
+from .pipeline import run_pipeline
+from .predict import predict_file
+from .rundir import RunDir
+from .split import make_splits
+from .thresholds import choose_thresholds
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Config", "ConfigError", "DataError", "LexcoderError", "RunDir", "TextClassifier", "build_model",
+    "choose_thresholds", "clean", "clean_text", "config_from_dict", "evaluate_predictions", "load_config",
+    "load_dataset", "load_model", "make_splits", "predict_file", "run_pipeline", "validate_table",
+]

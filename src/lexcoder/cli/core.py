@@ -1,0 +1,113 @@
+"""Core commands: demo, init, run, predict."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from ..config import EXAMPLE_CONFIG, load_config
+from ..demo import CITATION, demo_config
+from ..pipeline import RunResult, run_pipeline
+from ..predict import predict_file
+from . import app, console, friendly
+
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Run directory to create.")]
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out.")]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key: section.key=value (repeatable).")]
+
+
+@app.command()
+@friendly
+def demo(
+    out: OutOpt = Path("runs/demo"),
+    model: Annotated[str, typer.Option(help="tfidf (fast default) or an encoder name such as minilm.")] = "tfidf",
+    resume: ResumeOpt = False,
+    set_: SetOpt = None,
+) -> None:
+    """Run the whole pipeline on the bundled legal dataset (unfair clauses in Terms of Service)."""
+    from ..config import apply_overrides, config_from_dict
+    cfg = demo_config(model=model)
+    if set_:
+        raw = cfg.model_dump(mode="json", exclude_none=True)
+        apply_overrides(raw, set_)
+        cfg = config_from_dict(raw, "--set")
+    console.print(f"[bold]lexcoder demo[/] — {CITATION}", highlight=False)
+    _run_and_show(cfg, out, resume)
+
+
+@app.command()
+@friendly
+def init(path: Annotated[Path, typer.Argument(help="Config file to write.")] = Path("lexcoder.toml"),
+         force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False) -> None:
+    """Write a commented example configuration to edit."""
+    if path.exists() and not force:
+        from ..errors import ConfigError
+        raise ConfigError(f"{path} exists; pass --force to overwrite it.")
+    path.write_text(EXAMPLE_CONFIG, encoding="utf-8")
+    console.print(f"Wrote {path}. Edit [data] (path, text_column, label_columns), then: "
+                  f"[bold]lexcoder run {path} --out runs/exp1[/]")
+
+
+@app.command()
+@friendly
+def run(config: Annotated[Path, typer.Argument(help="TOML config (see `lexcoder init`).")],
+        out: OutOpt = Path("runs/run"), resume: ResumeOpt = False, set_: SetOpt = None) -> None:
+    """Run the pipeline for your own table: load → clean → split → train → thresholds → evaluate."""
+    _run_and_show(load_config(config, set_), out, resume)
+
+
+@app.command()
+@friendly
+def predict(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
+    input: Annotated[Path, typer.Argument(help="Table of texts to code (csv, tsv, parquet, jsonl, xlsx, dta).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output table (format from its extension).")],
+    text_column: Annotated[Optional[str], typer.Option(help="Text column of INPUT (default: as in the run).")] = None,
+    id_column: Annotated[Optional[str], typer.Option(help="Id column of INPUT (default: as in the run).")] = None,
+    chunksize: Annotated[int, typer.Option(help="Rows per chunk (bounds memory on large inputs).")] = 5000,
+) -> None:
+    """Code new texts with a trained run; adds <label>_prob and <label>_pred columns."""
+    t0 = time.perf_counter()
+    predict_file(run_dir, input, out, text_column=text_column, id_column=id_column, chunksize=chunksize)
+    console.print(f"Wrote {out} in {time.perf_counter() - t0:.1f} s.")
+
+
+def _run_and_show(cfg, out: Path, resume: bool) -> RunResult:
+    t0 = time.perf_counter()
+    result = run_pipeline(cfg, out, resume=resume)
+    show_prevalence(result)
+    show_metrics(result.metrics)
+    console.print(f"Run directory: [bold]{out}[/] ({time.perf_counter() - t0:.1f} s)")
+    return result
+
+
+def show_prevalence(result: RunResult) -> None:
+    table = Table(title="Label prevalence per split", title_justify="left")
+    table.add_column("label", no_wrap=True)
+    for col in result.prevalence.columns:
+        table.add_column(str(col), justify="right")
+    for label, row in result.prevalence.iterrows():
+        fmt = (lambda v: f"{int(v):,}") if label == "rows" else (lambda v: f"{v:.1%}")
+        table.add_row(str(label), *[fmt(v) for v in row])
+    console.print(table)
+
+
+def show_metrics(metrics: dict) -> None:
+    where = "out-of-fold, all folds" if metrics["split"] == "cv" else "test split"
+    table = Table(title=f"Model vs. human coders ({where}; thresholds tuned on validation)",
+                  title_justify="left")
+    table.add_column("label", no_wrap=True)
+    for col in ("n pos", "prec.", "recall", "F1", "κ", "thresh."):
+        table.add_column(col, justify="right")
+    f = lambda v: "—" if v is None else f"{v:.3f}"  # noqa: E731
+    for label, m in metrics["labels"].items():
+        table.add_row(label, str(m["support"]), f(m["precision"]), f(m["recall"]), f(m["f1"]),
+                      f(m["cohen_kappa"]), f(m["threshold"]))
+    for avg in ("macro", "micro"):
+        m = metrics[avg]
+        table.add_row(f"[bold]{avg}[/]", "", f(m["precision"]), f(m["recall"]), f"[bold]{f(m['f1'])}[/]",
+                      f(m.get("cohen_kappa")), "")
+    console.print(table)

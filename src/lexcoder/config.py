@@ -1,0 +1,217 @@
+"""Typed, validated configuration (TOML on disk, pydantic in memory).
+
+A run directory always holds the *resolved* configuration (every default written out), so a run can be
+reproduced from its ``config.toml`` alone.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Section):
+    """Where the human-coded table is and which columns mean what."""
+
+    path: str = Field(description="csv, tsv, parquet, jsonl, xlsx or dta file")
+    text_column: str = "text"
+    id_column: str | None = None
+    label_columns: list[str] = Field(min_length=1)
+    group_column: str | None = None
+    sheet: str | int | None = None
+    drop_missing_labels: bool = False
+    drop_empty_texts: bool = False
+    second_coder_suffix: str | None = None
+
+    @field_validator("label_columns")
+    @classmethod
+    def _unique_labels(cls, v: list[str]) -> list[str]:
+        dupes = sorted({c for c in v if v.count(c) > 1})
+        if dupes:
+            raise ValueError(f"label_columns lists {dupes} more than once")
+        return v
+
+
+class CleanConfig(_Section):
+    """Text normalisation applied before anything else."""
+
+    unicode_nfkc: bool = True
+    normalize_whitespace: bool = True
+
+
+class SplitConfig(_Section):
+    """One split for all labels (see DESIGN.md, key decisions)."""
+
+    method: Literal["cluster_stratified", "kfold", "column"] = "cluster_stratified"
+    seed: int = 42
+    train: float = 0.6
+    val: float = 0.2
+    test: float = 0.2
+    n_clusters: int = Field(40, ge=1)
+    min_stratum: int = Field(4, ge=0)
+    n_folds: int = Field(5, ge=2)
+    column: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "SplitConfig":
+        total = self.train + self.val + self.test
+        if abs(total - 1.0) > 1e-6 or min(self.train, self.val, self.test) <= 0:
+            raise ValueError(f"train/val/test must be positive and sum to 1 (got {total:g})")
+        if self.method == "column" and not self.column:
+            raise ValueError('method = "column" needs column = "<name of the split column>"')
+        return self
+
+
+class ModelConfig(_Section):
+    """Which model family to train, and its settings (``params`` are family-specific)."""
+
+    kind: Literal["tfidf", "encoder", "llm"] = "tfidf"
+    name: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ThresholdConfig(_Section):
+    """How decision thresholds are chosen (always on the validation split, never on test)."""
+
+    method: Literal["f1", "fixed"] = "f1"
+    fixed: float = Field(0.5, gt=0, lt=1)
+
+
+class EvalConfig(_Section):
+    """Evaluation settings."""
+
+    bootstrap: int = Field(1000, ge=0)
+    seed: int = 42
+
+
+class Config(_Section):
+    """A whole lexcoder run."""
+
+    data: DataConfig
+    clean: CleanConfig = Field(default_factory=CleanConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    thresholds: ThresholdConfig = Field(default_factory=ThresholdConfig)
+    evaluate: EvalConfig = Field(default_factory=EvalConfig)
+
+
+def _explain(err: ValidationError, source: str) -> ConfigError:
+    lines = [f"Invalid configuration in {source}:"]
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        lines.append(f"  - {where}: {e['msg']}")
+    lines.append("Run `lexcoder init example.toml` for a commented example of every key.")
+    return ConfigError("\n".join(lines))
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "the configuration") -> Config:
+    """Validate a plain dict (as read from TOML) into a :class:`Config`."""
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as err:
+        raise _explain(err, source) from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Read a TOML config; relative data paths are resolved against the config file's folder.
+
+    Parameters
+    ----------
+    path : config file
+    overrides : ``"section.key=value"`` strings (value parsed as TOML, else taken as a string)
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"Config file {path} does not exist. Create one with `lexcoder init {path}`.")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path} is not valid TOML: {err}") from None
+    apply_overrides(raw, overrides or [])
+    data_path = raw.get("data", {}).get("path")
+    if isinstance(data_path, str) and not Path(data_path).is_absolute():
+        raw["data"]["path"] = str((path.parent / data_path).resolve())
+    return config_from_dict(raw, str(path))
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> None:
+    """Apply ``section.key=value`` overrides in place (CLI flags win over the file)."""
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or "." not in key:
+            raise ConfigError(f"Override {item!r} must look like section.key=value, e.g. split.seed=7")
+        try:
+            parsed = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            parsed = value
+        node = raw
+        *parents, leaf = key.strip().split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = parsed
+
+
+def dump_config(cfg: Config) -> str:
+    """The resolved configuration as TOML (``None`` values are left out: TOML has no null)."""
+    return tomli_w.dumps(cfg.model_dump(mode="json", exclude_none=True))
+
+
+EXAMPLE_CONFIG = '''\
+# lexcoder configuration. Every key below shows its default unless marked "required".
+# Run with:  lexcoder run THIS_FILE.toml --out runs/exp1
+
+[data]
+path = "letters.csv"              # required: csv, tsv, parquet, jsonl, xlsx or dta (relative to this file)
+text_column = "text"              # column holding the text to code
+# id_column = "id"                # unique id per row; generated (row_1, row_2, ...) if left out
+label_columns = ["remorse", "financial_hardship"]   # required: one 0/1 column per label
+                                  # (0/1, true/false, yes/no are all accepted)
+# group_column = "case_id"        # rows of one group (case, letter, document) never straddle splits
+# sheet = "Sheet1"                # Excel only: which sheet to read (default: the first)
+drop_missing_labels = false       # true: drop rows with an empty label cell (the count is reported)
+drop_empty_texts = false          # true: drop rows whose text is empty (the count is reported)
+# second_coder_suffix = "_coder2" # columns like remorse_coder2 hold a second coder's labels
+
+[clean]
+unicode_nfkc = true               # Unicode NFKC normalisation (ligatures, full-width characters...)
+normalize_whitespace = true       # collapse runs of spaces/newlines
+
+[split]
+method = "cluster_stratified"     # or "kfold" (cross-validation), or "column" (use your own split column)
+seed = 42
+train = 0.6                       # fractions for cluster_stratified
+val = 0.2                         # thresholds are tuned here
+test = 0.2                        # touched once, for the final figures
+n_clusters = 40                   # TF-IDF KMeans clusters used for stratification
+min_stratum = 4                   # strata with this many rows or fewer are merged into "other"
+n_folds = 5                       # for method = "kfold"
+# column = "split"                # for method = "column": values train/val/test, or fold numbers 0..k-1
+
+[model]
+kind = "tfidf"                    # "tfidf" (fast, CPU), "encoder" (fine-tuned BERT-like), "llm" (LoRA)
+# name = "minilm"                 # encoder/llm: bundled alias, local directory or model id
+[model.params]                    # family-specific settings, e.g. for tfidf:
+# C = 10.0
+
+[thresholds]
+method = "f1"                     # "f1": per label, maximise F1 on the validation split; "fixed"
+fixed = 0.5                       # threshold used when method = "fixed"
+
+[evaluate]
+bootstrap = 1000                  # bootstrap resamples for confidence intervals (0 = off)
+seed = 42
+'''

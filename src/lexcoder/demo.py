@@ -1,0 +1,35 @@
+"""The bundled demo: unfair clauses in online Terms of Service (CLAUDETTE; CC BY 4.0).
+
+Galassi, A., Lagioia, F., Jabłonowska, A., Lippi, M. (2024). Unfair clause detection in terms of service
+across multiple languages. Artificial Intelligence and Law. doi:10.1007/s10506-024-09398-7.
+Licence and provenance: ``lexcoder/data/tos_unfair_clauses/LICENSE`` and ``SOURCE.md``.
+"""
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from .config import Config, config_from_dict
+
+TOS_LABELS = ["limitation_of_liability", "unilateral_termination", "unilateral_change", "contract_by_using",
+              "content_removal", "jurisdiction", "choice_of_law", "arbitration", "privacy_included"]
+
+CITATION = ("Galassi, A., Lagioia, F., Jabłonowska, A., Lippi, M. (2024). Unfair clause detection in terms "
+            "of service across multiple languages. Artificial Intelligence and Law. "
+            "doi:10.1007/s10506-024-09398-7 (data: CC BY 4.0)")
+
+
+def demo_data_path() -> Path:
+    """Path of the bundled ToS sentences (gzip CSV: 17,383 sentences from 50 Terms of Service)."""
+    return Path(str(resources.files("lexcoder") / "data" / "tos_unfair_clauses" / "sentences.csv.gz"))
+
+
+def demo_config(*, model: str = "tfidf", seed: int = 42) -> Config:
+    """The demo's configuration: 9 category labels, one document per group, 60/20/20 split."""
+    kind, name = ("tfidf", None) if model == "tfidf" else ("encoder", model)
+    return config_from_dict({
+        "data": {"path": str(demo_data_path()), "text_column": "text", "id_column": "id",
+                 "label_columns": TOS_LABELS, "group_column": "doc_id"},
+        "split": {"seed": seed},
+        "model": {"kind": kind, **({"name": name} if name else {})},
+    }, source="the demo configuration")

@@ -1,0 +1,162 @@
+"""The whole pipeline: load → clean → split → train → thresholds → evaluate (→ audit → report).
+
+Each stage reads and writes named artifacts in the run directory (:class:`~lexcoder.rundir.RunDir`), so a
+run can be inspected, resumed (``resume=True`` skips finished stages) and continued stage by stage.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .clean import clean
+from .config import Config
+from .data import load_dataset
+from .evaluate import evaluate_predictions
+from .io import file_sha256, read_json, write_json, write_table
+from .models import TextClassifier, build_model
+from .rundir import RunDir, stage, stage_done, start_run
+from .split import cv_partitions, make_splits, prevalence_table
+from .thresholds import choose_thresholds
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    """What :func:`run_pipeline` produced (everything is also on disk in ``run.root``)."""
+
+    run: RunDir
+    metrics: dict[str, Any]
+    prevalence: pd.DataFrame
+
+
+def run_pipeline(cfg: Config, out: str | Path, *, resume: bool = False) -> RunResult:
+    """Run every stage for ``cfg`` into the run directory ``out``.
+
+    Parameters
+    ----------
+    cfg : validated configuration
+    out : run directory (created; must be empty unless ``resume``)
+    resume : continue an interrupted run, skipping the stages its manifest marks as done
+    """
+    run = RunDir(Path(out))
+    start_run(run, cfg, resume=resume)
+    if not (resume and stage_done(run, "load")):
+        with stage(run, "load"):
+            prepare_data(cfg, run)
+    df = pd.read_parquet(run.data)
+    if not (resume and stage_done(run, "split")):
+        with stage(run, "split"):
+            write_table(make_splits(df, cfg.data.label_columns, cfg.split), run.splits)
+    splits = pd.read_parquet(run.splits)
+    prevalence = prevalence_table(df, splits, cfg.data.label_columns)
+    if not (resume and stage_done(run, "train")):
+        with stage(run, "train"):
+            train_and_evaluate(cfg, run, df, splits)
+    return RunResult(run=run, metrics=read_json(run.metrics), prevalence=prevalence)
+
+
+def prepare_data(cfg: Config, run: RunDir) -> pd.DataFrame:
+    """Load, validate and clean the table; write ``data.parquet`` and the duplicate conflicts."""
+    df, load_report = load_dataset(cfg.data)
+    df, conflicts, clean_report = clean(df, cfg.data.label_columns, cfg.clean)
+    write_table(df, run.data)
+    conflicts.assign(ids=conflicts["ids"].map(list), values=conflicts["values"].map(list)).to_parquet(run.conflicts)
+    run.update_manifest(data={
+        "path": str(cfg.data.path), "sha256": file_sha256(cfg.data.path),
+        "rows_read": load_report.rows_read, "rows_kept": load_report.rows_kept,
+        "dropped_missing_labels": load_report.dropped_missing_labels,
+        "dropped_empty_texts": load_report.dropped_empty_texts, "generated_ids": load_report.generated_ids,
+        "duplicate_rows": clean_report.duplicate_rows, "duplicate_groups": clean_report.duplicate_groups,
+        "conflicting_duplicate_groups": clean_report.conflicting_groups,
+    })
+    if clean_report.conflicting_groups:
+        log.warning("%d group(s) of identical texts carry conflicting labels (see %s).",
+                    clean_report.conflicting_groups, run.conflicts.name)
+    return df
+
+
+def fit_partition(cfg: Config, texts: pd.Series, Y: np.ndarray, part: dict[str, np.ndarray]
+                  ) -> tuple[TextClassifier, np.ndarray]:
+    """Fit a fresh model on the partition's train rows; return it and thresholds tuned on its val rows."""
+    labels = cfg.data.label_columns
+    model = build_model(cfg.model.kind, cfg.model.name, cfg.model.params)
+    tr, va = part["train"], part["val"]
+    model.fit(texts[tr].tolist(), Y[tr], texts[va].tolist(), Y[va], label_names=labels)
+    P_val = model.predict_proba(texts[va].tolist())
+    thresholds = choose_thresholds(Y[va], P_val, method=cfg.thresholds.method, fixed=cfg.thresholds.fixed,
+                                   label_names=labels)
+    return model, thresholds
+
+
+def train_and_evaluate(cfg: Config, run: RunDir, df: pd.DataFrame, splits: pd.DataFrame) -> dict[str, Any]:
+    """Train, tune thresholds on validation, evaluate; write model, predictions and ``metrics.json``.
+
+    With a plain train/val/test split the model is fitted once. In k-fold mode every fold serves once as
+    test (the next fold as validation), giving one out-of-fold prediction per row; the model saved for
+    ``predict`` is then refitted on all folds but fold 0, which tunes its thresholds.
+    """
+    labels = cfg.data.label_columns
+    texts, Y = df["text"].reset_index(drop=True), df[labels].to_numpy()
+    parts = cv_partitions(splits)
+    P = np.full(Y.shape, np.nan)
+    T = np.full(Y.shape, np.nan)  # threshold in force for each row's prediction
+    for part in _progress(parts, "Training"):
+        model, thresholds = fit_partition(cfg, texts, Y, part)
+        scored = part["test"] | part["val"] | (part["train"] if len(parts) == 1 else False)
+        P[scored] = model.predict_proba(texts[scored].tolist())
+        T[scored] = thresholds
+    if len(parts) > 1:  # k-fold: refit the deployable model, keep out-of-fold predictions
+        folds = splits["fold"].to_numpy()
+        model, thresholds = fit_partition(cfg, texts, Y, {"train": folds != 0, "val": folds == 0})
+    save_model(run, cfg, model, thresholds)
+    metrics = _metrics(cfg, Y, P, T, splits, thresholds)
+    write_json(metrics, run.metrics)
+    preds = pd.DataFrame({"id": df["id"], "split": splits["split"], "fold": splits["fold"]})
+    for j, lab in enumerate(labels):
+        preds[f"{lab}_prob"] = P[:, j]
+        preds[f"{lab}_pred"] = (P[:, j] >= T[:, j]).astype("int8")
+    write_table(preds, run.predictions)
+    return metrics
+
+
+def _metrics(cfg: Config, Y, P, T, splits: pd.DataFrame, thresholds: np.ndarray) -> dict[str, Any]:
+    labels = cfg.data.label_columns
+    split = splits["split"].to_numpy()
+    if (split == "cv").all():  # out-of-fold predictions pooled over the folds, each with its fold's thresholds
+        block = evaluate_predictions(Y, P, T, labels)
+        for j, lab in enumerate(labels):
+            block["labels"][lab]["threshold"] = float(thresholds[j])  # the deployed model's threshold
+        return {"split": "cv", "n_folds": int(splits["fold"].max() + 1), **block}
+    out = {"split": "test", **evaluate_predictions(Y[split == "test"], P[split == "test"], thresholds, labels)}
+    out["val"] = {"split": "val", **evaluate_predictions(Y[split == "val"], P[split == "val"], thresholds, labels)}
+    return out
+
+
+def save_model(run: RunDir, cfg: Config, model: TextClassifier, thresholds: np.ndarray) -> Path:
+    """Save the model and its ``thresholds.json`` under ``models/<kind>/``."""
+    directory = run.model_dir(cfg.model.kind)
+    model.save(directory)
+    write_json({"method": cfg.thresholds.method, "tuned_on": "val",
+                "thresholds": dict(zip(cfg.data.label_columns, map(float, thresholds)))},
+               directory / "thresholds.json")
+    return directory
+
+
+def load_run_model(run: RunDir) -> tuple[TextClassifier, np.ndarray, Config]:
+    """The saved model of a run, its thresholds (in label order) and its config."""
+    cfg = run.load_config()
+    directory = run.model_dir(cfg.model.kind)
+    model = TextClassifier.load(directory)
+    th = read_json(directory / "thresholds.json")["thresholds"]
+    return model, np.array([th[lab] for lab in cfg.data.label_columns]), cfg
+
+
+def _progress(items, description: str):
+    from .progress import track
+    return track(items, description=description)
