@@ -1,0 +1,41 @@
+"""Shared fixtures: real legal data (the bundled ToS sentences), small document-level slices of it."""
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("LEXCODER_PROGRESS", "0")
+
+from lexcoder.demo import TOS_LABELS, demo_data_path  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tos_full() -> pd.DataFrame:
+    """All 17,383 ToS sentences (CC BY 4.0, bundled with the package)."""
+    return pd.read_csv(demo_data_path())
+
+
+@pytest.fixture(scope="session")
+def tos_labels() -> list[str]:
+    return list(TOS_LABELS)
+
+
+@pytest.fixture(scope="session")
+def tos_docs(tos_full) -> pd.DataFrame:
+    """A document-level slice: 30 of the 50 Terms of Service (about 10k sentences)."""
+    docs = sorted(tos_full["doc_id"].unique())[:30]
+    return tos_full[tos_full["doc_id"].isin(docs)].reset_index(drop=True)
+
+
+def write_config(tmp_path, data_path, labels, **data_extra) -> "os.PathLike":
+    """Write a minimal lexcoder config for ``data_path`` and return its path."""
+    import tomli_w
+    cfg = {"data": {"path": str(data_path), "text_column": "text", "id_column": "id",
+                    "label_columns": list(labels), **data_extra}}
+    path = tmp_path / "config.toml"
+    path.write_text(tomli_w.dumps(cfg), encoding="utf-8")
+    return path
