@@ -96,6 +96,28 @@ class EvalConfig(_Section):
 
     bootstrap: int = Field(1000, ge=0)
     seed: int = 42
+    ece_bins: int = Field(10, ge=2)
+
+
+class CalibrationConfig(_Section):
+    """Optional post-hoc calibration of the probabilities, fitted on the validation split."""
+
+    method: Literal["none", "platt", "isotonic"] = "none"
+
+
+class ReportConfig(_Section):
+    """The HTML/Markdown report written as the last stage of a run."""
+
+    enabled: bool = True
+    top_issues: int = Field(20, ge=0)
+
+
+class NotifyConfig(_Section):
+    """Message when a run finishes or fails; credentials only from environment variables (lexcoder.notify)."""
+
+    enabled: bool | None = None  # None: on whenever LEXCODER_TELEGRAM_* or LEXCODER_WEBHOOK_URL is set
+    on: list[Literal["finish", "fail"]] = Field(default_factory=lambda: ["finish", "fail"])
+    timeout: float = Field(5.0, gt=0, le=60)
 
 
 class Config(_Section):
@@ -107,6 +129,9 @@ class Config(_Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     thresholds: ThresholdConfig = Field(default_factory=ThresholdConfig)
     evaluate: EvalConfig = Field(default_factory=EvalConfig)
+    calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
+    notify: NotifyConfig = Field(default_factory=NotifyConfig)
 
 
 def _explain(err: ValidationError, source: str) -> ConfigError:
@@ -212,6 +237,22 @@ method = "f1"                     # "f1": per label, maximise F1 on the validati
 fixed = 0.5                       # threshold used when method = "fixed"
 
 [evaluate]
-bootstrap = 1000                  # bootstrap resamples for confidence intervals (0 = off)
+bootstrap = 1000                  # bootstrap resamples for confidence intervals (0 = off);
+                                  # whole groups (group_column) are resampled when there is one
 seed = 42
+ece_bins = 10                     # equal-width bins for the calibration curve and ECE
+
+[calibration]
+method = "none"                   # "platt" or "isotonic": recalibrate probabilities on validation
+
+[report]
+enabled = true                    # write report.html and report.md at the end of the run
+top_issues = 20                   # likely coding errors listed in the report (if an audit ran)
+
+[notify]                          # a message when a long run finishes or fails (Telegram or any webhook)
+# enabled = true                  # default: on whenever the environment variables below are set
+on = ["finish", "fail"]
+timeout = 5.0                     # seconds; an unreachable server never fails the run
+# credentials only from the environment: LEXCODER_TELEGRAM_TOKEN + LEXCODER_TELEGRAM_CHAT_ID,
+# or LEXCODER_WEBHOOK_URL (any URL that accepts a JSON POST)
 '''

@@ -19,6 +19,7 @@ from .data import load_dataset
 from .evaluate import evaluate_predictions
 from .io import file_sha256, read_json, write_json, write_table
 from .models import TextClassifier, build_model
+from .notify import watch_run
 from .rundir import RunDir, stage, stage_done, start_run
 from .split import cv_partitions, make_splits, prevalence_table
 from .thresholds import choose_thresholds
@@ -44,6 +45,14 @@ def run_pipeline(cfg: Config, out: str | Path, *, resume: bool = False) -> RunRe
     out : run directory (created; must be empty unless ``resume``)
     resume : continue an interrupted run, skipping the stages its manifest marks as done
     """
+    n = cfg.notify
+    with watch_run(Path(out).name, enabled=n.enabled, on=n.on, timeout=n.timeout) as watch:
+        result = _run_stages(cfg, out, resume=resume)
+        watch.finished(result.metrics)  # [notify]: message with macro-F1 and wall time (or the error)
+    return result
+
+
+def _run_stages(cfg: Config, out: str | Path, *, resume: bool) -> RunResult:
     run = RunDir(Path(out))
     start_run(run, cfg, resume=resume)
     if not (resume and stage_done(run, "load")):
