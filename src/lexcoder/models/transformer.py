@@ -1,0 +1,614 @@
+"""The shared torch core of the fine-tuned families (encoders and decoder LLMs).
+
+:class:`TransformerClassifier` holds everything the families share: tokenisation into overlapping windows
+with dynamic padding, length-grouped batches, window pooling, the multi-label loss (BCE with capped
+per-label ``pos_weight``, optional focal loss), AdamW with linear warm-up, evaluation on the validation
+texts with early stopping on macro-F1, checkpoints with exact resume, and a fast inference path.
+Subclasses only say how to build and save the network (``_build_model``, ``_build_tokenizer``,
+``_save_weights``, ``_load_weights``, ``_trainable_parameters``).
+
+Texts longer than ``max_length`` tokens are cut into windows that overlap by ``stride`` tokens; a text's
+logits are pooled over its windows (``"max"``: the most confident window; ``"mean"``: mean probability)
+both during training (the loss sees the pooled text-level prediction) and prediction.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from ..errors import ConfigError, LexcoderError
+from ..io import write_json
+from ..progress import track
+from ..thresholds import f1_optimal_threshold
+from .base import TextClassifier, check_training_data, sigmoid
+from .pretrained import resolve_model_path
+
+log = logging.getLogger(__name__)
+
+_POOLING = ("max", "mean")
+_LATEST = "latest.json"
+
+
+@dataclass
+class Encoded:
+    """Texts tokenised into windows.
+
+    Attributes
+    ----------
+    ids : token ids, one list per window (``n_windows`` lists)
+    owner : (n_windows,) index of the text each window belongs to
+    n_texts : number of texts
+    """
+
+    ids: list[list[int]]
+    owner: np.ndarray
+    n_texts: int
+
+    def text_lengths(self) -> np.ndarray:
+        """(n_texts,) total number of tokens of each text over its windows."""
+        return np.bincount(self.owner, weights=[len(w) for w in self.ids], minlength=self.n_texts)
+
+    def windows_of(self) -> list[np.ndarray]:
+        """For each text, the indices of its windows."""
+        order = np.argsort(self.owner, kind="stable")
+        return np.split(order, np.cumsum(np.bincount(self.owner, minlength=self.n_texts))[:-1])
+
+
+@dataclass
+class TrainState:
+    """Where training stands; saved in every checkpoint (``state.json``)."""
+
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    global_step: int = 0
+    best_score: float = -1.0
+    best_step: int = -1
+    bad_evals: int = 0
+    finished: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class TransformerClassifier(TextClassifier):
+    """Fine-tune a pretrained transformer as a multi-label classifier (one sigmoid per label).
+
+    Parameters
+    ----------
+    name : pretrained model: alias (``"minilm"``), local directory or cached hub id
+    max_length : tokens per window (default 256); longer texts are split into overlapping windows
+    stride : tokens shared by consecutive windows of a long text
+    pooling : ``"max"`` or ``"mean"``: how window probabilities become the text's probability
+    batch_size : texts per training batch
+    eval_batch_size : windows per prediction batch
+    epochs : passes over the training texts (early stopping may end sooner)
+    max_steps : stop after this many optimizer steps (None: no limit)
+    lr : peak learning rate of AdamW (after linear warm-up, decays linearly to 0)
+    head_lr : learning rate of the classification head (None: ``lr``); a larger one helps rare labels
+    weight_decay : AdamW weight decay (not applied to biases and norms)
+    warmup_ratio : fraction of the training steps spent warming up
+    pos_weight_cap : per-label positive weight = negatives / positives, capped at this (1: unweighted)
+    focal_gamma : 0 = plain BCE; > 0 = focal loss with this gamma
+    eval_steps : also evaluate every this many steps (None: once per epoch)
+    patience : stop after this many evaluations without a better validation macro-F1 (None: never)
+    checkpoint_steps : with ``checkpoint_dir`` set, checkpoint every this many steps (and every epoch)
+    quantize_int8 : CPU prediction with dynamic int8 quantisation of the linear layers (faster)
+    inference_bf16 : CPU prediction under bfloat16 autocast (fast on CPUs with AMX; check agreement)
+    num_threads : torch CPU threads (None: one per available core)
+    device : ``"cpu"``, ``"cuda"`` or None (CUDA when available; bf16 autocast on CUDA)
+    seed : seeds weight initialisation, batch order and dropout
+    """
+
+    kind = "transformer"
+
+    def __init__(self, *, name: str = "minilm", max_length: int = 256, stride: int = 64, pooling: str = "max",
+                 batch_size: int = 16, eval_batch_size: int = 64, epochs: int = 3, max_steps: int | None = None,
+                 lr: float = 5e-5, head_lr: float | None = None, weight_decay: float = 0.01,
+                 warmup_ratio: float = 0.1, pos_weight_cap: float = 10.0, focal_gamma: float = 0.0,
+                 eval_steps: int | None = None, patience: int | None = 2, checkpoint_steps: int = 200,
+                 quantize_int8: bool = False, inference_bf16: bool = False, num_threads: int | None = None,
+                 device: str | None = None, seed: int = 0, **extra: Any) -> None:
+        super().__init__(name=name, max_length=max_length, stride=stride, pooling=pooling,
+                         batch_size=batch_size, eval_batch_size=eval_batch_size, epochs=epochs,
+                         max_steps=max_steps, lr=lr, head_lr=head_lr, weight_decay=weight_decay,
+                         warmup_ratio=warmup_ratio, pos_weight_cap=pos_weight_cap, focal_gamma=focal_gamma,
+                         eval_steps=eval_steps, patience=patience, checkpoint_steps=checkpoint_steps,
+                         quantize_int8=quantize_int8, inference_bf16=inference_bf16, num_threads=num_threads,
+                         device=device, seed=seed, **extra)
+        self.checkpoint_dir: Path | None = None  # set by the pipeline: checkpoint there and resume from it
+
+    # -- hooks for subclasses ---------------------------------------------------------------------
+    def _build_model(self, num_labels: int) -> torch.nn.Module:
+        """A fresh ``*ForSequenceClassification`` with ``problem_type="multi_label_classification"``."""
+        raise NotImplementedError
+
+    def _build_tokenizer(self):
+        """The tokenizer (a fast Hugging Face tokenizer with a pad token)."""
+        from transformers import AutoTokenizer
+        return AutoTokenizer.from_pretrained(self._source(), local_files_only=True)
+
+    def _trainable_parameters(self) -> list[torch.nn.Parameter]:
+        """Parameters the optimizer updates (default: all of them)."""
+        return [p for p in self.model_.parameters() if p.requires_grad]
+
+    def _head_parameter_names(self) -> set[str]:
+        """Names of the classification head's parameters (they may get ``head_lr``)."""
+        heads = ("classifier.", "score.")
+        return {n for n, _ in self.model_.named_parameters() if any(h in n for h in heads)}
+
+    def _save_weights(self, directory: Path) -> None:
+        """Save the network (default: ``save_pretrained`` with safetensors into ``directory/model``)."""
+        self.model_.save_pretrained(directory / "model", safe_serialization=True)
+
+    @classmethod
+    def _load_weights(cls, directory: Path, meta: dict[str, Any]) -> torch.nn.Module:
+        """Load the network saved by :meth:`_save_weights`."""
+        from transformers import AutoModelForSequenceClassification
+        return AutoModelForSequenceClassification.from_pretrained(directory / "model", local_files_only=True)
+
+    def _source(self) -> str:
+        """Local path (or cached id) of the pretrained model."""
+        return resolve_model_path(self.params["name"])
+
+    # -- tokenisation and batching ----------------------------------------------------------------
+    def _encode(self, texts: Sequence[str]) -> Encoded:
+        """Tokenise ``texts`` into windows of at most ``max_length`` tokens (special tokens included)."""
+        p = self.params
+        enc = self.tokenizer_(list(texts), truncation=True, max_length=p["max_length"], stride=p["stride"],
+                              return_overflowing_tokens=True, padding=False, return_attention_mask=False)
+        owner = np.asarray(enc["overflow_to_sample_mapping"], dtype=np.int64)
+        return Encoded(ids=list(enc["input_ids"]), owner=owner, n_texts=len(texts))
+
+    def _collate(self, windows: list[list[int]]) -> dict[str, torch.Tensor]:
+        """Pad ``windows`` to the longest one (dynamic padding) on the tokenizer's padding side."""
+        longest = max(len(w) for w in windows)
+        ids = torch.full((len(windows), longest), self._pad_id(), dtype=torch.long)
+        mask = torch.zeros((len(windows), longest), dtype=torch.long)
+        left = getattr(self.tokenizer_, "padding_side", "right") == "left"
+        for i, w in enumerate(windows):
+            sl = slice(longest - len(w), longest) if left else slice(0, len(w))
+            ids[i, sl] = torch.tensor(w, dtype=torch.long)
+            mask[i, sl] = 1
+        return {"input_ids": ids.to(self.device_), "attention_mask": mask.to(self.device_)}
+
+    def _pad_id(self) -> int:
+        pad = self.tokenizer_.pad_token_id
+        if pad is None:
+            raise LexcoderError(f"The tokenizer of {self.params['name']!r} has no pad token.")
+        return int(pad)
+
+    def _epoch_batches(self, lengths: np.ndarray, epoch: int) -> list[np.ndarray]:
+        """Text indices of each training batch of ``epoch``: shuffled, grouped by length.
+
+        Texts are shuffled, cut into mega-batches of 50 batches, sorted by length inside each, cut into
+        batches, and the batches shuffled again: little padding, yet random batches. Depends only on
+        ``seed`` and ``epoch``, so a resumed run sees the same batches.
+        """
+        bs = self.params["batch_size"]
+        rng = np.random.default_rng([self.params["seed"], epoch])
+        perm = rng.permutation(len(lengths))
+        batches = []
+        for start in range(0, len(perm), 50 * bs):
+            mega = perm[start:start + 50 * bs]
+            mega = mega[np.argsort(-lengths[mega], kind="stable")]
+            batches.extend(mega[i:i + bs] for i in range(0, len(mega), bs))
+        return [batches[i] for i in rng.permutation(len(batches))]
+
+    # -- forward pass --------------------------------------------------------------------------
+    def _autocast(self, training: bool):
+        if self.device_.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        if not training and self.params["inference_bf16"]:
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return torch.autocast("cpu", enabled=False)
+
+    def _text_logits(self, model: torch.nn.Module, enc: Encoded, texts: np.ndarray) -> torch.Tensor:
+        """Pooled logits, shape ``(len(texts), n_labels)``, for the text indices ``texts`` of ``enc``."""
+        wins = np.concatenate([self._windows[t] for t in texts])
+        batch = self._collate([enc.ids[w] for w in wins])
+        with self._autocast(model.training):
+            logits = model(**batch).logits.float()
+        if len(wins) == len(texts):
+            return logits
+        local = torch.as_tensor(np.repeat(np.arange(len(texts)), [len(self._windows[t]) for t in texts]),
+                                device=logits.device)
+        return pool_logits(logits, local, len(texts), self.params["pooling"])
+
+    def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """BCE with per-label ``pos_weight_`` (focal when ``focal_gamma > 0``), mean over cells."""
+        bce = F.binary_cross_entropy_with_logits(logits, y, pos_weight=self.pos_weight_, reduction="none")
+        gamma = self.params["focal_gamma"]
+        if gamma > 0:
+            p = torch.sigmoid(logits)
+            p_true = torch.where(y > 0.5, p, 1 - p)
+            bce = bce * (1 - p_true).pow(gamma)
+        return bce.mean()
+
+    # -- training ---------------------------------------------------------------------------------
+    def fit(self, texts, Y, val_texts=None, val_Y=None, *, label_names=None) -> "TransformerClassifier":
+        """Fine-tune on ``texts`` and ``Y`` ``(n, n_labels)``; early stopping on ``val_texts``/``val_Y``.
+
+        With ``checkpoint_dir`` set, training is checkpointed there and resumed from its last checkpoint.
+        """
+        texts, Y = check_training_data(texts, Y)
+        self._check_params()
+        self.label_names_ = list(label_names) if label_names is not None else [str(j) for j in range(Y.shape[1])]
+        self._setup(Y.shape[1])
+        enc = self._encode(texts)
+        val = None
+        if val_texts is not None and val_Y is not None and len(val_texts):
+            val = ([str(t) for t in val_texts], np.asarray(val_Y))
+        prevalence = Y.mean(axis=0)
+        self.pos_weight_ = torch.tensor(np.clip((1 - prevalence) / prevalence, 1.0, self.params["pos_weight_cap"]),
+                                        dtype=torch.float32, device=self.device_)
+        self._train(enc, torch.as_tensor(Y, dtype=torch.float32), val, self._fingerprint(texts, Y, val))
+        return self
+
+    def _check_params(self) -> None:
+        p = self.params
+        if p["pooling"] not in _POOLING:
+            raise ConfigError(f"[model.params] pooling = {p['pooling']!r}; use one of {list(_POOLING)}.")
+        if not 0 <= p["stride"] < p["max_length"] - 2:
+            raise ConfigError(f"[model.params] stride ({p['stride']}) must be >= 0 and well below "
+                              f"max_length ({p['max_length']}).")
+        if p["batch_size"] < 1 or p["epochs"] < 1:
+            raise ConfigError("[model.params] batch_size and epochs must be at least 1.")
+
+    def _setup(self, num_labels: int) -> None:
+        """Threads, device, seed, tokenizer and a freshly initialised network."""
+        set_threads(self.params["num_threads"])
+        self.device_ = pick_device(self.params["device"])
+        torch.manual_seed(self.params["seed"])
+        self.tokenizer_ = self._build_tokenizer()
+        self.model_ = self._build_model(num_labels).to(self.device_)
+        self._infer_model = None
+
+    def _optimizer(self, total_steps: int):
+        from transformers import get_linear_schedule_with_warmup
+        p = self.params
+        params = self._trainable_parameters()
+        ids = {id(x) for x in params}
+        heads = self._head_parameter_names()
+        groups: dict[tuple[bool, bool], list] = {}
+        for name, x in self.model_.named_parameters():
+            if id(x) in ids:
+                groups.setdefault((name in heads, x.ndim >= 2), []).append(x)
+        spec = [{"params": xs, "lr": (p["head_lr"] or p["lr"]) if head else p["lr"],
+                 "weight_decay": p["weight_decay"] if decay else 0.0}
+                for (head, decay), xs in sorted(groups.items())]
+        opt = torch.optim.AdamW(spec, lr=p["lr"])
+        sched = get_linear_schedule_with_warmup(opt, int(p["warmup_ratio"] * total_steps), total_steps)
+        return opt, sched
+
+    def _total_steps(self, n_texts: int) -> int:
+        per_epoch = -(-n_texts // self.params["batch_size"])
+        total = per_epoch * self.params["epochs"]
+        return min(total, self.params["max_steps"]) if self.params["max_steps"] else total
+
+    def _train(self, enc: Encoded, Y: torch.Tensor, val, fingerprint: str) -> None:
+        total = self._total_steps(enc.n_texts)
+        opt, sched = self._optimizer(total)
+        state, best = TrainState(), None
+        ckpt = self._latest_checkpoint(fingerprint)
+        if ckpt is not None:
+            state, best = self._restore(ckpt, opt, sched)
+        if not state.finished:
+            best = self._loop(enc, Y, val, opt, sched, state, best, total, fingerprint)
+        if best is not None:
+            self._set_trainable_state(best)
+        self.history_ = state.history
+        self.model_.eval()
+
+    def _loop(self, enc, Y, val, opt, sched, state: TrainState, best, total: int, fingerprint: str):
+        p = self.params
+        self._windows = enc.windows_of()
+        lengths = enc.text_lengths()
+        per_epoch = -(-enc.n_texts // p["batch_size"])
+        ckpt_every, eval_every = p["checkpoint_steps"], p["eval_steps"]
+        t0, seen, loss_sum = time.perf_counter(), 0, 0.0
+        for epoch, b, batch in track(self._steps(lengths, state), description="Fine-tuning",
+                                     total=total - state.global_step):
+            loss_sum += self._train_step(enc, Y, batch, opt, sched)
+            seen += len(batch)
+            state.epoch, state.batch_in_epoch, state.global_step = epoch, b + 1, state.global_step + 1
+            end_of_epoch = b + 1 == per_epoch or state.global_step == total
+            if end_of_epoch or (eval_every and state.global_step % eval_every == 0):
+                best = self._evaluate(val, state, best, loss_sum / max(seen, 1), seen / (time.perf_counter() - t0))
+                loss_sum = 0.0
+            stop = state.global_step >= total or (p["patience"] is not None and state.bad_evals >= p["patience"])
+            state.finished = stop
+            if end_of_epoch or stop or state.global_step % ckpt_every == 0:
+                self._checkpoint(opt, sched, state, best, fingerprint)
+            self._after_step(state.global_step)
+            if stop:
+                break
+        state.finished = True
+        return best
+
+    def _steps(self, lengths: np.ndarray, state: TrainState) -> Iterator[tuple[int, int, np.ndarray]]:
+        """(epoch, batch index, text indices) from where ``state`` stands."""
+        skip = state.batch_in_epoch
+        epoch = state.epoch
+        batches = self._epoch_batches(lengths, epoch)
+        if skip >= len(batches):
+            epoch, skip = epoch + 1, 0
+        for e in range(epoch, self.params["epochs"]):
+            batches = self._epoch_batches(lengths, e)
+            for b in range(skip if e == epoch else 0, len(batches)):
+                yield e, b, batches[b]
+
+    def _train_step(self, enc: Encoded, Y: torch.Tensor, batch: np.ndarray, opt, sched) -> float:
+        self.model_.train()
+        logits = self._text_logits(self.model_, enc, batch)
+        loss = self._loss(logits, Y[torch.as_tensor(batch)].to(self.device_))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self._trainable_parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        return float(loss.detach()) * len(batch)
+
+    def _after_step(self, step: int) -> None:
+        """Called after every optimizer step (and checkpoint); a no-op hook (tests interrupt here)."""
+
+    def _evaluate(self, val, state: TrainState, best, train_loss: float, speed: float):
+        """Validation macro-F1 (F1-optimal thresholds); keep the best weights; log one line."""
+        entry = {"epoch": state.epoch, "step": state.global_step, "train_loss": round(train_loss, 5),
+                 "train_examples_per_s": round(speed, 2)}
+        if val is None:
+            state.history.append(entry)
+            log.info("epoch %d step %d: train loss %.4f (%.1f texts/s; no validation texts)",
+                     state.epoch + 1, state.global_step, train_loss, speed)
+            return self._trainable_state()
+        P = self._predict(val[0], self.model_)
+        score = macro_f1_at_best_thresholds(val[1], P)
+        entry["val_macro_f1"] = round(score, 5)
+        state.history.append(entry)
+        improved = score > state.best_score
+        if improved:
+            state.best_score, state.best_step, state.bad_evals = score, state.global_step, 0
+            best = self._trainable_state()
+        else:
+            state.bad_evals += 1
+        log.info("epoch %d step %d: train loss %.4f, val macro-F1 %.4f (best %.4f at step %d), %.1f texts/s",
+                 state.epoch + 1, state.global_step, train_loss, score, state.best_score, state.best_step, speed)
+        return best
+
+    def _trainable_state(self) -> dict[str, torch.Tensor]:
+        """Copies of the trainable parameters, by name."""
+        return {n: x.detach().to("cpu", copy=True).contiguous()
+                for n, x in self.model_.named_parameters() if x.requires_grad}
+
+    def _set_trainable_state(self, weights: dict[str, torch.Tensor]) -> None:
+        with torch.no_grad():
+            for n, x in self.model_.named_parameters():
+                if n in weights:
+                    x.copy_(weights[n].to(x.device))
+        self._infer_model = None
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def _fingerprint(self, texts: list[str], Y: np.ndarray, val) -> str:
+        """Identifies the training problem, so a checkpoint is only resumed for the same one."""
+        h = hashlib.sha256(json.dumps({k: v for k, v in self.params.items()}, sort_keys=True, default=str).encode())
+        for t in texts:
+            h.update(t.encode("utf-8", "surrogatepass") + b"\0")
+        h.update(np.ascontiguousarray(Y).tobytes())
+        if val is not None:
+            h.update(str(len(val[0])).encode() + np.ascontiguousarray(val[1]).tobytes())
+        return h.hexdigest()[:20]
+
+    def _latest_checkpoint(self, fingerprint: str) -> Path | None:
+        if self.checkpoint_dir is None:
+            return None
+        pointer = Path(self.checkpoint_dir) / _LATEST
+        if not pointer.is_file():
+            return None
+        info = json.loads(pointer.read_text(encoding="utf-8"))
+        if info.get("fingerprint") != fingerprint:
+            log.warning("Ignoring the checkpoint in %s: it belongs to other data or settings.", self.checkpoint_dir)
+            return None
+        path = Path(self.checkpoint_dir) / info["path"]
+        return path if path.is_dir() else None
+
+    def _checkpoint(self, opt, sched, state: TrainState, best, fingerprint: str) -> None:
+        """Write a complete checkpoint, then atomically point ``latest.json`` at it (safe under kill -9)."""
+        if self.checkpoint_dir is None:
+            return
+        root = Path(self.checkpoint_dir)
+        name = f"step-{state.global_step:07d}"
+        tmp = root / f".{name}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        save_file(self._trainable_state(), tmp / "trainable.safetensors")
+        if best is not None:
+            save_file(best, tmp / "best.safetensors")
+        tensors, groups = flatten_optimizer(opt.state_dict())
+        tensors.update(rng_state())
+        save_file(tensors, tmp / "optimizer_rng.safetensors")
+        write_json({"train": state.__dict__, "param_groups": groups, "scheduler": sched.state_dict()},
+                   tmp / "state.json")
+        shutil.rmtree(root / name, ignore_errors=True)
+        os.replace(tmp, root / name)
+        write_json({"path": name, "fingerprint": fingerprint}, root / _LATEST)
+        for old in root.glob("step-*"):
+            if old.name != name:
+                shutil.rmtree(old, ignore_errors=True)
+        log.debug("checkpoint %s", root / name)
+
+    def _restore(self, path: Path, opt, sched) -> tuple[TrainState, dict[str, torch.Tensor] | None]:
+        info = json.loads((path / "state.json").read_text(encoding="utf-8"))
+        state = TrainState(**info["train"])
+        self._set_trainable_state(load_file(path / "trainable.safetensors"))
+        tensors = load_file(path / "optimizer_rng.safetensors")
+        opt.load_state_dict(unflatten_optimizer(tensors, info["param_groups"]))
+        sched.load_state_dict(info["scheduler"])
+        set_rng_state(tensors)
+        best = load_file(path / "best.safetensors") if (path / "best.safetensors").is_file() else None
+        log.info("Resuming from checkpoint %s (step %d%s).", path, state.global_step,
+                 ", already finished" if state.finished else "")
+        return state, best
+
+    # -- prediction -------------------------------------------------------------------------------
+    def predict_proba(self, texts) -> np.ndarray:
+        """Probabilities ``(len(texts), n_labels)``: windows sorted by length, pooled per text."""
+        self._check_fitted()
+        return self._predict([str(t) for t in texts], self._inference_model())
+
+    def _predict(self, texts: list[str], model: torch.nn.Module) -> np.ndarray:
+        n_labels = len(self.label_names_)
+        if not texts:
+            return np.zeros((0, n_labels))
+        model.eval()
+        enc = self._encode(texts)
+        order = np.argsort([len(w) for w in enc.ids], kind="stable")
+        logits = np.empty((len(enc.ids), n_labels), dtype=np.float32)
+        bs = self.params["eval_batch_size"]
+        with torch.inference_mode():
+            for start in range(0, len(order), bs):
+                idx = order[start:start + bs]
+                with self._autocast(training=False):
+                    out = model(**self._collate([enc.ids[i] for i in idx])).logits
+                logits[idx] = out.float().cpu().numpy()
+        return pool_probabilities(logits, enc.owner, len(texts), self.params["pooling"])
+
+    def _inference_model(self) -> torch.nn.Module:
+        """The network in eval mode, dynamically int8-quantised on CPU when ``quantize_int8``."""
+        if getattr(self, "_infer_model", None) is None:
+            self.model_.eval()
+            model = self.model_
+            if self.params["quantize_int8"] and self.device_.type == "cpu":
+                model = quantize_int8(model)
+            self._infer_model = model
+        return self._infer_model
+
+    # -- persistence ------------------------------------------------------------------------------
+    def _save(self, directory: Path) -> None:
+        self._save_weights(directory)
+        self.tokenizer_.save_pretrained(directory / "tokenizer")
+        write_json({"history": getattr(self, "history_", [])}, directory / "training_history.json")
+
+    @classmethod
+    def _load(cls, directory: Path, meta: dict[str, Any]) -> "TransformerClassifier":
+        from transformers import AutoTokenizer
+        model = cls(**meta["params"])
+        set_threads(model.params["num_threads"])
+        model.device_ = pick_device(model.params["device"])
+        model.tokenizer_ = AutoTokenizer.from_pretrained(directory / "tokenizer", local_files_only=True)
+        model.model_ = cls._load_weights(directory, meta).to(model.device_).eval()
+        model._infer_model = None
+        hist = directory / "training_history.json"
+        model.history_ = json.loads(hist.read_text(encoding="utf-8"))["history"] if hist.is_file() else []
+        return model
+
+
+# -- helpers (plain functions over tensors/arrays) ---------------------------------------------------
+def pool_logits(logits: torch.Tensor, owner: torch.Tensor, n_texts: int, pooling: str) -> torch.Tensor:
+    """Pool window logits ``(n_windows, k)`` into text logits ``(n_texts, k)`` (differentiable).
+
+    ``"max"`` takes the largest logit (= the largest probability); ``"mean"`` averages probabilities and
+    returns their logit.
+    """
+    index = owner[:, None].expand_as(logits)
+    if pooling == "max":
+        return logits.new_zeros((n_texts, logits.shape[1])).scatter_reduce(0, index, logits, "amax",
+                                                                           include_self=False)
+    probs = torch.sigmoid(logits).new_zeros((n_texts, logits.shape[1])).scatter_reduce(
+        0, index, torch.sigmoid(logits), "mean", include_self=False)
+    return torch.logit(probs, eps=1e-6)
+
+
+def pool_probabilities(logits: np.ndarray, owner: np.ndarray, n_texts: int, pooling: str) -> np.ndarray:
+    """Text probabilities ``(n_texts, k)``, float64, from window logits ``(n_windows, k)``."""
+    z = logits.astype(np.float64)
+    if len(z) == n_texts and np.array_equal(owner, np.arange(n_texts)):
+        return sigmoid(z)
+    if pooling == "max":
+        out = np.full((n_texts, z.shape[1]), -np.inf)
+        np.maximum.at(out, owner, z)
+        return sigmoid(out)
+    out = np.zeros((n_texts, z.shape[1]))
+    np.add.at(out, owner, sigmoid(z))
+    return out / np.bincount(owner, minlength=n_texts)[:, None]
+
+
+def macro_f1_at_best_thresholds(Y: np.ndarray, P: np.ndarray) -> float:
+    """Mean over labels of the F1 reached at each label's F1-optimal threshold (0 for labels without 1s)."""
+    scores = []
+    for j in range(Y.shape[1]):
+        y = Y[:, j]
+        if y.sum() == 0:
+            continue
+        pred = P[:, j] >= f1_optimal_threshold(y, P[:, j])
+        tp = float((pred & (y == 1)).sum())
+        scores.append(2 * tp / (pred.sum() + y.sum()) if tp else 0.0)
+    return float(np.mean(scores)) if scores else 0.0
+
+
+def flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
+    """An optimizer ``state_dict`` as flat tensors (for safetensors) plus JSON-able param groups."""
+    tensors = {}
+    for idx, slot in state["state"].items():
+        for key, value in slot.items():
+            tensors[f"optim.{idx}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
+    return tensors, state["param_groups"]
+
+
+def unflatten_optimizer(tensors: dict[str, torch.Tensor], groups: list[dict[str, Any]]) -> dict[str, Any]:
+    """Inverse of :func:`flatten_optimizer`."""
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for name, value in tensors.items():
+        if name.startswith("optim."):
+            _, idx, key = name.split(".", 2)
+            state.setdefault(int(idx), {})[key] = value
+    return {"state": state, "param_groups": groups}
+
+
+def rng_state() -> dict[str, torch.Tensor]:
+    """Torch's CPU (and CUDA) random generator states."""
+    out = {"rng.cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            out[f"rng.cuda.{i}"] = s
+    return out
+
+
+def set_rng_state(tensors: dict[str, torch.Tensor]) -> None:
+    torch.set_rng_state(tensors["rng.cpu"])
+    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def set_threads(num_threads: int | None) -> None:
+    """Use ``num_threads`` CPU threads (None: one per core this process may run on)."""
+    n = num_threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+    if n and torch.get_num_threads() != n:
+        torch.set_num_threads(int(n))
+
+
+def pick_device(device: str | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"[model.params] device = {device!r} but no CUDA GPU is available; use \"cpu\".")
+    return torch.device(device)
+
+
+def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``model`` whose ``nn.Linear`` layers run in dynamic int8 (CPU inference only)."""
+    import copy
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao.quantization is deprecated in favour of torchao
+        return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8)
