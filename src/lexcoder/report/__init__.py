@@ -1,0 +1,104 @@
+"""The run report: ``report.html`` (self-contained, plots embedded) and ``report.md`` (the tables).
+
+Built from a run directory's artifacts only, so it can be rebuilt at any time with ``lexcoder report RUN``.
+Needs the ``report`` extra (matplotlib, jinja2).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import LexcoderError
+from ..io import write_text
+from ..rundir import RunDir
+from . import context as ctx
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReportPaths:
+    html: Path
+    md: Path
+
+
+def build_report(run_dir: str | Path | RunDir, *, top_issues: int | None = None) -> ReportPaths:
+    """Write ``report.html`` and ``report.md`` into the run directory.
+
+    Parameters
+    ----------
+    run_dir : a run directory whose training stage has finished
+    top_issues : likely coding errors to list from ``label_issues.csv`` (default ``[report] top_issues``)
+
+    Returns
+    -------
+    the paths of the two files
+    """
+    env = _environment()
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(Path(run_dir))
+    art = ctx.load_artifacts(run)
+    top = art["cfg"].report.top_issues if top_issues is None else top_issues
+    page = report_context(run, art, top_issues=top)
+    write_text(env.get_template("report.md.j2").render(**page), run.report_md)
+    page["figures"] = figures(art)
+    write_text(env.get_template("report.html.j2").render(**page), run.report_html)
+    log.info("Report written to %s", run.report_html)
+    return ReportPaths(html=run.report_html, md=run.report_md)
+
+
+def report_context(run: RunDir, art: dict[str, Any], *, top_issues: int) -> dict[str, Any]:
+    """The template variables shared by the HTML and Markdown reports (tables, no figures)."""
+    metrics = art["metrics"]
+    return {"title": f"lexcoder report — {run.root.resolve().name}", "run_facts": ctx.run_facts(art),
+            "dataset": ctx.dataset_summary(run, art), "metric_rows": ctx.metric_rows(metrics),
+            "second_coder": ctx.second_coder_rows(metrics), "bootstrap": metrics.get("bootstrap"),
+            "split": metrics.get("split"), "labels": list(metrics["labels"]),
+            "issues": ctx.label_issues(run, top_issues),
+            "config_text": run.config.read_text(encoding="utf-8"),
+            "manifest_text": ctx.manifest_text(art["manifest"]), "fmt": ctx.fmt}
+
+
+def figures(art: dict[str, Any]) -> dict[str, Any]:
+    """Embedded PNGs: the F1 overview and five panels per label."""
+    from . import plots
+    metrics, df, preds = art["metrics"], art["df"], art["preds"]
+    preds = preds.set_index("id").loc[df["id"]]  # align with the table's rows
+    split = preds["split"].to_numpy()
+    evaluated = (split == "cv") | (split == "test")
+    where = "out-of-fold" if metrics.get("split") == "cv" else "test"
+    per_label = {}
+    for lab, m in metrics["labels"].items():
+        y, p = df[lab].to_numpy().astype(int), preds[f"{lab}_prob"].to_numpy()
+        val = split == "val"
+        per_label[lab] = plots.label_panels(
+            y[evaluated], p[evaluated], m["threshold"], where=where,
+            y_val=y[val] if val.any() else None, p_val=p[val] if val.any() else None,
+            reliability=m.get("reliability", []))
+    forest = plots.f1_forest([{"label": lab, "f1": m["f1"], "f1_ci": m.get("f1_ci")}
+                              for lab, m in metrics["labels"].items()])
+    return {"overview": forest, "labels": per_label}
+
+
+def _environment():
+    try:
+        import jinja2
+        import matplotlib  # noqa: F401
+    except ImportError as err:
+        raise LexcoderError(f"The report needs the 'report' extra ({err.name} is missing): "
+                            "pip install 'lexcoder[report]'.") from None
+    return jinja2.Environment(loader=jinja2.PackageLoader("lexcoder", "templates"),
+                              autoescape=jinja2.select_autoescape(["html", "html.j2"]),
+                              trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+
+
+def report_available() -> bool:
+    """Whether matplotlib and jinja2 are installed."""
+    try:
+        _environment()
+    except LexcoderError:
+        return False
+    return True

@@ -1,0 +1,137 @@
+"""Everything the report shows, collected from a run directory's artifacts into plain dicts."""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import LexcoderError
+from ..io import read_json
+from ..rundir import RunDir
+from ..split import prevalence_table
+
+log = logging.getLogger(__name__)
+
+TEXT_CHARS = 300  # texts in tables are cut to this many characters
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    """A figure as text: ``—`` for missing, fixed decimals for floats."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def fmt_ci(block: dict[str, Any], key: str) -> str:
+    """``[0.482, 0.716]`` from ``block[key + '_ci']``; empty without an interval."""
+    ci = block.get(f"{key}_ci")
+    return f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+
+
+def load_artifacts(run: RunDir) -> dict[str, Any]:
+    """The run's config, manifest, metrics, table, splits and predictions (error if training is missing)."""
+    missing = [p.name for p in (run.metrics, run.predictions, run.data, run.splits) if not p.is_file()]
+    if missing:
+        raise LexcoderError(f"{run.root}: cannot build a report, {', '.join(missing)} missing. Finish the run "
+                            f"first (`lexcoder run CONFIG --out {run.root} --resume`).")
+    return {"cfg": run.load_config(), "manifest": run.read_manifest(), "metrics": read_json(run.metrics),
+            "df": pd.read_parquet(run.data), "splits": pd.read_parquet(run.splits),
+            "preds": pd.read_parquet(run.predictions)}
+
+
+def dataset_summary(run: RunDir, art: dict[str, Any]) -> dict[str, Any]:
+    """Rows read/kept/dropped, duplicates and conflicts, and label prevalence per split."""
+    labels = art["cfg"].data.label_columns
+    data = art["manifest"].get("data", {})
+    prev = prevalence_table(art["df"], art["splits"], labels)
+    prevalence = {"columns": [str(c) for c in prev.columns],
+                  "rows": [{"label": str(lab), "values": [f"{int(v):,}" if lab == "rows" else f"{v:.1%}"
+                                                          for v in row]} for lab, row in prev.iterrows()]}
+    conflicts = pd.read_parquet(run.conflicts) if run.conflicts.is_file() else pd.DataFrame()
+    return {"facts": [(k.replace("_", " "), fmt(data.get(k))) for k in
+                      ("rows_read", "rows_kept", "dropped_missing_labels", "dropped_empty_texts",
+                       "duplicate_rows", "duplicate_groups", "conflicting_duplicate_groups") if k in data],
+            "source": data.get("path"), "prevalence": prevalence,
+            "conflicts": [{"label": r.label, "ids": ", ".join(map(str, r.ids)),
+                           "values": ", ".join(map(str, r.values)), "text": _cut(r.text)}
+                          for r in conflicts.head(20).itertuples()],
+            "n_conflicts": int(len(conflicts))}
+
+
+def metric_rows(metrics: dict[str, Any]) -> list[dict[str, str]]:
+    """One row of formatted figures per label, then the macro and micro averages.
+
+    Figures with a bootstrap interval have it under ``<key>_ci`` (text, empty if none).
+    """
+    rows = []
+    for lab, m in list(metrics["labels"].items()) + [(avg, metrics.get(avg, {})) for avg in ("macro", "micro")]:
+        row = {"label": lab, "support": fmt(m.get("support")) if lab in metrics["labels"] else ""}
+        for key, name in (("precision", "precision"), ("recall", "recall"), ("f1", "f1"), ("kappa", "cohen_kappa")):
+            row[key], row[f"{key}_ci"] = fmt(m.get(name)), fmt_ci(m, name)
+        for key, name in (("alpha", "krippendorff_alpha"), ("ac1", "gwet_ac1"), ("auc", "roc_auc"),
+                          ("ap", "average_precision"), ("ece", "ece"), ("threshold", "threshold")):
+            row[key] = fmt(m.get(name)) if name in m else ""
+        rows.append(row)
+    return rows
+
+
+def second_coder_rows(metrics: dict[str, Any]) -> list[dict[str, str]]:
+    """Human-vs-human beside model-vs-human agreement, for labels with a second coder."""
+    rows = []
+    for lab, m in metrics["labels"].items():
+        sc = m.get("second_coder")
+        if not sc:
+            continue
+        hh, mh = sc["human_vs_human"], sc["model_vs_human"]
+        rows.append({"label": lab, "n": fmt(hh["n"])} | {
+            f"{who}_{k}": fmt(block[k]) for who, block in (("hh", hh), ("mh", mh))
+            for k in ("percent_agreement", "cohen_kappa", "krippendorff_alpha", "gwet_ac1")})
+    return rows
+
+
+def label_issues(run: RunDir, top: int) -> dict[str, Any] | None:
+    """The first ``top`` rows of ``label_issues.csv`` (written by the audit), or ``None`` if absent."""
+    if not run.label_issues.is_file() or top <= 0:
+        return None
+    try:
+        issues = pd.read_csv(run.label_issues, nrows=top, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        log.warning("%s could not be read (%s); left out of the report.", run.label_issues, err)
+        return None
+    return {"columns": list(issues.columns),
+            "rows": [[_cut(v) for v in row] for row in issues.itertuples(index=False)],
+            "total": _count_lines(run.label_issues)}
+
+
+def run_facts(art: dict[str, Any]) -> list[tuple[str, str]]:
+    """Short facts about the run for the report's header."""
+    man, cfg, metrics = art["manifest"], art["cfg"], art["metrics"]
+    stages = man.get("stages", {})
+    where = "out-of-fold predictions of all folds" if metrics.get("split") == "cv" else "the test split"
+    return [("created", str(man.get("created", "—"))), ("model", cfg.model.kind + (f" ({cfg.model.name})" if
+                                                                                   cfg.model.name else "")),
+            ("split", cfg.split.method), ("figures on", where),
+            ("calibration", cfg.calibration.method), ("lexcoder", str(man.get("lexcoder_version", "—"))),
+            ("git commit", str(man.get("git_commit") or "—")[:12]),
+            ("stage times", ", ".join(f"{k} {v.get('seconds', 0):.1f} s" for k, v in stages.items()) or "—")]
+
+
+def manifest_text(manifest: dict[str, Any]) -> str:
+    return json.dumps(manifest, indent=2, ensure_ascii=False)
+
+
+def _cut(value: Any) -> str:
+    text = "" if value is None else str(value)
+    return text if len(text) <= TEXT_CHARS else text[:TEXT_CHARS] + "…"
+
+
+def _count_lines(path) -> int:
+    try:
+        return max(0, len(pd.read_csv(path, usecols=[0], dtype=str)))
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError):
+        return 0

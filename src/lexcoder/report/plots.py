@@ -1,0 +1,140 @@
+"""Figures of the report, drawn with matplotlib's object API (no pyplot state) and embedded as PNG.
+
+Each figure is returned as a ``data:image/png;base64,…`` URI so that report.html is one self-contained file.
+"""
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import confusion_matrix, precision_recall_curve, roc_curve
+
+DPI = 80
+_BLUE, _ORANGE, _GREY = "#1f77b4", "#ff7f0e", "#888888"
+_TICKS = (0, 0.5, 1)
+
+
+def _figure(width: float, height: float, ncols: int = 1, **margins: float):
+    """A figure with one row of axes; fixed margins (a layout engine would double the drawing time)."""
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    fig.subplots_adjust(**{"left": 0.05, "right": 0.99, "bottom": 0.17, "top": 0.88, "wspace": 0.32, **margins})
+    return fig, fig.subplots(1, ncols, squeeze=False)[0]
+
+
+def _unit_axes(ax, **labels: str) -> None:
+    """Axes on [0, 1] x [0, 1] with few ticks (tick layout dominates matplotlib's drawing time)."""
+    ax.set(xlim=(0, 1), ylim=(0, 1.02), xticks=_TICKS, yticks=_TICKS, **labels)
+
+
+def to_data_uri(fig) -> str:
+    """PNG of ``fig`` as a base64 data URI."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, pil_kwargs={"compress_level": 1})  # fast; size hardly matters
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def f1_by_threshold(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """F1 of ``p >= t`` for every distinct threshold ``t``: (thresholds, f1), both (k,)."""
+    precision, recall, thresholds = precision_recall_curve(y, p)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(denom), where=denom > 0)[:-1]
+    return thresholds, f1
+
+
+def label_panels(y: np.ndarray, p: np.ndarray, threshold: float, *, where: str,
+                 y_val: np.ndarray | None = None, p_val: np.ndarray | None = None,
+                 reliability: Sequence[dict[str, Any]] = ()) -> str:
+    """One row of five panels for one label: PR, ROC, confusion matrix, F1 vs threshold, calibration.
+
+    Parameters
+    ----------
+    y, p : (n,) human labels and model probabilities of the evaluated rows (``where`` names them)
+    threshold : the label's decision threshold
+    y_val, p_val : (m,) validation rows, drawn in the F1-vs-threshold panel where the threshold was tuned
+    reliability : reliability-curve bins from metrics.json (``mean_prob``, ``observed``, ``n``)
+    """
+    fig, ax = _figure(15, 3.1, ncols=5)
+    pred = p >= threshold
+    both = 0 < y.sum() < len(y)
+    if both:
+        _pr_panel(ax[0], y, p, pred)
+        _roc_panel(ax[1], y, p, pred)
+    else:
+        for a in ax[:2]:
+            a.text(0.5, 0.5, "needs positives and negatives", ha="center", va="center", transform=a.transAxes)
+    _confusion_panel(ax[2], y, pred, where)
+    _threshold_panel(ax[3], y, p, threshold, where, y_val, p_val)
+    _calibration_panel(ax[4], reliability)
+    return to_data_uri(fig)
+
+
+def _pr_panel(ax, y, p, pred) -> None:
+    precision, recall, _ = precision_recall_curve(y, p)
+    ax.step(recall, precision, where="post", color=_BLUE)
+    tp = (pred & (y == 1)).sum()
+    ax.plot(tp / max(y.sum(), 1), tp / max(pred.sum(), 1), "o", color=_ORANGE, label="at threshold")
+    ax.axhline(y.mean(), color=_GREY, ls=":", label="chance")
+    _unit_axes(ax, xlabel="recall", ylabel="precision", title="Precision–recall")
+    ax.legend(loc="lower left", fontsize=8)
+
+
+def _roc_panel(ax, y, p, pred) -> None:
+    fpr, tpr, _ = roc_curve(y, p)
+    ax.plot(fpr, tpr, color=_BLUE)
+    ax.plot(((pred == 1) & (y == 0)).sum() / max((y == 0).sum(), 1),
+            ((pred == 1) & (y == 1)).sum() / max(y.sum(), 1), "o", color=_ORANGE)
+    ax.plot([0, 1], [0, 1], color=_GREY, ls=":")
+    _unit_axes(ax, xlabel="false positive rate", ylabel="true positive rate", title="ROC")
+
+
+def _confusion_panel(ax, y, pred, where: str) -> None:
+    cm = confusion_matrix(y, pred, labels=[0, 1])
+    ax.imshow(cm, cmap="Blues")
+    for (i, j), v in np.ndenumerate(cm):
+        ax.text(j, i, f"{v:,}", ha="center", va="center", color="white" if v > cm.max() / 2 else "black")
+    ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["0", "1"], yticklabels=["0", "1"],
+           xlabel="model", ylabel="human", title=f"Confusion ({where})")
+
+
+def _threshold_panel(ax, y, p, threshold, where, y_val, p_val) -> None:
+    for yy, pp, name, color in ((y, p, where, _BLUE), (y_val, p_val, "validation", _ORANGE)):
+        if yy is not None and len(yy) and yy.sum():
+            t, f1 = f1_by_threshold(yy, pp)
+            ax.plot(t, f1, color=color, label=name)
+    ax.axvline(threshold, color="black", ls="--", lw=1, label=f"threshold {threshold:.2f}")
+    _unit_axes(ax, xlabel="threshold", ylabel="F1", title="F1 by threshold")
+    ax.legend(loc="upper right", fontsize=8)
+
+
+def _calibration_panel(ax, reliability: Sequence[dict[str, Any]]) -> None:
+    ax.plot([0, 1], [0, 1], color=_GREY, ls=":", label="perfect")
+    if reliability:
+        x = [b["mean_prob"] for b in reliability]
+        obs = [b["observed"] for b in reliability]
+        size = np.sqrt([b["n"] for b in reliability])
+        ax.plot(x, obs, color=_BLUE, lw=1)
+        ax.scatter(x, obs, s=8 + 60 * size / size.max(), color=_BLUE, zorder=3, label="bins (size = rows)")
+    _unit_axes(ax, xlabel="predicted probability", ylabel="observed share of 1s", title="Calibration")
+    ax.legend(loc="upper left", fontsize=8)
+
+
+def f1_forest(rows: Sequence[dict[str, Any]]) -> str:
+    """Per-label F1 with its bootstrap interval, one line per label.
+
+    ``rows``: dicts with ``label``, ``f1`` and ``f1_ci`` ([low, high] or None).
+    """
+    height = 0.9 + 0.32 * len(rows)
+    fig, (ax,) = _figure(7, height, left=0.3, right=0.97, bottom=0.55 / height, top=1 - 0.15 / height)
+    ys = np.arange(len(rows))[::-1]
+    for y_pos, r in zip(ys, rows):
+        if r.get("f1_ci"):
+            ax.plot(r["f1_ci"], [y_pos, y_pos], color=_BLUE, lw=2)
+        ax.plot(r["f1"], y_pos, "o", color=_BLUE)
+    ax.set(yticks=ys, yticklabels=[r["label"] for r in rows], xlim=(0, 1), xticks=np.linspace(0, 1, 6),
+           xlabel="F1 (95% bootstrap interval)")
+    ax.grid(axis="x", alpha=0.3)
+    return to_data_uri(fig)

@@ -1,0 +1,131 @@
+"""Vectorised (group) bootstrap of the confusion-matrix figures: F1, precision, recall, Cohen's κ.
+
+Every figure of a binary label is a function of its four confusion counts, so a resample only needs the
+counts. Rows are first summed per resampling *unit* (a group such as a document or case, or else the row
+itself); a resample draws units with replacement, and its counts are ``multiplicities @ unit_counts``:
+one matrix product for all labels and all resamples.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+FIGURES = ("f1", "precision", "recall", "cohen_kappa")
+_MAX_CELLS = 4_000_000  # resamples x units drawn at once (bounded memory on large corpora)
+
+
+def confusion_counts(Y: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Per-row confusion indicators.
+
+    Parameters
+    ----------
+    Y, pred : (n, n_labels) 0/1 human labels and model decisions
+
+    Returns
+    -------
+    (n, n_labels, 4) float array of indicators for tp, fp, fn, tn
+    """
+    Y = np.asarray(Y, dtype=bool)
+    pred = np.asarray(pred, dtype=bool)
+    return np.stack([Y & pred, ~Y & pred, Y & ~pred, ~Y & ~pred], axis=-1).astype(np.float64)
+
+
+def count_metrics(counts: np.ndarray) -> dict[str, np.ndarray]:
+    """F1, precision, recall and Cohen's κ from confusion counts.
+
+    Parameters
+    ----------
+    counts : (..., 4) tp, fp, fn, tn
+
+    Returns
+    -------
+    dict of arrays of shape ``counts.shape[:-1]``; precision/recall/F1 are 0 where undefined (as
+    scikit-learn's ``zero_division=0``), κ is NaN where undefined (one category only).
+    """
+    tp, fp, fn, tn = np.moveaxis(counts, -1, 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
+        recall = np.where(tp + fn > 0, tp / (tp + fn), 0.0)
+        f1 = np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), 0.0)
+        denom = (tp + fp) * (fp + tn) + (tp + fn) * (fn + tn)
+        kappa = np.where(denom > 0, 2 * (tp * tn - fn * fp) / denom, np.nan)
+    return {"f1": f1, "precision": precision, "recall": recall, "cohen_kappa": kappa}
+
+
+def bootstrap_counts(unit_counts: np.ndarray, *, n_boot: int, seed: int) -> np.ndarray:
+    """Confusion counts of ``n_boot`` resamples of the units (drawn with replacement).
+
+    Parameters
+    ----------
+    unit_counts : (n_units, n_labels, 4) confusion counts summed per unit
+    n_boot : number of resamples
+    seed : seed of the random generator (same seed, same resamples)
+
+    Returns
+    -------
+    (n_boot, n_labels, 4) counts
+    """
+    n_units = unit_counts.shape[0]
+    flat = unit_counts.reshape(n_units, -1)
+    rng = np.random.default_rng(seed)
+    chunk = max(1, _MAX_CELLS // max(n_units, 1))
+    out = []
+    for start in range(0, n_boot, chunk):
+        b = min(chunk, n_boot - start)
+        draws = rng.integers(0, n_units, size=(b, n_units)) + (np.arange(b) * n_units)[:, None]
+        mult = np.bincount(draws.ravel(), minlength=b * n_units).reshape(b, n_units)
+        out.append(mult @ flat)
+    return np.concatenate(out).reshape(n_boot, *unit_counts.shape[1:])
+
+
+def bootstrap_metrics(Y: np.ndarray, pred: np.ndarray, *, groups: np.ndarray | None = None,
+                      n_boot: int = 1000, seed: int = 42, level: float = 0.95) -> dict[str, Any]:
+    """Percentile bootstrap intervals for each label's F1, precision, recall, κ and for the macro averages.
+
+    Parameters
+    ----------
+    Y, pred : (n, n_labels) 0/1 human labels and model decisions
+    groups : (n,) group of each row (document, case); whole groups are resampled. ``None``: rows.
+    n_boot : number of resamples (``[evaluate] bootstrap``)
+    seed : random seed (``[evaluate] seed``)
+    level : coverage of the intervals
+
+    Returns
+    -------
+    dict with ``labels`` (n_labels lists, one dict ``{figure: [low, high]}`` per label), ``macro``
+    (``{figure: [low, high]}``) and ``info`` (resamples, seed, unit, n_units, level)
+    """
+    rows = confusion_counts(Y, pred)
+    codes = np.arange(len(rows)) if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1]
+    n_units = int(codes.max() + 1) if len(codes) else 0
+    unit_counts = np.zeros((n_units, *rows.shape[1:]))
+    np.add.at(unit_counts, codes, rows)
+    figures = count_metrics(bootstrap_counts(unit_counts, n_boot=n_boot, seed=seed))
+    q = 100 * np.array([(1 - level) / 2, (1 + level) / 2])
+    per_label = [{} for _ in range(rows.shape[1])]
+    macro = {}
+    for name in FIGURES:
+        values = figures[name]  # (n_boot, n_labels)
+        for j, bounds in enumerate(_percentiles(values, q).T):
+            per_label[j][name] = bounds
+        with np.errstate(all="ignore"):
+            macro_values = np.nanmean(values, axis=1) if name == "cohen_kappa" else values.mean(axis=1)
+        macro[name] = _percentiles(macro_values[:, None], q)[:, 0]
+    return {"labels": [{k: _pair(v) for k, v in d.items()} for d in per_label],
+            "macro": {k: _pair(v) for k, v in macro.items()},
+            "info": {"resamples": int(n_boot), "seed": int(seed), "level": level,
+                     "unit": "row" if groups is None else "group", "n_units": n_units}}
+
+
+def _percentiles(values: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """(2, k) percentiles of (n_boot, k) values, ignoring NaN; NaN where a column is all NaN."""
+    out = np.full((2, values.shape[1]), np.nan)
+    ok = ~np.isnan(values).all(axis=0)
+    if ok.any():
+        out[:, ok] = np.nanpercentile(values[:, ok], q, axis=0)
+    return out
+
+
+def _pair(bounds: np.ndarray) -> list[float] | None:
+    return None if np.isnan(bounds).any() else [float(bounds[0]), float(bounds[1])]
