@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from .calibrate import calibrate_on_validation, with_saved_calibration
 from .clean import clean
 from .config import Config
 from .data import load_dataset
-from .evaluate import evaluate_predictions
+from .evaluate import evaluate_options, evaluate_predictions
 from .io import file_sha256, read_json, write_json, write_table
 from .models import TextClassifier, build_model
 from .notify import watch_run
@@ -67,7 +69,19 @@ def _run_stages(cfg: Config, out: str | Path, *, resume: bool) -> RunResult:
     if not (resume and stage_done(run, "train")):
         with stage(run, "train"):
             train_and_evaluate(cfg, run, df, splits)
+    if cfg.report.enabled and not (resume and stage_done(run, "report")):  # keep last: it shows every artifact
+        report_stage(cfg, run)
     return RunResult(run=run, metrics=read_json(run.metrics), prevalence=prevalence)
+
+
+def report_stage(cfg: Config, run: RunDir) -> None:
+    """Write report.html and report.md (skipped with a warning without the ``report`` extra)."""
+    from .report import build_report, report_available
+    if not report_available():
+        log.warning("No report written: install the 'report' extra (pip install 'lexcoder[report]').")
+        return
+    with stage(run, "report"):
+        build_report(run, top_issues=cfg.report.top_issues)
 
 
 def prepare_data(cfg: Config, run: RunDir) -> pd.DataFrame:
@@ -98,6 +112,7 @@ def fit_partition(cfg: Config, texts: pd.Series, Y: np.ndarray, part: dict[str, 
     tr, va = part["train"], part["val"]
     model.fit(texts[tr].tolist(), Y[tr], texts[va].tolist(), Y[va], label_names=labels)
     P_val = model.predict_proba(texts[va].tolist())
+    model, P_val = calibrate_on_validation(model, Y[va], P_val, method=cfg.calibration.method, label_names=labels)
     thresholds = choose_thresholds(Y[va], P_val, method=cfg.thresholds.method, fixed=cfg.thresholds.fixed,
                                    label_names=labels)
     return model, thresholds
@@ -124,7 +139,7 @@ def train_and_evaluate(cfg: Config, run: RunDir, df: pd.DataFrame, splits: pd.Da
         folds = splits["fold"].to_numpy()
         model, thresholds = fit_partition(cfg, texts, Y, {"train": folds != 0, "val": folds == 0})
     save_model(run, cfg, model, thresholds)
-    metrics = _metrics(cfg, Y, P, T, splits, thresholds)
+    metrics = _metrics(cfg, Y, P, T, splits, thresholds, df)
     write_json(metrics, run.metrics)
     preds = pd.DataFrame({"id": df["id"], "split": splits["split"], "fold": splits["fold"]})
     for j, lab in enumerate(labels):
@@ -134,16 +149,19 @@ def train_and_evaluate(cfg: Config, run: RunDir, df: pd.DataFrame, splits: pd.Da
     return metrics
 
 
-def _metrics(cfg: Config, Y, P, T, splits: pd.DataFrame, thresholds: np.ndarray) -> dict[str, Any]:
+def _metrics(cfg: Config, Y, P, T, splits: pd.DataFrame, thresholds: np.ndarray, df: pd.DataFrame
+             ) -> dict[str, Any]:
     labels = cfg.data.label_columns
     split = splits["split"].to_numpy()
+    evaluate = partial(evaluate_options, cfg, df)
     if (split == "cv").all():  # out-of-fold predictions pooled over the folds, each with its fold's thresholds
-        block = evaluate_predictions(Y, P, T, labels)
+        block = evaluate_predictions(Y, P, T, labels, **evaluate(np.ones(len(Y), bool)))
         for j, lab in enumerate(labels):
             block["labels"][lab]["threshold"] = float(thresholds[j])  # the deployed model's threshold
         return {"split": "cv", "n_folds": int(splits["fold"].max() + 1), **block}
-    out = {"split": "test", **evaluate_predictions(Y[split == "test"], P[split == "test"], thresholds, labels)}
-    out["val"] = {"split": "val", **evaluate_predictions(Y[split == "val"], P[split == "val"], thresholds, labels)}
+    test, val = split == "test", split == "val"
+    out = {"split": "test", **evaluate_predictions(Y[test], P[test], thresholds, labels, **evaluate(test))}
+    out["val"] = {"split": "val", **evaluate_predictions(Y[val], P[val], thresholds, labels, **evaluate(val))}
     return out
 
 
@@ -161,7 +179,7 @@ def load_run_model(run: RunDir) -> tuple[TextClassifier, np.ndarray, Config]:
     """The saved model of a run, its thresholds (in label order) and its config."""
     cfg = run.load_config()
     directory = run.model_dir(cfg.model.kind)
-    model = TextClassifier.load(directory)
+    model = with_saved_calibration(TextClassifier.load(directory), directory)
     th = read_json(directory / "thresholds.json")["thresholds"]
     return model, np.array([th[lab] for lab in cfg.data.label_columns]), cfg
 
