@@ -104,11 +104,15 @@ def prepare_data(cfg: Config, run: RunDir) -> pd.DataFrame:
     return df
 
 
-def fit_partition(cfg: Config, texts: pd.Series, Y: np.ndarray, part: dict[str, np.ndarray]
-                  ) -> tuple[TextClassifier, np.ndarray]:
-    """Fit a fresh model on the partition's train rows; return it and thresholds tuned on its val rows."""
+def fit_partition(cfg: Config, texts: pd.Series, Y: np.ndarray, part: dict[str, np.ndarray],
+                  checkpoint_dir: Path | None = None) -> tuple[TextClassifier, np.ndarray]:
+    """Fit a fresh model on the partition's train rows; return it and thresholds tuned on its val rows.
+
+    ``checkpoint_dir``: where fine-tuned models checkpoint their training and resume it from (if set).
+    """
     labels = cfg.data.label_columns
     model = build_model(cfg.model.kind, cfg.model.name, cfg.model.params)
+    model.checkpoint_dir = checkpoint_dir
     tr, va = part["train"], part["val"]
     model.fit(texts[tr].tolist(), Y[tr], texts[va].tolist(), Y[va], label_names=labels)
     P_val = model.predict_proba(texts[va].tolist())
@@ -130,14 +134,15 @@ def train_and_evaluate(cfg: Config, run: RunDir, df: pd.DataFrame, splits: pd.Da
     parts = cv_partitions(splits)
     P = np.full(Y.shape, np.nan)
     T = np.full(Y.shape, np.nan)  # threshold in force for each row's prediction
-    for part in _progress(parts, "Training"):
-        model, thresholds = fit_partition(cfg, texts, Y, part)
+    for i, part in enumerate(_progress(parts, "Training")):
+        model, thresholds = fit_partition(cfg, texts, Y, part, run.root / "checkpoints" / f"part{i}")
         scored = part["test"] | part["val"] | (part["train"] if len(parts) == 1 else False)
         P[scored] = model.predict_proba(texts[scored].tolist())
         T[scored] = thresholds
     if len(parts) > 1:  # k-fold: refit the deployable model, keep out-of-fold predictions
         folds = splits["fold"].to_numpy()
-        model, thresholds = fit_partition(cfg, texts, Y, {"train": folds != 0, "val": folds == 0})
+        model, thresholds = fit_partition(cfg, texts, Y, {"train": folds != 0, "val": folds == 0},
+                                          run.root / "checkpoints" / f"part{len(parts)}")
     save_model(run, cfg, model, thresholds)
     metrics = _metrics(cfg, Y, P, T, splits, thresholds, df)
     write_json(metrics, run.metrics)
