@@ -143,9 +143,13 @@ def evaluate_options(cfg: Any, df: Any, rows: np.ndarray) -> dict[str, Any]:
     second = second_coder_columns(cfg.data, df.columns)
     Y_second = None
     if second:
-        Y_second = np.column_stack([pd.to_numeric(df[second[lab]], errors="coerce").to_numpy(dtype=float)
-                                    if lab in second else np.full(len(df), np.nan)
+        Y_second = np.column_stack([_as_float(df[second[lab]]) if lab in second else np.full(len(df), np.nan)
                                     for lab in cfg.data.label_columns])[rows]
     groups = df["group"].to_numpy()[rows] if "group" in df.columns else None
     return {"groups": groups, "bootstrap": cfg.evaluate.bootstrap, "seed": cfg.evaluate.seed,
             "ece_bins": cfg.evaluate.ece_bins, "Y_second": Y_second}
+
+
+def _as_float(column: pd.Series) -> np.ndarray:
+    """0/1 codes as floats, NaN where a coder left the cell empty."""
+    return pd.to_numeric(column, errors="coerce").to_numpy(dtype=float, na_value=np.nan)

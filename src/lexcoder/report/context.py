@@ -35,11 +35,12 @@ def fmt_ci(block: dict[str, Any], key: str) -> str:
 
 def load_artifacts(run: RunDir) -> dict[str, Any]:
     """The run's config, manifest, metrics, table, splits and predictions (error if training is missing)."""
+    cfg = run.load_config()  # a clear error for a folder that is not a run directory
     missing = [p.name for p in (run.metrics, run.predictions, run.data, run.splits) if not p.is_file()]
     if missing:
         raise LexcoderError(f"{run.root}: cannot build a report, {', '.join(missing)} missing. Finish the run "
                             f"first (`lexcoder run CONFIG --out {run.root} --resume`).")
-    return {"cfg": run.load_config(), "manifest": run.read_manifest(), "metrics": read_json(run.metrics),
+    return {"cfg": cfg, "manifest": run.read_manifest(), "metrics": read_json(run.metrics),
             "df": pd.read_parquet(run.data), "splits": pd.read_parquet(run.splits),
             "preds": pd.read_parquet(run.predictions)}
 

@@ -7,6 +7,7 @@ one matrix product for all labels and all resamples.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -109,7 +110,8 @@ def bootstrap_metrics(Y: np.ndarray, pred: np.ndarray, *, groups: np.ndarray | N
         values = figures[name]  # (n_boot, n_labels)
         for j, bounds in enumerate(_percentiles(values, q).T):
             per_label[j][name] = bounds
-        with np.errstate(all="ignore"):
+        with warnings.catch_warnings():  # κ undefined for every label of a resample: NaN, not a warning
+            warnings.simplefilter("ignore", RuntimeWarning)
             macro_values = np.nanmean(values, axis=1) if name == "cohen_kappa" else values.mean(axis=1)
         macro[name] = _percentiles(macro_values[:, None], q)[:, 0]
     return {"labels": [{k: _pair(v) for k, v in d.items()} for d in per_label],
