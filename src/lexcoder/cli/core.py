@@ -81,6 +81,8 @@ def _run_and_show(cfg, out: Path, resume: bool) -> RunResult:
     show_prevalence(result)
     show_metrics(result.metrics)
     console.print(f"Run directory: [bold]{out}[/] ({time.perf_counter() - t0:.1f} s)")
+    if (Path(out) / "report.html").is_file():
+        console.print(f"Report (open in a browser): [bold]{Path(out) / 'report.html'}[/]")
     return result
 
 
@@ -111,3 +113,8 @@ def show_metrics(metrics: dict) -> None:
         table.add_row(f"[bold]{avg}[/]", "", f(m["precision"]), f(m["recall"]), f"[bold]{f(m['f1'])}[/]",
                       f(m.get("cohen_kappa")), "")
     console.print(table)
+    if metrics["macro"].get("f1_ci"):
+        lo, hi = metrics["macro"]["f1_ci"]
+        unit = "documents/groups" if metrics.get("bootstrap", {}).get("unit") == "group" else "texts"
+        console.print(f"macro-F1 {metrics['macro']['f1']:.3f}, 95% bootstrap interval [{lo:.3f}, {hi:.3f}] "
+                      f"(resampling {unit}); per-label intervals in the report.")
