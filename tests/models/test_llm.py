@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -156,3 +157,49 @@ def test_real_smollm2_lora_roundtrip(tos_slice, tmp_path):
     np.testing.assert_array_equal(TextClassifier.load(tmp_path / "smol").predict_proba(texts), P)
     config = json.loads((tmp_path / "smol" / "adapter" / "adapter_config.json").read_text())
     assert config["task_type"] == "SEQ_CLS" and config["r"] == 4
+
+
+@pytest.fixture(scope="session")
+def llm_config(tiny_llama, tos_full, tmp_path_factory):
+    """A small train/val/test table (whole documents) and a ``kind = "llm"`` config with the tiny Llama."""
+    import tomli_w
+    labels = ["limitation_of_liability", "unilateral_termination"]
+    short = tos_full[tos_full["text"].str.len() < 300]
+    docs = sorted(short["doc_id"].unique())
+    parts = [short[short["doc_id"].isin(ds)].sample(n, random_state=2).assign(split=split)
+             for split, ds, n in (("train", docs[:30], 96), ("val", docs[30:40], 40), ("test", docs[40:], 40))]
+    folder = tmp_path_factory.mktemp("llm_run")
+    pd.concat(parts)[["id", "text", "split", *labels]].to_csv(folder / "data.csv", index=False)
+    params = {"max_length": 48, "stride": 16, "batch_size": 16, "epochs": 2, "lr": 1e-3, "lora_r": 4,
+              "checkpoint_steps": 4, "patience": 100, "num_threads": 1, "seed": 7}
+    cfg = {"data": {"path": str(folder / "data.csv"), "id_column": "id", "label_columns": labels},
+           "split": {"method": "column", "column": "split"},
+           "model": {"kind": "llm", "name": tiny_llama, "params": params}, "evaluate": {"bootstrap": 0}}
+    (folder / "config.toml").write_text(tomli_w.dumps(cfg), encoding="utf-8")
+    return folder / "config.toml"
+
+
+def test_llm_run_interrupted_and_resumed_matches_uninterrupted(llm_config, tmp_path, monkeypatch):
+    """`lexcoder run` with kind = "llm"; Ctrl-C after step 7 (checkpoint at 6), --resume: same predictions."""
+    from typer.testing import CliRunner
+
+    from lexcoder.cli import app
+    from lexcoder.models.transformer import TransformerClassifier
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    result = CliRunner().invoke(app, ["run", str(llm_config), "--out", str(full)])
+    assert result.exit_code == 0, result.output
+    assert (full / "models" / "llm" / "adapter" / "adapter_model.safetensors").is_file()
+
+    def interrupt(self, step):
+        if step == 7:
+            raise KeyboardInterrupt
+    monkeypatch.setattr(TransformerClassifier, "_after_step", interrupt)
+    assert CliRunner().invoke(app, ["run", str(llm_config), "--out", str(cut)]).exit_code == 130
+    steps = []
+    monkeypatch.setattr(TransformerClassifier, "_after_step", lambda self, step: steps.append(step))
+    result = CliRunner().invoke(app, ["run", str(llm_config), "--out", str(cut), "--resume"])
+    assert result.exit_code == 0, result.output
+    assert steps == list(range(7, 13))  # 6 steps per epoch, 2 epochs: resumed after the step-6 checkpoint
+    a, b = (pd.read_parquet(d / "predictions.parquet") for d in (full, cut))
+    probs = [c for c in a.columns if c.endswith("_prob")]
+    np.testing.assert_array_equal(a[probs].to_numpy(), b[probs].to_numpy())
