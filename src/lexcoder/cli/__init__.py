@@ -49,7 +49,7 @@ def _setup(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show deb
 
 
 # command modules register themselves on `app` when imported
-from . import core, report  # noqa: E402,F401
+from . import core, estimate, report  # noqa: E402,F401
 
 
 def main() -> None:

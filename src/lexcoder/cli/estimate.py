@@ -1,0 +1,115 @@
+"""`lexcoder estimate` and `lexcoder regress`: valid prevalence and regression estimates from predicted labels."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import pandas as pd
+import typer
+from rich.table import Table
+
+from ..estimate import MIN_GOLD_POSITIVES, estimate_regression, estimate_run
+from ..io import read_table, write_table
+from . import app, console, friendly
+
+RunArg = Annotated[Path, typer.Argument(help="The run directory whose model coded the corpus.")]
+CorpusOpt = Annotated[Path, typer.Option("--corpus", help="The coded corpus: output of `lexcoder predict`.")]
+GoldOpt = Annotated[Path, typer.Option("--gold", help="Human-coded random sample of the corpus: id + label columns.")]
+IdOpt = Annotated[Optional[str], typer.Option("--id-column", help="Id column in both files (default: the run's).")]
+WeightsOpt = Annotated[Optional[str], typer.Option(
+    "--weights", help="Gold column with each row's inclusion probability, if the sample was not uniform.")]
+AlphaOpt = Annotated[float, typer.Option(min=0.001, max=0.5, help="Error level: 0.05 gives 95% intervals.")]
+YhatOpt = Annotated[str, typer.Option(help="Model output used: prob (default, more precise) or pred (0/1).")]
+OutOpt = Annotated[Optional[Path], typer.Option("--out", "-o", help="Also write the table (csv, parquet, xlsx...).")]
+
+
+@app.command()
+@friendly
+def estimate(
+    run_dir: RunArg, corpus: CorpusOpt, gold: GoldOpt,
+    by: Annotated[Optional[str], typer.Option(help="Corpus column: estimate per value (court, year...).")] = None,
+    weights: WeightsOpt = None, alpha: AlphaOpt = 0.05,
+    labels: Annotated[Optional[str], typer.Option(help="Comma-separated labels (default: all of the run).")] = None,
+    id_column: IdOpt = None, yhat: YhatOpt = "prob",
+    min_positives: Annotated[int, typer.Option(help="Warn below this many human-coded positives.")] = MIN_GOLD_POSITIVES,
+    out: OutOpt = None,
+) -> None:
+    """Prevalence of each label in the corpus with valid confidence intervals (prediction-powered inference).
+
+    Shows the naive estimate (model codes only, biased where the model errs), the classical one (human
+    sample only) and the PPI++ estimate that corrects the model's codes with the human sample.
+    """
+    table = estimate_run(run_dir, corpus, gold, labels=_split(labels), id_column=id_column, by=by,
+                         weight_column=weights, alpha=alpha, yhat=yhat, min_positives=min_positives)
+    _show_prevalence(table, by, alpha)
+    if out:
+        write_table(table, out)
+        console.print(f"Wrote {out}.")
+
+
+@app.command()
+@friendly
+def regress(
+    run_dir: RunArg, corpus: CorpusOpt, gold: GoldOpt,
+    label: Annotated[str, typer.Option(help="The label to explain (human-coded in --gold, predicted in --corpus).")],
+    on: Annotated[list[str], typer.Option("--on", help="Corpus column to explain it by (repeatable); text "
+                                          "columns become indicators.")],
+    logistic: Annotated[bool, typer.Option(help="Logistic regression instead of a linear probability model.")] = False,
+    weights: WeightsOpt = None, alpha: AlphaOpt = 0.05, id_column: IdOpt = None, yhat: YhatOpt = "prob",
+    out: OutOpt = None,
+) -> None:
+    """Regression of a label on corpus columns with valid confidence intervals (PPI++ OLS or logistic)."""
+    from ..rundir import RunDir
+    cfg = RunDir(run_dir).load_config()
+    id_column = id_column or cfg.data.id_column or "id"
+    table = estimate_regression(read_table(corpus), read_table(gold), label, list(on),
+                                kind="logistic" if logistic else "ols", id_column=id_column, alpha=alpha,
+                                yhat=yhat, weight_column=weights, names=(str(corpus), str(gold)))
+    _show_regression(table, label, logistic, alpha)
+    if out:
+        write_table(table, out)
+        console.print(f"Wrote {out}.")
+
+
+def _split(text: str | None) -> list[str] | None:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+def _ci(est: float, low: float, high: float, pct: bool) -> str:
+    if pd.isna(est):
+        return "—"
+    f = (lambda v: f"{v:.1%}") if pct else (lambda v: f"{v:.3f}")
+    return f"{f(est)} [{f(low)}, {f(high)}]"
+
+
+def _show_prevalence(table: pd.DataFrame, by: str | None, alpha: float) -> None:
+    level = f"{1 - alpha:.0%}"
+    out = Table(title=f"Prevalence in the corpus ({level} confidence intervals)", title_justify="left")
+    for col in ([by] if by else []) + ["label", "corpus", "gold (pos.)", "naive (model only)",
+                                       "classical (humans only)", "PPI++ (model + humans)"]:
+        out.add_column(col, no_wrap=col == "label", justify="left" if col in (by, "label") else "right")
+    for _, r in table.iterrows():
+        flag = "" if r["reliable"] else " [yellow]![/]"
+        out.add_row(*([str(r[by])] if by else []), r["label"], f"{r['n_corpus']:,}",
+                    f"{r['n_gold']:,} ({r['gold_positives']})", _ci(r["naive"], r["naive_low"], r["naive_high"], True),
+                    _ci(r["classical"], r["classical_low"], r["classical_high"], True),
+                    f"[bold]{_ci(r['ppi'], r['ppi_low'], r['ppi_high'], True)}[/]{flag}")
+    console.print(out)
+    methods = sorted(set(table["method"]) - {""})
+    console.print(f"Interval: {', '.join(methods)}. The naive interval ignores the model's errors.")
+    if not table["reliable"].all():
+        console.print("[yellow]![/] Few human-coded positives (or rows): the interval may be unreliable. "
+                      "Have more randomly sampled texts coded (see the 'note' column of --out).")
+
+
+def _show_regression(table: pd.DataFrame, label: str, logistic: bool, alpha: float) -> None:
+    kind = "logistic regression (log-odds)" if logistic else "linear probability model"
+    out = Table(title=f"{label}: {kind}, {1 - alpha:.0%} confidence intervals", title_justify="left")
+    for col in ("term", "naive (model only)", "classical (humans only)", "PPI++ (model + humans)"):
+        out.add_column(col, justify="left" if col == "term" else "right")
+    for _, r in table.iterrows():
+        out.add_row(r["term"], _ci(r["naive"], r["naive_low"], r["naive_high"], False),
+                    _ci(r["classical"], r["classical_low"], r["classical_high"], False),
+                    f"[bold]{_ci(r['ppi'], r['ppi_low'], r['ppi_high'], False)}[/]")
+    console.print(out)
+    console.print(f"{table['n_corpus'].iloc[0]:,} corpus rows, {table['n_gold'].iloc[0]:,} human-coded rows.")

@@ -1,0 +1,244 @@
+"""Prevalence and regression estimates from predicted labels (PPI++), on the bundled ToS data."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import lexcoder
+from lexcoder.cli import app
+from lexcoder.demo import demo_config
+from lexcoder.errors import DataError
+from lexcoder.estimate import (estimate_prevalence, estimate_regression, ppi_glm, ppi_mean, ppi_mean_adjusted,
+                               simulate_coverage)
+
+runner = CliRunner()
+
+
+# ---------------------------------------------------------------- the simulation: truth known, 200 gold samples
+
+@pytest.fixture(scope="module")
+def model_outputs(tos_full, tos_labels):
+    """TF-IDF model trained on ToS folds 0-1 (thresholds tuned on fold 1); corpus = folds 2-4, true codes known."""
+    labels = ["unfair", *tos_labels]
+    train, val = tos_full[tos_full["fold"] == 0], tos_full[tos_full["fold"] == 1]
+    corpus = tos_full[tos_full["fold"] >= 2].reset_index(drop=True)
+    model = lexcoder.build_model("tfidf").fit(train["text"].tolist(), train[labels].to_numpy())
+    thresholds = lexcoder.choose_thresholds(val[labels].to_numpy(), model.predict_proba(val["text"].tolist()))
+    P = model.predict_proba(corpus["text"].tolist())
+    return labels, corpus, P, (P >= thresholds).astype(int)
+
+
+@pytest.fixture(scope="module")
+def simulation(model_outputs):
+    labels, corpus, P, pred = model_outputs
+    return labels, corpus[labels].to_numpy(), P, pred.astype(float)
+
+
+@pytest.mark.parametrize("label", ["unfair", "limitation_of_liability", "unilateral_termination", "arbitration"])
+def test_ppi_intervals_cover_the_true_prevalence(simulation, label):
+    labels, Y, P, _ = simulation
+    j = labels.index(label)
+    res = simulate_coverage(Y[:, j], P[:, j], n_gold=500, reps=200, seed=7,
+                            methods=("classical", "ppi++_ac")).set_index("method")
+    # 200 repetitions: a 95% interval covers 95% +- 3 binomial SEs (1.5 points each)
+    assert 0.90 <= res.loc["ppi++_ac", "coverage"] <= 0.995, res
+    assert abs(res.loc["ppi++_ac", "bias"]) < 0.25 * res.loc["ppi++_ac", "mean_width"]
+
+
+@pytest.mark.parametrize("label", ["unfair", "limitation_of_liability"])
+def test_ppi_is_narrower_than_classical_and_naive_is_biased(simulation, label):
+    labels, Y, P, pred = simulation
+    j = labels.index(label)
+    res = simulate_coverage(Y[:, j], P[:, j], n_gold=500, reps=100, seed=3,
+                            methods=("classical", "agresti_coull", "ppi++_ac")).set_index("method")
+    assert res.loc["ppi++_ac", "mean_width"] < 0.9 * res.loc["classical", "mean_width"]
+    assert res.loc["ppi++_ac", "mean_width"] < 0.9 * res.loc["agresti_coull", "mean_width"]
+    naive = simulate_coverage(Y[:, j], pred[:, j], n_gold=500, reps=20, seed=3, methods=("naive",))
+    assert naive["coverage"].iloc[0] < 0.2  # the model's codes alone miss the truth
+
+
+def test_adjusted_interval_reduces_to_ppi_py_and_agresti_coull():
+    from statsmodels.stats.proportion import proportion_confint
+    rng = np.random.default_rng(0)
+    yhat_corpus = rng.beta(1, 8, size=5000)
+    y = (rng.random(300) < 0.1).astype(float)
+    yhat = np.clip(0.5 * y + rng.beta(1, 8, size=300), 0, 1)
+    plain = ppi_mean_adjusted(y, yhat, yhat_corpus, pseudo=0)
+    ref = ppi_mean(y, yhat, yhat_corpus)  # ppi_py.ppi_mean_ci / ppi_mean_pointestimate
+    assert (plain.estimate, plain.low, plain.high) == pytest.approx((ref.estimate, ref.low, ref.high), rel=1e-9)
+    ac = ppi_mean_adjusted(y, yhat, yhat_corpus, lam=0.0)
+    assert (ac.low, ac.high) == pytest.approx(proportion_confint(y.sum(), len(y), 0.05, "agresti_coull"))
+    adjusted = ppi_mean_adjusted(y, yhat, yhat_corpus)
+    assert adjusted.estimate == pytest.approx(ref.estimate)
+    assert adjusted.high - adjusted.low > plain.high - plain.low
+
+
+@pytest.mark.slow  # ppi_py compiles its numba loops on first use (20-40 s)
+@pytest.mark.parametrize("kind", ["ols", "logistic"])
+def test_ppi_glm_matches_ppi_py(kind):
+    import ppi_py
+    rng = np.random.default_rng(1)
+    x_corpus = np.column_stack([np.ones(4000), rng.normal(size=4000), rng.random(4000) < 0.3])
+    x = x_corpus[:400]
+    p_true = 1 / (1 + np.exp(-(-2 + 0.8 * x_corpus[:, 1] + 0.5 * x_corpus[:, 2])))
+    yhat_corpus = np.clip(p_true + rng.normal(0, 0.1, 4000), 0, 1)
+    y = (rng.random(400) < p_true[:400]).astype(float)
+    ours = ppi_glm(x, y, yhat_corpus[:400], x_corpus, yhat_corpus, kind=kind)
+    fn = ppi_py.ppi_ols_ci if kind == "ols" else ppi_py.ppi_logistic_ci
+    low, high = fn(x, y, yhat_corpus[:400], x_corpus, yhat_corpus, alpha=0.05)
+    np.testing.assert_allclose(ours[1], low, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(ours[2], high, rtol=1e-6, atol=1e-8)
+
+
+# ---------------------------------------------------------------- files and the CLI: demo run + coded test split
+
+@pytest.fixture(scope="module")
+def coded(tmp_path_factory, model_outputs, tos_labels):
+    """A run directory (the demo's config), the coded corpus as `lexcoder predict` writes it, a 600-row
+    human-coded random sample, and the corpus with its true codes."""
+    from lexcoder.config import dump_config
+    labels, held_out, P, pred = model_outputs
+    root = tmp_path_factory.mktemp("estimate")
+    (root / "run").mkdir()
+    (root / "run" / "config.toml").write_text(dump_config(demo_config()), encoding="utf-8")
+    coded = held_out[["id", "doc_id", "text"]].copy()
+    for lab in tos_labels:
+        coded[f"{lab}_prob"], coded[f"{lab}_pred"] = P[:, labels.index(lab)], pred[:, labels.index(lab)]
+    coded.to_parquet(root / "coded.parquet")
+    held_out.sample(n=600, random_state=0).drop(columns=["text"]).to_csv(root / "gold.csv", index=False)
+    return root / "run", root / "coded.parquet", root / "gold.csv", held_out
+
+
+def _estimate(run, corpus, gold, *extra):
+    res = runner.invoke(app, ["estimate", str(run), "--corpus", str(corpus), "--gold", str(gold), *extra])
+    res.text = " ".join(res.output.split())  # rich wraps long lines
+    return res
+
+
+def test_cli_estimate_prints_and_writes_the_table(coded, tmp_path, tos_labels):
+    run, corpus, gold, held_out = coded
+    res = _estimate(run, corpus, gold, "--out", str(tmp_path / "est.csv"))
+    assert res.exit_code == 0, res.output
+    assert "PPI++" in res.output and "limitation_of_liability" in res.output
+    table = pd.read_csv(tmp_path / "est.csv")
+    assert table["label"].tolist() == tos_labels
+    assert (table["n_corpus"] == len(held_out)).all() and (table["n_gold"] == 600).all()
+    assert (table["ppi_low"] <= table["ppi"]).all() and (table["ppi"] <= table["ppi_high"]).all()
+    truth = held_out[tos_labels].mean().to_numpy()
+    covered = (table["ppi_low"] <= truth) & (truth <= table["ppi_high"])
+    assert covered.sum() >= 7  # 95% intervals: at most a couple of the 9 may miss
+    rare = table[table["gold_positives"] < 10]
+    assert (~rare["reliable"]).all() and rare["note"].str.contains("unreliable").all()
+    if len(rare):
+        assert "unreliable" in res.output
+
+
+def test_cli_estimate_by_group(coded, tmp_path):
+    run, corpus, gold, held_out = coded
+    res = _estimate(run, corpus, gold, "--by", "doc_id", "--labels", "limitation_of_liability",
+                    "--out", str(tmp_path / "by.parquet"))
+    assert res.exit_code == 0, res.output
+    table = pd.read_parquet(tmp_path / "by.parquet")
+    assert set(table["doc_id"]) == set(held_out["doc_id"])
+    sizes = held_out["doc_id"].value_counts()
+    assert (table.set_index("doc_id")["n_corpus"] == sizes.reindex(table["doc_id"]).to_numpy()).all()
+    assert table["n_gold"].sum() == 600
+
+
+def test_inclusion_probabilities_correct_an_oversampled_gold_sample(coded):
+    """Texts the model codes positive were sampled 8x as often: unweighted estimates are biased upwards."""
+    run, corpus_path, _, held_out = coded
+    corpus = pd.read_parquet(corpus_path)
+    label = "limitation_of_liability"
+    rng = np.random.default_rng(5)
+    p = np.where(corpus[f"{label}_pred"] == 1, 0.8, 0.1)
+    take = rng.random(len(corpus)) < p
+    gold = held_out.set_index("id").loc[corpus["id"][take], [label]].reset_index()
+    gold["incl_prob"] = p[take]
+    truth = held_out[label].mean()
+    weighted = estimate_prevalence(corpus, gold, [label], weight_column="incl_prob").iloc[0]
+    unweighted = estimate_prevalence(corpus, gold, [label]).iloc[0]
+    assert gold[label].mean() > 2 * truth
+    assert weighted["classical_low"] <= truth <= weighted["classical_high"]
+    assert weighted["ppi_low"] <= truth <= weighted["ppi_high"]
+    assert abs(unweighted["classical"] - truth) > abs(weighted["classical"] - truth)
+    assert weighted["method"] == "PPI++ (weighted, Wald)"
+
+
+def test_gold_may_carry_its_own_predictions(coded):
+    _, corpus_path, gold_path, _ = coded
+    corpus = pd.read_parquet(corpus_path)
+    gold = pd.read_csv(gold_path)
+    label = "unilateral_change"
+    own = gold.merge(corpus[["id", f"{label}_prob", f"{label}_pred"]], on="id")
+    own["id"] = "outside_" + own["id"]
+    a = estimate_prevalence(corpus, own, [label]).iloc[0]
+    b = estimate_prevalence(corpus, gold, [label]).iloc[0]
+    assert a["ppi"] == pytest.approx(b["ppi"]) and a["ppi_high"] == pytest.approx(b["ppi_high"])
+
+
+@pytest.mark.parametrize("kind", ["ols", "logistic"])
+def test_cli_regress(coded, tmp_path, kind):
+    run, corpus_path, gold_path, held_out = coded
+    corpus = pd.read_parquet(corpus_path)
+    corpus["long"] = (corpus["text"].str.len() > 150).astype(int)
+    corpus.to_parquet(tmp_path / "coded.parquet")
+    res = runner.invoke(app, ["regress", str(run), "--corpus", str(tmp_path / "coded.parquet"), "--gold",
+                              str(gold_path), "--label", "limitation_of_liability", "--on", "long",
+                              *(["--logistic"] if kind == "logistic" else []), "--out", str(tmp_path / "r.csv")])
+    assert res.exit_code == 0, res.output
+    table = pd.read_csv(tmp_path / "r.csv").set_index("term")
+    assert table.index.tolist() == ["intercept", "long"]
+    assert (table["ppi_low"] < table["ppi"]).all() and (table["ppi"] < table["ppi_high"]).all()
+    if kind == "ols":  # linear probability model with one 0/1 covariate: the coefficient is a difference
+        ppi_w, cls_w = table["ppi_high"] - table["ppi_low"], table["classical_high"] - table["classical_low"]
+        assert (ppi_w < cls_w).all()
+        corpus = corpus.merge(held_out[["id", "limitation_of_liability"]], on="id")
+        diff = corpus.groupby("long")["limitation_of_liability"].mean().diff().iloc[-1]
+        assert table.loc["long", "ppi_low"] <= diff <= table.loc["long", "ppi_high"]
+
+
+def test_regress_reports_categories_without_human_codes(coded):
+    _, corpus_path, gold_path, _ = coded
+    corpus, gold = pd.read_parquet(corpus_path), pd.read_csv(gold_path)
+    gold = gold[gold["doc_id"] != sorted(corpus["doc_id"].unique())[-1]]  # not the reference category
+    with pytest.raises(DataError, match="cannot be estimated"):
+        estimate_regression(corpus, gold, "limitation_of_liability", ["doc_id"])
+
+
+# ---------------------------------------------------------------- errors that name the file, column and fix
+
+def test_error_gold_without_label_column(coded, tmp_path):
+    run, corpus, gold, _ = coded
+    pd.read_csv(gold).drop(columns=["arbitration"]).to_csv(tmp_path / "g.csv", index=False)
+    res = _estimate(run, corpus, tmp_path / "g.csv")
+    assert res.exit_code == 2
+    assert "arbitration" in res.text and "g.csv" in res.text
+
+
+def test_error_gold_ids_not_in_corpus(coded, tmp_path):
+    run, corpus, gold, _ = coded
+    g = pd.read_csv(gold)
+    g.loc[:2, "id"] = ["nope_1", "nope_2", "nope_3"]
+    g.to_csv(tmp_path / "g.csv", index=False)
+    res = _estimate(run, corpus, tmp_path / "g.csv")
+    assert res.exit_code == 2
+    assert "3 of 600 ids are not in" in res.text and "nope_1" in res.text
+
+
+def test_error_corpus_not_coded(coded, tmp_path):
+    run, _, gold, held_out = coded
+    held_out[["id", "text"]].to_csv(tmp_path / "raw.csv", index=False)
+    res = _estimate(run, tmp_path / "raw.csv", gold)
+    assert res.exit_code == 2 and "lexcoder predict" in res.text
+
+
+def test_error_bad_inclusion_probabilities(coded, tmp_path):
+    run, corpus, gold, _ = coded
+    g = pd.read_csv(gold).assign(p=0.5)
+    g.loc[4, "p"] = 1.5
+    g.to_csv(tmp_path / "g.csv", index=False)
+    res = _estimate(run, corpus, tmp_path / "g.csv", "--weights", "p")
+    assert res.exit_code == 2 and "'p'" in res.text and "rows 5 do not" in res.text
