@@ -8,6 +8,7 @@ import sys
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 
 from ..errors import LexcoderError
 
@@ -31,7 +32,7 @@ def friendly(fn):
         try:
             return fn(*args, **kwargs)
         except LexcoderError as err:
-            err_console.print(f"[bold red]Error:[/] {err}", markup=True, highlight=False)
+            err_console.print(f"[bold red]Error:[/] {escape(str(err))}", markup=True, highlight=False)
             raise typer.Exit(code=2) from None
         except KeyboardInterrupt:
             err_console.print("[yellow]Interrupted.[/] Continue later with --resume (finished stages are kept).")
