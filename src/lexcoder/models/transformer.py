@@ -88,31 +88,31 @@ class TransformerClassifier(TextClassifier):
     ----------
     name : pretrained model: alias (``"minilm"``), local directory or cached hub id
     max_length : tokens per window (default 256); longer texts are split into overlapping windows
-    stride : tokens shared by consecutive windows of a long text
+    stride : tokens shared by consecutive windows of a long text (0 or None: a quarter of ``max_length``)
     pooling : ``"max"`` or ``"mean"``: how window probabilities become the text's probability
     batch_size : texts per training batch
     eval_batch_size : windows per prediction batch
     epochs : passes over the training texts (early stopping may end sooner)
-    max_steps : stop after this many optimizer steps (None: no limit)
+    max_steps : stop after this many optimizer steps (0 or None: no limit)
     lr : peak learning rate of AdamW (after linear warm-up, decays linearly to 0)
-    head_lr : learning rate of the classification head (None: ``lr``); a larger one helps rare labels
+    head_lr : learning rate of the classification head (0 or None: ``lr``); a larger one helps rare labels
     weight_decay : AdamW weight decay (not applied to biases and norms)
     warmup_ratio : fraction of the training steps spent warming up
     pos_weight_cap : per-label positive weight = negatives / positives, capped at this (1: unweighted)
     focal_gamma : 0 = plain BCE; > 0 = focal loss with this gamma
-    eval_steps : also evaluate every this many steps (None: once per epoch)
-    patience : stop after this many evaluations without a better validation macro-F1 (None: never)
+    eval_steps : also evaluate every this many steps (0 or None: once per epoch)
+    patience : stop after this many evaluations without a better validation macro-F1 (0 or None: never)
     checkpoint_steps : with ``checkpoint_dir`` set, checkpoint every this many steps (and every epoch)
     quantize_int8 : CPU prediction with dynamic int8 quantisation of the linear layers (faster)
     inference_bf16 : CPU prediction under bfloat16 autocast (fast on CPUs with AMX; check agreement)
-    num_threads : torch CPU threads (None: one per available core)
-    device : ``"cpu"``, ``"cuda"`` or None (CUDA when available; bf16 autocast on CUDA)
+    num_threads : torch CPU threads (0 or None: one per core not kept busy by other processes)
+    device : ``"cpu"``, ``"cuda"``, or ``"auto"``/None (CUDA when available; bf16 autocast on CUDA)
     seed : seeds weight initialisation, batch order and dropout
     """
 
     kind = "transformer"
 
-    def __init__(self, *, name: str = "minilm", max_length: int = 256, stride: int = 64, pooling: str = "max",
+    def __init__(self, *, name: str = "minilm", max_length: int = 256, stride: int | None = None, pooling: str = "max",
                  batch_size: int = 16, eval_batch_size: int = 64, epochs: int = 3, max_steps: int | None = None,
                  lr: float = 5e-5, head_lr: float | None = None, weight_decay: float = 0.01,
                  warmup_ratio: float = 0.1, pos_weight_cap: float = 10.0, focal_gamma: float = 0.0,
@@ -169,10 +169,13 @@ class TransformerClassifier(TextClassifier):
     def _encode(self, texts: Sequence[str]) -> Encoded:
         """Tokenise ``texts`` into windows of at most ``max_length`` tokens (special tokens included)."""
         p = self.params
-        enc = self.tokenizer_(list(texts), truncation=True, max_length=p["max_length"], stride=p["stride"],
+        enc = self.tokenizer_(list(texts), truncation=True, max_length=p["max_length"], stride=self._stride(),
                               return_overflowing_tokens=True, padding=False, return_attention_mask=False)
         owner = np.asarray(enc["overflow_to_sample_mapping"], dtype=np.int64)
         return Encoded(ids=list(enc["input_ids"]), owner=owner, n_texts=len(texts))
+
+    def _stride(self) -> int:
+        return int(self.params["stride"] or self.params["max_length"] // 4)
 
     def _collate(self, windows: list[list[int]]) -> dict[str, torch.Tensor]:
         """Pad ``windows`` to the longest one (dynamic padding) on the tokenizer's padding side."""
@@ -263,9 +266,9 @@ class TransformerClassifier(TextClassifier):
         p = self.params
         if p["pooling"] not in _POOLING:
             raise ConfigError(f"[model.params] pooling = {p['pooling']!r}; use one of {list(_POOLING)}.")
-        if not 0 <= p["stride"] < p["max_length"] - 2:
-            raise ConfigError(f"[model.params] stride ({p['stride']}) must be >= 0 and well below "
-                              f"max_length ({p['max_length']}).")
+        if not 0 <= self._stride() <= p["max_length"] // 2:
+            raise ConfigError(f"[model.params] stride = {p['stride']}: the overlap of windows must be between 0 "
+                              f"and half of max_length ({p['max_length']}).")
         if p["batch_size"] < 1 or p["epochs"] < 1:
             raise ConfigError("[model.params] batch_size and epochs must be at least 1.")
 
@@ -330,7 +333,7 @@ class TransformerClassifier(TextClassifier):
             if end_of_epoch or (eval_every and state.global_step % eval_every == 0):
                 best = self._evaluate(val, state, best, loss_sum / max(seen, 1), seen / (time.perf_counter() - t0))
                 loss_sum = 0.0
-            stop = state.global_step >= total or (p["patience"] is not None and state.bad_evals >= p["patience"])
+            stop = state.global_step >= total or bool(p["patience"] and state.bad_evals >= p["patience"])
             state.finished = stop
             if end_of_epoch or stop or state.global_step % ckpt_every == 0:
                 self._checkpoint(opt, sched, state, best, fingerprint)
@@ -628,7 +631,8 @@ def declared_params(klass: type) -> set[str]:
 
 
 def pick_device(device: str | None) -> torch.device:
-    if device is None:
+    """``"cpu"``, ``"cuda[:i]"``, or CUDA when available for ``"auto"``/None."""
+    if device in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"[model.params] device = {device!r} but no CUDA GPU is available; use \"cpu\".")
