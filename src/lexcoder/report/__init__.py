@@ -74,8 +74,9 @@ def figures(art: dict[str, Any]) -> dict[str, Any]:
     for lab, m in metrics["labels"].items():
         y, p = df[lab].to_numpy().astype(int), preds[f"{lab}_prob"].to_numpy()
         val = split == "val"
+        pred = preds[f"{lab}_pred"].to_numpy()
         per_label[lab] = plots.label_panels(
-            y[evaluated], p[evaluated], m["threshold"], where=where,
+            y[evaluated], p[evaluated], pred[evaluated], m["threshold"], where=where,
             y_val=y[val] if val.any() else None, p_val=p[val] if val.any() else None,
             reliability=m.get("reliability", []))
     forest = plots.f1_forest([{"label": lab, "f1": m["f1"], "f1_ci": m.get("f1_ci")}

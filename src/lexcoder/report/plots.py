@@ -45,7 +45,7 @@ def f1_by_threshold(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return thresholds, f1
 
 
-def label_panels(y: np.ndarray, p: np.ndarray, threshold: float, *, where: str,
+def label_panels(y: np.ndarray, p: np.ndarray, pred: np.ndarray, threshold: float, *, where: str,
                  y_val: np.ndarray | None = None, p_val: np.ndarray | None = None,
                  reliability: Sequence[dict[str, Any]] = ()) -> str:
     """One row of five panels for one label: PR, ROC, confusion matrix, F1 vs threshold, calibration.
@@ -53,12 +53,13 @@ def label_panels(y: np.ndarray, p: np.ndarray, threshold: float, *, where: str,
     Parameters
     ----------
     y, p : (n,) human labels and model probabilities of the evaluated rows (``where`` names them)
-    threshold : the label's decision threshold
+    pred : (n,) the model's 0/1 decisions (pooled cross-validation folds each used their own threshold)
+    threshold : the label's decision threshold (of the deployed model)
     y_val, p_val : (m,) validation rows, drawn in the F1-vs-threshold panel where the threshold was tuned
     reliability : reliability-curve bins from metrics.json (``mean_prob``, ``observed``, ``n``)
     """
     fig, ax = _figure(15, 3.1, ncols=5)
-    pred = p >= threshold
+    pred = np.asarray(pred).astype(bool)
     both = 0 < y.sum() < len(y)
     if both:
         _pr_panel(ax[0], y, p, pred)
