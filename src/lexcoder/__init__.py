@@ -10,9 +10,11 @@ The pipeline's stages are plain functions (the CLI is a thin layer over them)::
     splits = lexcoder.make_splits(df, cfg.data.label_columns, cfg.split)
     model = lexcoder.build_model("tfidf").fit(texts, Y)
     lexcoder.predict_file("runs/exp1", "new.csv", "coded.csv")
+    lexcoder.build_report("runs/exp1")                    # report.html + report.md
 """
 from __future__ import annotations
 
+from .calibrate import Calibrator
 from .clean import clean, clean_text
 from .config import Config, config_from_dict, load_config
 from .data import load_dataset, validate_table
@@ -21,6 +23,7 @@ from .evaluate import evaluate_predictions
 from .models import TextClassifier, build_model, load_model
 from .pipeline import run_pipeline
 from .predict import predict_file
+from .report import build_report
 from .rundir import RunDir
 from .split import make_splits
 from .thresholds import choose_thresholds
@@ -28,7 +31,8 @@ from .thresholds import choose_thresholds
 __version__ = "0.1.0"
 
 __all__ = [
-    "Config", "ConfigError", "DataError", "LexcoderError", "RunDir", "TextClassifier", "build_model",
+    "Calibrator", "Config", "ConfigError", "DataError", "LexcoderError", "RunDir", "TextClassifier", "build_model",
+    "build_report",
     "choose_thresholds", "clean", "clean_text", "config_from_dict", "evaluate_predictions", "load_config",
     "load_dataset", "load_model", "make_splits", "predict_file", "run_pipeline", "validate_table",
 ]
