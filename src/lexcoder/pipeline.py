@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .calibrate import calibrate_on_validation, with_saved_calibration
+from .audit.ledger import record_corrections, training_table
 from .clean import clean
 from .config import Config
 from .data import load_dataset
@@ -38,7 +39,8 @@ class RunResult:
     prevalence: pd.DataFrame
 
 
-def run_pipeline(cfg: Config, out: str | Path, *, resume: bool = False) -> RunResult:
+def run_pipeline(cfg: Config, out: str | Path, *, resume: bool = False,
+                 corrections: str | Path | None = None) -> RunResult:
     """Run every stage for ``cfg`` into the run directory ``out``.
 
     Parameters
@@ -46,25 +48,28 @@ def run_pipeline(cfg: Config, out: str | Path, *, resume: bool = False) -> RunRe
     cfg : validated configuration
     out : run directory (created; must be empty unless ``resume``)
     resume : continue an interrupted run, skipping the stages its manifest marks as done
+    corrections : a corrections ledger (``lexcoder corrections apply``) whose reviewed codes are used for
+        training and evaluation; ``data.parquet`` keeps the original codes (see :mod:`lexcoder.audit.ledger`)
     """
     n = cfg.notify
     with watch_run(Path(out).name, enabled=n.enabled, on=n.on, timeout=n.timeout) as watch:
-        result = _run_stages(cfg, out, resume=resume)
+        result = _run_stages(cfg, out, resume=resume, corrections=corrections)
         watch.finished(result.metrics)  # [notify]: message with macro-F1 and wall time (or the error)
     return result
 
 
-def _run_stages(cfg: Config, out: str | Path, *, resume: bool) -> RunResult:
+def _run_stages(cfg: Config, out: str | Path, *, resume: bool, corrections: str | Path | None = None) -> RunResult:
     run = RunDir(Path(out))
     start_run(run, cfg, resume=resume)
     if not (resume and stage_done(run, "load")):
         with stage(run, "load"):
-            prepare_data(cfg, run)
+            prepare_data(cfg, run, corrections=corrections)
     df = pd.read_parquet(run.data)
     if not (resume and stage_done(run, "split")):
         with stage(run, "split"):
             write_table(make_splits(df, cfg.data.label_columns, cfg.split), run.splits)
     splits = pd.read_parquet(run.splits)
+    df = training_table(run.root, df, cfg.data.label_columns)  # + reviewed corrections, if any
     prevalence = prevalence_table(df, splits, cfg.data.label_columns)
     if not (resume and stage_done(run, "train")):
         with stage(run, "train"):
@@ -84,8 +89,12 @@ def report_stage(cfg: Config, run: RunDir) -> None:
         build_report(run, top_issues=cfg.report.top_issues)
 
 
-def prepare_data(cfg: Config, run: RunDir) -> pd.DataFrame:
-    """Load, validate and clean the table; write ``data.parquet`` and the duplicate conflicts."""
+def prepare_data(cfg: Config, run: RunDir, corrections: str | Path | None = None) -> pd.DataFrame:
+    """Load, validate and clean the table; write ``data.parquet`` and the duplicate conflicts.
+
+    With ``corrections`` the ledger is checked against the data and stored in the run (the manifest
+    records it); ``data.parquet`` keeps the original codes.
+    """
     df, load_report = load_dataset(cfg.data)
     df, conflicts, clean_report = clean(df, cfg.data.label_columns, cfg.clean)
     write_table(df, run.data)
@@ -98,6 +107,8 @@ def prepare_data(cfg: Config, run: RunDir) -> pd.DataFrame:
         "duplicate_rows": clean_report.duplicate_rows, "duplicate_groups": clean_report.duplicate_groups,
         "conflicting_duplicate_groups": clean_report.conflicting_groups,
     })
+    if corrections is not None:
+        run.update_manifest(corrections=record_corrections(df, corrections, cfg.data.label_columns, run.root))
     if clean_report.conflicting_groups:
         log.warning("%d group(s) of identical texts carry conflicting labels (see %s).",
                     clean_report.conflicting_groups, run.conflicts.name)

@@ -17,6 +17,7 @@ from . import app, console, friendly
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Run directory to create.")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out.")]
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key: section.key=value (repeatable).")]
+CorrectionsOpt = Annotated[Optional[Path], typer.Option(help="Corrections ledger (lexcoder corrections apply): train on the reviewed codes.", exists=True, dir_okay=False)]
 
 
 @app.command()
@@ -26,6 +27,7 @@ def demo(
     model: Annotated[str, typer.Option(help="tfidf (fast default) or an encoder name such as minilm.")] = "tfidf",
     resume: ResumeOpt = False,
     set_: SetOpt = None,
+    corrections: CorrectionsOpt = None,
 ) -> None:
     """Run the whole pipeline on the bundled legal dataset (unfair clauses in Terms of Service)."""
     from ..config import apply_overrides, config_from_dict
@@ -35,7 +37,7 @@ def demo(
         apply_overrides(raw, set_)
         cfg = config_from_dict(raw, "--set")
     console.print(f"[bold]lexcoder demo[/] — {CITATION}", highlight=False)
-    _run_and_show(cfg, out, resume)
+    _run_and_show(cfg, out, resume, corrections)
 
 
 @app.command()
@@ -54,9 +56,10 @@ def init(path: Annotated[Path, typer.Argument(help="Config file to write.")] = P
 @app.command()
 @friendly
 def run(config: Annotated[Path, typer.Argument(help="TOML config (see `lexcoder init`).")],
-        out: OutOpt = Path("runs/run"), resume: ResumeOpt = False, set_: SetOpt = None) -> None:
+        out: OutOpt = Path("runs/run"), resume: ResumeOpt = False, set_: SetOpt = None,
+        corrections: CorrectionsOpt = None) -> None:
     """Run the pipeline for your own table: load → clean → split → train → thresholds → evaluate."""
-    _run_and_show(load_config(config, set_), out, resume)
+    _run_and_show(load_config(config, set_), out, resume, corrections)
 
 
 @app.command()
@@ -75,9 +78,9 @@ def predict(
     console.print(f"Wrote {out} in {time.perf_counter() - t0:.1f} s.")
 
 
-def _run_and_show(cfg, out: Path, resume: bool) -> RunResult:
+def _run_and_show(cfg, out: Path, resume: bool, corrections: Optional[Path] = None) -> RunResult:
     t0 = time.perf_counter()
-    result = run_pipeline(cfg, out, resume=resume)
+    result = run_pipeline(cfg, out, resume=resume, corrections=corrections)
     show_prevalence(result)
     show_metrics(result.metrics)
     console.print(f"Run directory: [bold]{out}[/] ({time.perf_counter() - t0:.1f} s)")

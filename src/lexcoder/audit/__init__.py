@@ -1,0 +1,24 @@
+"""Find the human coding errors: out-of-fold audit, ranked review queue, corrections ledger.
+
+Typical use::
+
+    from lexcoder.audit import audit_run, apply_review
+    result = audit_run("runs/exp1")                 # writes label_issues.csv + audit_summary.json
+    apply_review("runs/exp1", "reviewed.csv", reviewer="A. Coder", ledger="corrections.csv")
+    # then: lexcoder run my.toml --corrections corrections.csv --out runs/exp2
+"""
+from __future__ import annotations
+
+from .crossfit import audit_folds, out_of_fold_proba
+from .ledger import (LEDGER_COLUMNS, append_ledger, apply_ledger, read_ledger, record_corrections,
+                     review_entries, training_table)
+from .queue import QUEUE_COLUMNS, build_queue, conflict_mask, select
+from .scoring import RANKERS, noise_estimates, score_pairs, self_confidence
+from .workflow import AuditResult, ReviewResult, apply_review, audit_run
+
+__all__ = [
+    "AuditResult", "LEDGER_COLUMNS", "QUEUE_COLUMNS", "RANKERS", "ReviewResult", "append_ledger",
+    "apply_ledger", "apply_review", "audit_folds", "audit_run", "build_queue", "conflict_mask",
+    "noise_estimates", "out_of_fold_proba", "read_ledger", "record_corrections", "review_entries",
+    "score_pairs", "select", "self_confidence", "training_table",
+]

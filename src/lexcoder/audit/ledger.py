@@ -1,0 +1,185 @@
+"""The corrections ledger: an append-only CSV of reviewed codes, applied on top of the original data.
+
+Each ledger row says: for text ``id`` and ``label`` the code ``old_value`` was reviewed by ``reviewer``
+at ``timestamp`` and is now ``new_value`` (equal to ``old_value`` for a "keep" decision), with a note and
+the run whose review queue it came from. The original data file and a run's ``data.parquet`` are never
+modified: a run trained with ``--corrections`` stores the entries it applied in
+``corrections_applied.parquet`` and applies them when it reads its data (:func:`training_table`).
+"""
+from __future__ import annotations
+
+import csv
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError, format_rows
+from ..io import file_sha256, read_table, write_table
+
+log = logging.getLogger(__name__)
+
+LEDGER_COLUMNS = ["id", "label", "old_value", "new_value", "reviewer", "timestamp", "note", "source_run"]
+APPLIED_FILE = "corrections_applied.parquet"
+DECISIONS = {"keep": 0, "flip": 1}
+
+
+def read_ledger(path: str | Path) -> pd.DataFrame:
+    """The ledger at ``path`` (an empty one if the file does not exist yet), values checked."""
+    path = Path(path)
+    if not path.is_file():
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in LEDGER_COLUMNS})
+    ledger = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [c for c in LEDGER_COLUMNS if c not in ledger.columns]
+    if missing:
+        raise DataError(f"{path}: not a lexcoder corrections ledger (columns {missing} missing). Ledgers "
+                        "are written by `lexcoder corrections apply`; do not edit them by hand.")
+    for col in ("old_value", "new_value"):
+        bad = ~ledger[col].isin(["0", "1"])
+        if bad.any():
+            raise DataError(f"{path}: column '{col}' must be 0 or 1; ledger rows "
+                            f"{format_rows(np.flatnonzero(bad) + 2)} hold something else.")
+        ledger[col] = ledger[col].astype(int)
+    return ledger[LEDGER_COLUMNS]
+
+
+def append_ledger(entries: pd.DataFrame, path: str | Path) -> Path:
+    """Append ``entries`` (``LEDGER_COLUMNS``) to the ledger CSV; existing rows are never rewritten."""
+    path = Path(path)
+    new_file = not path.is_file() or path.stat().st_size == 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8", newline="") as fh:
+        entries[LEDGER_COLUMNS].to_csv(fh, header=new_file, index=False, quoting=csv.QUOTE_MINIMAL)
+    return path
+
+
+def apply_ledger(df: pd.DataFrame, ledger: pd.DataFrame, label_columns: Sequence[str], *,
+                 source: str = "the ledger") -> pd.DataFrame:
+    """Labels after the ledger: entries are replayed in order on top of ``df``'s (original) labels.
+
+    Raises
+    ------
+    DataError
+        For an unknown id or label, or an entry whose ``old_value`` does not match the value at that
+        point (the data changed, or the ledger belongs to another data set); the message names the row.
+    """
+    out = df.copy()
+    position = pd.Series(np.arange(len(df)), index=df["id"].astype(str))
+    for i, entry in enumerate(ledger.itertuples(index=False)):
+        row = _locate(position, label_columns, entry.id, entry.label, f"{source}, row {i + 2}")
+        current = int(out[entry.label].iat[row])
+        if current != int(entry.old_value):
+            raise DataError(f"{source}, row {i + 2}: id {entry.id!r}, label {entry.label!r} has old_value "
+                            f"{entry.old_value} but the label is {current} at that point. The data or an "
+                            "earlier correction changed it; use a ledger made for this data.")
+        out.iloc[row, out.columns.get_loc(entry.label)] = int(entry.new_value)
+    return out
+
+
+def _locate(position: pd.Series, label_columns: Sequence[str], id_, label: str, where: str) -> int:
+    if label not in label_columns:
+        raise DataError(f"{where}: label {label!r} is not one of the run's labels {list(label_columns)}.")
+    if str(id_) not in position.index:
+        raise DataError(f"{where}: id {id_!r} is not in the data. Check that the file belongs to this run.")
+    return int(position[str(id_)])
+
+
+def review_entries(reviewed: pd.DataFrame, current: pd.DataFrame, ledger: pd.DataFrame,
+                   label_columns: Sequence[str], *, reviewer: str, source_run: str,
+                   source: str = "the review file") -> pd.DataFrame:
+    """New ledger entries for the decided rows of a reviewed queue (already recorded ones are skipped).
+
+    Parameters
+    ----------
+    reviewed : the queue with ``id``, ``label``, ``human_value``, ``decision`` (keep/flip/empty), ``note``
+    current : the labels the ledger entries apply to (original data + ``ledger`` so far)
+    ledger : the existing ledger (to make re-applying the same review a no-op)
+
+    Raises
+    ------
+    DataError
+        Naming the review file's row: a missing column, an unknown id or label, a decision other than
+        keep/flip, a repeated (id, label), or a ``human_value`` that no longer matches the current code.
+    """
+    decided = _decided_rows(reviewed, source)
+    position = pd.Series(np.arange(len(current)), index=current["id"].astype(str))
+    latest = {(str(r.id), r.label): (int(r.old_value), int(r.new_value)) for r in ledger.itertuples()}
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    entries = []
+    for line, rec in decided.iterrows():
+        where = f"{source}, row {line}"
+        row = _locate(position, label_columns, rec["id"], rec["label"], where)
+        old = _binary(rec["human_value"], where)
+        new = old if rec["decision"] == "keep" else 1 - old
+        if latest.get((str(rec["id"]), rec["label"])) == (old, new):
+            continue  # this decision is already in the ledger: re-applying is a no-op
+        now_value = int(current[rec["label"]].iat[row])
+        if now_value != old:
+            raise DataError(f"{where}: id {rec['id']!r}, label {rec['label']!r} shows human_value {old} but "
+                            f"the current code is {now_value} (changed by an earlier correction?). Review "
+                            "a fresh queue from `lexcoder audit` of a run that uses the current ledger.")
+        entries.append({"id": str(rec["id"]), "label": rec["label"], "old_value": old, "new_value": new,
+                        "reviewer": reviewer, "timestamp": now, "note": rec["note"], "source_run": source_run})
+    return pd.DataFrame(entries, columns=LEDGER_COLUMNS)
+
+
+def _decided_rows(reviewed: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Rows with a decision, indexed by their 1-based line in the file (header = line 1)."""
+    missing = [c for c in ("id", "label", "human_value", "decision") if c not in reviewed.columns]
+    if missing:
+        raise DataError(f"{source}: column(s) {missing} missing. Review the label_issues.csv written by "
+                        "`lexcoder audit` and keep its columns.")
+    rev = reviewed.copy()
+    rev.index = np.arange(2, len(rev) + 2)
+    rev["decision"] = rev["decision"].fillna("").astype(str).str.strip().str.lower()
+    rev["note"] = rev["note"].fillna("").astype(str) if "note" in rev else ""
+    bad = ~rev["decision"].isin(["", *DECISIONS])
+    if bad.any():
+        raise DataError(f"{source}: column 'decision' must be keep, flip or empty; rows "
+                        f"{format_rows(rev.index[bad])} hold {sorted(set(rev.loc[bad, 'decision']))[:5]}.")
+    rev = rev[rev["decision"] != ""]
+    dup = rev.duplicated(["id", "label"], keep=False)
+    if dup.any():
+        raise DataError(f"{source}: rows {format_rows(rev.index[dup])} decide the same id and label twice. "
+                        "Keep one decision per (id, label).")
+    return rev
+
+
+def _binary(value, where: str) -> int:
+    text = str(value).strip()
+    if text in ("0", "1", "0.0", "1.0"):
+        return int(float(text))
+    raise DataError(f"{where}: human_value must be 0 or 1, found {value!r}.")
+
+
+def record_corrections(df: pd.DataFrame, ledger_path: str | Path, label_columns: Sequence[str],
+                       run_root: Path) -> dict:
+    """Check a ledger against a new run's data and store it in the run (``corrections_applied.parquet``).
+
+    Returns the manifest block: ledger path and hash, entries, and flips per label.
+    """
+    ledger_path = Path(ledger_path)
+    if not ledger_path.is_file():
+        raise DataError(f"{ledger_path}: corrections ledger not found. Create it with "
+                        "`lexcoder corrections apply RUN_DIR reviewed.csv --reviewer NAME`.")
+    ledger = read_ledger(ledger_path)
+    corrected = apply_ledger(df, ledger, label_columns, source=str(ledger_path))
+    write_table(ledger.assign(id=ledger["id"].astype(str)), run_root / APPLIED_FILE)
+    changed = {lab: int((corrected[lab] != df[lab]).sum()) for lab in label_columns}
+    return {"ledger": str(ledger_path.resolve()), "sha256": file_sha256(ledger_path), "entries": len(ledger),
+            "labels_changed": changed, "applied_file": APPLIED_FILE}
+
+
+def training_table(run_root: str | Path, df: pd.DataFrame, label_columns: Sequence[str]) -> pd.DataFrame:
+    """The run's data with the labels used for training: ``df`` (``data.parquet``) plus its corrections.
+
+    ``data.parquet`` keeps the original human codes; without ``corrections_applied.parquet`` in the run
+    directory ``df`` is returned unchanged.
+    """
+    applied = Path(run_root) / APPLIED_FILE
+    if not applied.is_file():
+        return df
+    return apply_ledger(df, pd.read_parquet(applied), label_columns, source=str(applied))

@@ -1,0 +1,218 @@
+"""The audit workflow on a run directory: cross-fit → score → review queue → summary; apply a review.
+
+Files written into the run directory:
+
+- ``audit_oof.parquet`` (+ ``audit_oof.json``): out-of-fold probabilities and the settings that made
+  them (reused when the settings and labels are unchanged, so other views of the queue are instant)
+- ``label_issues.parquet``: the full review queue; ``label_issues.csv`` (or ``label_issues_<label>.csv``
+  with a label filter): the view to review in a spreadsheet
+- ``audit_summary.json``: per label issues, estimated noise, reviewed / flipped counts, out-of-fold
+  agreement with the human codes before and after the corrections
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..clean import find_conflicts
+from ..config import Config
+from ..errors import ConfigError, DataError
+from ..evaluate import evaluate_predictions
+from ..io import read_json, read_table, write_json, write_table
+from ..rundir import RunDir
+from .crossfit import audit_folds, out_of_fold_proba
+from .ledger import append_ledger, apply_ledger, read_ledger, review_entries, training_table
+from .queue import build_queue, conflict_mask, select, write_queue
+from .scoring import noise_estimates, score_pairs
+
+log = logging.getLogger(__name__)
+
+SUMMARY_FILE = "audit_summary.json"
+OOF_FILE = "audit_oof.parquet"
+
+
+@dataclass
+class AuditResult:
+    """What :func:`audit_run` produced (also on disk in the run directory)."""
+
+    queue: pd.DataFrame
+    view: pd.DataFrame
+    summary: dict[str, Any]
+    csv_path: Path
+
+
+def audit_run(run_dir: str | Path, *, n_folds: int = 5, kind: str | None = None, name: str | None = None,
+              params: dict[str, Any] | None = None, method: str = "loss", top: int | None = None,
+              label: str | None = None) -> AuditResult:
+    """Find likely human coding errors in a run's data with out-of-fold predictions.
+
+    Parameters
+    ----------
+    run_dir : a finished run directory (``lexcoder run`` / ``lexcoder demo``)
+    n_folds : cross-fitting folds K (each text is scored by a model trained on the other K-1 folds)
+    kind, name, params : model family for cross-fitting (default: the run's ``[model]``)
+    method : ranking, ``"loss"`` (default) or ``"cleanlab"`` (see :mod:`lexcoder.audit.scoring`)
+    top : keep only the ``top`` highest-ranked rows in the CSV view
+    label : only this label's rows in the CSV view (written to ``label_issues_<label>.csv``)
+    """
+    t0 = time.perf_counter()
+    run = RunDir(Path(run_dir))
+    cfg = run.load_config()
+    labels = cfg.data.label_columns
+    if label is not None and label not in labels:
+        raise ConfigError(f"--label {label!r} is not one of the run's labels: {', '.join(labels)}.")
+    if n_folds < 2:
+        raise ConfigError(f"--folds must be at least 2 (got {n_folds}).")
+    model = _model_settings(cfg, kind, name, params)
+    df = training_table(run.root, pd.read_parquet(run.data), labels)
+    P = _oof(run, cfg, df, n_folds, model)
+    Y = df[labels].to_numpy().astype(int)
+    score, flagged = score_pairs(Y, P, method=method)
+    conflicts = conflict_mask(df, _conflicts(df, labels), labels)
+    queue = build_queue(df, labels, P, score, flagged, conflicts)
+    write_table(queue, run.root / "label_issues.parquet")
+    view = select(queue, label=label, top=top)
+    csv_path = run.label_issues if label is None else run.root / f"label_issues_{label}.csv"
+    write_queue(view, csv_path)
+    summary = _summary(run, cfg, Y, P, flagged, conflicts, queue,
+                       settings={"folds": n_folds, "method": method, **model}, seconds=time.perf_counter() - t0)
+    write_json(summary, run.root / SUMMARY_FILE)
+    return AuditResult(queue=queue, view=view, summary=summary, csv_path=csv_path)
+
+
+def _model_settings(cfg: Config, kind: str | None, name: str | None, params: dict[str, Any] | None
+                    ) -> dict[str, Any]:
+    """The run's ``[model]`` unless another family is asked for (its settings then start from defaults)."""
+    if kind is None or kind == cfg.model.kind:
+        return {"kind": cfg.model.kind, "name": name or cfg.model.name,
+                "params": dict(cfg.model.params if params is None else params)}
+    return {"kind": kind, "name": name, "params": dict(params or {})}
+
+
+def _conflicts(df: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
+    if "dup_group" not in df:
+        return find_conflicts(df.iloc[:0], labels)
+    sizes = df["dup_group"].map(df["dup_group"].value_counts())
+    return find_conflicts(df[sizes > 1], labels)
+
+
+def _oof(run: RunDir, cfg: Config, df: pd.DataFrame, n_folds: int, model: dict[str, Any]) -> np.ndarray:
+    """Out-of-fold probabilities, from cache when the same settings and labels produced them before."""
+    labels = cfg.data.label_columns
+    key = {"folds": n_folds, "seed": cfg.split.seed, **model,
+           "labels_sha256": hashlib.sha256(df[["id", *labels]].to_csv(index=False).encode()).hexdigest()}
+    cache, meta = run.root / OOF_FILE, run.root / "audit_oof.json"
+    if cache.is_file() and meta.is_file() and read_json(meta) == _jsonable(key):
+        log.info("Reusing the out-of-fold probabilities in %s (same settings and labels).", cache.name)
+        return pd.read_parquet(cache)[[f"{lab}_prob" for lab in labels]].to_numpy()
+    folds = audit_folds(df, labels, n_folds=n_folds, seed=cfg.split.seed, n_clusters=cfg.split.n_clusters,
+                        min_stratum=cfg.split.min_stratum)
+    P = out_of_fold_proba(df["text"], df[labels].to_numpy(), folds, kind=model["kind"], name=model["name"],
+                          params=model["params"], label_names=labels)
+    oof = pd.DataFrame({"id": df["id"], "fold": folds}).assign(**{f"{lab}_prob": P[:, j] for j, lab in enumerate(labels)})
+    write_table(oof, cache)
+    write_json(key, meta)
+    return P
+
+
+def _jsonable(obj: Any) -> Any:
+    import json
+    return json.loads(json.dumps(obj, default=str))
+
+
+def _thresholds(run: RunDir, cfg: Config) -> np.ndarray:
+    path = run.model_dir(cfg.model.kind) / "thresholds.json"
+    if not path.is_file():
+        return np.full(len(cfg.data.label_columns), 0.5)
+    th = read_json(path)["thresholds"]
+    return np.array([th.get(lab, 0.5) for lab in cfg.data.label_columns])
+
+
+def _summary(run: RunDir, cfg: Config, Y: np.ndarray, P: np.ndarray, flagged: np.ndarray,
+             conflicts: np.ndarray, queue: pd.DataFrame, *, settings: dict[str, Any], seconds: float
+             ) -> dict[str, Any]:
+    labels = cfg.data.label_columns
+    noise = noise_estimates(Y, P, labels)
+    per_label = {}
+    for j, lab in enumerate(labels):
+        per_label[lab] = {"positives": int(Y[:, j].sum()), "flagged": int(flagged[:, j].sum()),
+                          "conflicting_duplicates": int(conflicts[:, j].sum()),
+                          "in_queue": int((queue["label"] == lab).sum()),
+                          **noise[lab], "reviewed": 0, "kept": 0, "flipped": 0}
+    return {"run": str(run.root), "n_rows": int(len(Y)), "settings": settings, "seconds": round(seconds, 2),
+            "labels": per_label, "total_in_queue": int(len(queue)),
+            "out_of_fold": {"thresholds": "the run's validation-tuned thresholds",
+                            "before": evaluate_predictions(Y, P, _thresholds(run, cfg), labels), "after": None}}
+
+
+@dataclass
+class ReviewResult:
+    """What :func:`apply_review` recorded."""
+
+    ledger: Path
+    added: pd.DataFrame
+    skipped: int
+    summary: dict[str, Any] | None
+
+
+def apply_review(run_dir: str | Path, reviewed: str | Path, *, reviewer: str,
+                 ledger: str | Path = "corrections.csv") -> ReviewResult:
+    """Append the decisions of a reviewed queue to the corrections ledger (idempotent).
+
+    Parameters
+    ----------
+    run_dir : the run whose ``label_issues.csv`` was reviewed
+    reviewed : the reviewed queue (CSV, Excel, ...) with ``decision`` = keep / flip / empty
+    reviewer : name recorded with every entry
+    ledger : the append-only corrections ledger (created if missing)
+
+    Nothing in ``run_dir`` or in the original data is modified except ``audit_summary.json``, which
+    gains the reviewed/flipped counts and the out-of-fold figures against the corrected codes.
+    """
+    if not str(reviewer).strip():
+        raise ConfigError("--reviewer must name who reviewed the codes.")
+    run = RunDir(Path(run_dir))
+    cfg = run.load_config()
+    labels = cfg.data.label_columns
+    original = pd.read_parquet(run.data)
+    existing = read_ledger(ledger)
+    current = apply_ledger(original, existing, labels, source=str(ledger))
+    table = read_table(reviewed)
+    added = review_entries(table, current, existing, labels, reviewer=str(reviewer).strip(),
+                           source_run=str(run.root.resolve()), source=str(reviewed))
+    if len(added):
+        append_ledger(added, ledger)
+    decided = int(table.get("decision", pd.Series(dtype=str)).fillna("").astype(str).str.strip().ne("").sum())
+    summary = _update_summary(run, labels, original, read_ledger(ledger), ledger)
+    return ReviewResult(ledger=Path(ledger), added=added, skipped=decided - len(added), summary=summary)
+
+
+def _update_summary(run: RunDir, labels: list[str], original: pd.DataFrame, ledger: pd.DataFrame,
+                    ledger_path) -> dict[str, Any] | None:
+    path = run.root / SUMMARY_FILE
+    if not path.is_file():
+        return None
+    summary = read_json(path)
+    mine = ledger[ledger["source_run"] == str(run.root.resolve())]
+    for lab in labels:
+        part = mine[mine["label"] == lab]
+        block = summary["labels"].setdefault(lab, {})
+        block.update(reviewed=int(len(part)), flipped=int((part["old_value"] != part["new_value"]).sum()),
+                     kept=int((part["old_value"] == part["new_value"]).sum()))
+    oof = run.root / OOF_FILE
+    if oof.is_file():
+        corrected = apply_ledger(original, ledger, labels, source=str(ledger_path))
+        P = pd.read_parquet(oof).set_index("id").loc[corrected["id"], [f"{lab}_prob" for lab in labels]]
+        cfg = run.load_config()
+        summary["out_of_fold"]["after"] = evaluate_predictions(corrected[labels].to_numpy(), P.to_numpy(),
+                                                               _thresholds(run, cfg), labels)
+    summary["ledger"] = str(Path(ledger_path).resolve())
+    write_json(summary, path)
+    return summary

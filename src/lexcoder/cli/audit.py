@@ -1,0 +1,89 @@
+"""Audit commands: `lexcoder audit` (review queue) and `lexcoder corrections apply` (ledger)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from . import app, console, friendly
+
+corrections_app = typer.Typer(help="Record reviewed coding decisions in the corrections ledger.",
+                              no_args_is_help=True)
+app.add_typer(corrections_app, name="corrections")
+
+RunArg = Annotated[Path, typer.Argument(help="A finished run directory (lexcoder run / lexcoder demo).",
+                                        exists=True, file_okay=False)]
+
+
+@app.command()
+@friendly
+def audit(
+    run_dir: RunArg,
+    folds: Annotated[int, typer.Option(help="Cross-fitting folds: each text is scored by a model trained "
+                                            "on the other folds.")] = 5,
+    model: Annotated[Optional[str], typer.Option(help="Model family for cross-fitting: tfidf, encoder or "
+                                                      "llm (default: the run's).")] = None,
+    method: Annotated[str, typer.Option(help="Ranking: loss (default) or cleanlab.")] = "loss",
+    top: Annotated[Optional[int], typer.Option(help="Keep only the N most likely errors in the CSV.")] = None,
+    label: Annotated[Optional[str], typer.Option(help="Only this label (writes label_issues_<label>.csv).")] = None,
+) -> None:
+    """Rank likely human coding errors with out-of-fold predictions; writes label_issues.csv."""
+    from ..audit import audit_run
+    result = audit_run(run_dir, n_folds=folds, kind=model, method=method, top=top, label=label)
+    show_summary(result.summary)
+    show_queue(result.view.head(15))
+    console.print(f"Review queue: [bold]{result.csv_path}[/] ({len(result.view)} rows). Fill in "
+                  "'decision' (keep/flip) and 'note', then run [bold]lexcoder corrections apply "
+                  f"{run_dir} {result.csv_path.name} --reviewer NAME[/]")
+
+
+@corrections_app.command("apply")
+@friendly
+def apply(
+    run_dir: RunArg,
+    reviewed: Annotated[Path, typer.Argument(help="The reviewed label_issues.csv (or .xlsx).", exists=True,
+                                             dir_okay=False)],
+    reviewer: Annotated[str, typer.Option(help="Who reviewed the codes (recorded in the ledger).")],
+    ledger: Annotated[Path, typer.Option(help="Append-only corrections ledger (created if missing).")]
+    = Path("corrections.csv"),
+) -> None:
+    """Append the keep/flip decisions of a reviewed queue to the corrections ledger (idempotent)."""
+    from ..audit import apply_review
+    res = apply_review(run_dir, reviewed, reviewer=reviewer, ledger=ledger)
+    flips = int((res.added["old_value"] != res.added["new_value"]).sum())
+    console.print(f"Ledger {res.ledger}: {len(res.added)} new entr{'y' if len(res.added) == 1 else 'ies'} "
+                  f"({flips} flipped, {len(res.added) - flips} kept); {res.skipped} already recorded.")
+    if res.summary:
+        show_summary(res.summary)
+    console.print(f"Retrain on the corrected codes: [bold]lexcoder run CONFIG --corrections {ledger} "
+                  "--out runs/NEW[/]")
+
+
+def show_summary(summary: dict) -> None:
+    """Per-label table: issues, estimated noise, reviewed/flipped, out-of-fold agreement."""
+    oof = summary.get("out_of_fold", {})
+    table = Table(title=f"Audit of {summary['run']} ({summary['settings']['folds']}-fold out-of-fold, "
+                        f"{summary['settings']['kind']})", title_justify="left")
+    for col in ("label", "n pos", "issues", "dup. confl.", "est. noise", "reviewed", "flipped", "AP before",
+                "AP after"):
+        table.add_column(col, justify="left" if col == "label" else "right", no_wrap=col == "label")
+    f = lambda v, fmt="{:.3f}": "—" if v is None else fmt.format(v)  # noqa: E731
+    for lab, m in summary["labels"].items():
+        before = (oof.get("before") or {}).get("labels", {}).get(lab, {})
+        after = (oof.get("after") or {}).get("labels", {}).get(lab, {})
+        table.add_row(lab, str(m["positives"]), str(m["in_queue"]), str(m["conflicting_duplicates"]),
+                      f(m["estimated_noise_rate"], "{:.2%}"), str(m["reviewed"]), str(m["flipped"]),
+                      f(before.get("average_precision")), f(after.get("average_precision")))
+    console.print(table)
+
+
+def show_queue(view) -> None:
+    table = Table(title="Most likely coding errors", title_justify="left")
+    for col in ("rank", "id", "label", "human", "p(model)", "text"):
+        table.add_column(col, overflow="fold" if col == "text" else "ellipsis")
+    for r in view.itertuples():
+        text = r.text if len(r.text) <= 90 else r.text[:87] + "..."
+        table.add_row(str(r.rank), str(r.id), r.label, str(r.human_value), f"{r.model_probability:.2f}", text)
+    console.print(table)
