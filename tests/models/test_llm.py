@@ -203,3 +203,51 @@ def test_llm_run_interrupted_and_resumed_matches_uninterrupted(llm_config, tmp_p
     a, b = (pd.read_parquet(d / "predictions.parquet") for d in (full, cut))
     probs = [c for c in a.columns if c.endswith("_prob")]
     np.testing.assert_array_equal(a[probs].to_numpy(), b[probs].to_numpy())
+
+
+def test_gradient_checkpointing_gives_the_same_model(trained, tiny_llama, tos_slice):
+    """Recomputing activations saves memory but must not change the arithmetic (dropout RNG preserved)."""
+    checkpointed = _fit(tiny_llama, tos_slice, gradient_checkpointing=True)
+    layers = checkpointed.model_.get_base_model().model.layers
+    assert all(layer.gradient_checkpointing for layer in layers)
+    np.testing.assert_allclose(checkpointed.predict_proba(tos_slice["test"]),
+                               trained.predict_proba(tos_slice["test"]), atol=1e-5)
+
+
+def _gpu_benchmark():
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_lora_throughput.py"
+    spec = importlib.util.spec_from_file_location("gpu_lora_throughput", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the script's CPU paths")
+def test_gpu_benchmark_script_cpu_guard_and_tiny_run(tmp_path, capsys):
+    bench = _gpu_benchmark()
+    assert bench.main([]) == 2
+    assert "--tiny --allow-cpu" in capsys.readouterr().err
+    out = tmp_path / "tiny.json"
+    assert bench.main(["--tiny", "--allow-cpu", "--steps", "2", "--warmup", "0", "--seq-len", "32",
+                       "--batch-size", "4", "--checkpointing", "off", "--out", str(out)]) == 0
+    rows = {r["mode"]: r for r in json.loads(out.read_text())["rows"]}
+    assert rows["lora"]["status"] == "ok" and rows["lora"]["tokens_per_s"] > 0
+    assert rows["lora"]["trainable_params"] < json.loads(out.read_text())["model"]["params"]
+    assert rows["qlora"]["status"].startswith("skipped: load_in_4bit = true (QLoRA) needs a CUDA GPU")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU fallback")
+def test_qlora_model_predicts_on_cpu_with_full_precision_base(trained, tos_slice, tmp_path, caplog):
+    """A model trained with 4-bit weights on a GPU still loads on a CPU (with a warning)."""
+    import logging
+    trained.save(tmp_path / "m")
+    meta_path = tmp_path / "m" / "lexcoder_model.json"
+    meta = json.loads(meta_path.read_text())
+    meta["params"]["load_in_4bit"] = True  # as written by a QLoRA run
+    meta_path.write_text(json.dumps(meta))
+    with caplog.at_level(logging.WARNING, logger="lexcoder.models.llm"):
+        loaded = TextClassifier.load(tmp_path / "m")
+    assert "full-precision base weights" in caplog.text
+    np.testing.assert_array_equal(loaded.predict_proba(tos_slice["test"]), trained.predict_proba(tos_slice["test"]))

@@ -99,6 +99,10 @@ class LLMClassifier(TransformerClassifier):
         from peft import PeftModel
         from transformers import AutoModelForSequenceClassification
         params = {**cls().params, **meta["params"]}
+        if params["load_in_4bit"] and not torch.cuda.is_available():
+            log.warning("This model was trained with 4-bit base weights (QLoRA) and no CUDA GPU is available: "
+                        "predicting with full-precision base weights instead (probabilities differ slightly).")
+            params["load_in_4bit"] = False
         check_llm_params(params)
         state = json.loads((directory / _STATE).read_text(encoding="utf-8"))
         device = _device(params["device"])
@@ -191,6 +195,8 @@ def add_lora(model: torch.nn.Module, params: dict[str, Any], device: torch.devic
     if params["load_in_4bit"]:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=ckpt,
                                                 gradient_checkpointing_kwargs={"use_reentrant": False})
+    elif ckpt and hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     elif ckpt:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     target = params["target_modules"]
