@@ -1,0 +1,78 @@
+"""CLI round trip: run → audit → review → corrections apply → run --corrections."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pandas as pd
+import pytest
+import tomli_w
+from typer.testing import CliRunner
+
+from lexcoder.cli import app
+
+LABELS = ["limitation_of_liability", "unilateral_termination", "unilateral_change"]
+
+
+@pytest.fixture(scope="module")
+def workspace(tos_full, tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli_audit")
+    docs = sorted(tos_full["doc_id"].unique())[10:16]
+    tos_full[tos_full["doc_id"].isin(docs)][["id", "doc_id", "text", *LABELS]].to_csv(root / "tos.csv", index=False)
+    (root / "my.toml").write_text(tomli_w.dumps({"data": {
+        "path": "tos.csv", "text_column": "text", "id_column": "id", "label_columns": LABELS,
+        "group_column": "doc_id"}}), encoding="utf-8")
+    return root
+
+
+def _ok(result):
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_audit_review_apply_and_retrain(workspace, monkeypatch):
+    monkeypatch.chdir(workspace)
+    runner = CliRunner()
+    data_hash = hashlib.sha256((workspace / "tos.csv").read_bytes()).hexdigest()
+    _ok(runner.invoke(app, ["run", "my.toml", "--out", "runs/exp1"]))
+    out = _ok(runner.invoke(app, ["audit", "runs/exp1", "--folds", "3", "--top", "10"]))
+    assert "Most likely coding errors" in out and "label_issues.csv" in out
+    queue = pd.read_csv("runs/exp1/label_issues.csv", dtype=str, keep_default_na=False)
+    assert len(queue) == 10 and queue["rank"].tolist() == [str(i) for i in range(1, 11)]
+
+    out = _ok(runner.invoke(app, ["audit", "runs/exp1", "--folds", "3", "--label", LABELS[1], "--top", "3"]))
+    one = pd.read_csv(f"runs/exp1/label_issues_{LABELS[1]}.csv", dtype=str, keep_default_na=False)
+    assert len(one) <= 3 and set(one["label"]) <= {LABELS[1]}
+
+    queue.loc[[0, 1], "decision"] = "flip"
+    queue.loc[2, "decision"] = "keep"
+    queue.to_csv("reviewed.csv", index=False)
+    out = _ok(runner.invoke(app, ["corrections", "apply", "runs/exp1", "reviewed.csv", "--reviewer", "A. Coder"]))
+    assert "3 new entries (2 flipped, 1 kept)" in out
+    out = _ok(runner.invoke(app, ["corrections", "apply", "runs/exp1", "reviewed.csv", "--reviewer", "A. Coder"]))
+    assert "0 new entries" in out and "3 already recorded" in out
+
+    _ok(runner.invoke(app, ["run", "my.toml", "--out", "runs/exp2", "--corrections", "corrections.csv"]))
+    manifest = json.loads((workspace / "runs/exp2/manifest.json").read_text())
+    assert manifest["corrections"]["entries"] == 3
+    assert sum(manifest["corrections"]["labels_changed"].values()) == 2
+    original = pd.read_parquet("runs/exp2/data.parquet").set_index("id")
+    first = queue.iloc[0]
+    assert int(original.loc[first["id"], first["label"]]) == int(first["human_value"])  # originals kept
+    assert hashlib.sha256((workspace / "tos.csv").read_bytes()).hexdigest() == data_hash
+
+    # auditing the corrected run shows the corrected codes as the human values
+    _ok(runner.invoke(app, ["audit", "runs/exp2", "--folds", "3"]))
+    full = pd.read_parquet("runs/exp2/label_issues.parquet")
+    row = full[(full["id"] == first["id"]) & (full["label"] == first["label"])]
+    assert row.empty or int(row["human_value"].iloc[0]) == 1 - int(first["human_value"])
+
+
+def test_errors_are_short_messages(workspace, monkeypatch):
+    monkeypatch.chdir(workspace)
+    runner = CliRunner()
+    res = runner.invoke(app, ["audit", str(workspace), "--folds", "3"])
+    assert res.exit_code == 2 and "not a lexcoder run directory" in res.output
+    (workspace / "broken.csv").write_text("id,label,old_value,new_value\n", encoding="utf-8")
+    res = runner.invoke(app, ["run", "my.toml", "--out", "runs/bad", "--corrections", "broken.csv"])
+    assert res.exit_code == 2 and "not a lexcoder corrections ledger" in res.output
