@@ -39,3 +39,9 @@ def write_config(tmp_path, data_path, labels, **data_extra) -> "os.PathLike":
     path = tmp_path / "config.toml"
     path.write_text(tomli_w.dumps(cfg), encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="session")
+def make_config():
+    """The :func:`write_config` helper as a fixture (test modules are not a package)."""
+    return write_config

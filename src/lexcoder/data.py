@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 TRUE_VALUES = {"1", "1.0", "true", "t", "yes", "y"}
 FALSE_VALUES = {"0", "0.0", "false", "f", "no", "n"}
-RESERVED = {"id", "text", "group", "source_row", "split", "stratum", "fold"}
+RESERVED = {"id", "text", "group", "source_row", "dup_group"}
 
 
 @dataclass

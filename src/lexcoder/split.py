@@ -57,7 +57,12 @@ def reunite_duplicates(folds: np.ndarray, dup_group: np.ndarray) -> tuple[np.nda
 
 def strata(texts: pd.Series, Y: np.ndarray, *, n_clusters: int = 40, min_stratum: int = 4,
            seed: int = 42) -> np.ndarray:
-    """Stratum label per row: label combination + "_" + TF-IDF KMeans cluster, rare strata → "other"."""
+    """Stratum per row: label combination + "_" + TF-IDF KMeans cluster.
+
+    Strata with ``min_stratum`` rows or fewer fall back to the label combination alone, and combinations
+    that rare are merged into "other" (the reference workflow merged rare strata into "other" directly,
+    which left the positives of rare labels unstratified).
+    """
     combos = np.array(["".join(map(str, row)) for row in Y.astype(int)], dtype=object)
     k = max(1, min(n_clusters, len(texts) // 2))
     if k > 1:
@@ -67,8 +72,13 @@ def strata(texts: pd.Series, Y: np.ndarray, *, n_clusters: int = 40, min_stratum
     else:
         clusters = np.zeros(len(texts), dtype=int)
     labels = pd.Series(combos + "_" + clusters.astype(str))
-    counts = labels.map(labels.value_counts())
-    labels[counts <= min_stratum] = "other"
+    # rare strata fall back to their label combination alone (so rare labels stay stratified),
+    # and only combinations that are themselves rare are merged into "other"
+    combo = pd.Series(combos)
+    rare = labels.map(labels.value_counts()) <= min_stratum
+    labels[rare] = combo[rare]
+    rare = labels.map(labels.value_counts()) <= min_stratum
+    labels[rare] = "other"
     return labels.to_numpy(dtype=object)
 
 
