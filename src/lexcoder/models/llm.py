@@ -92,7 +92,8 @@ class LLMClassifier(TransformerClassifier):
 
     @classmethod
     def _load_weights(cls, directory: Path, meta: dict[str, Any]) -> torch.nn.Module:
-        from peft import PeftModel
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
         from transformers import AutoModelForSequenceClassification
         params = {**cls().params, **meta["params"]}
         if params["load_in_4bit"] and not torch.cuda.is_available():
@@ -108,7 +109,15 @@ class LLMClassifier(TransformerClassifier):
                 trust_remote_code=params["trust_remote_code"])
         base = load_backbone(resolve_model_path(params["name"]), state["num_labels"], params, device,
                              pad_token_id=state["pad_token_id"])
-        return PeftModel.from_pretrained(base, directory / "adapter", is_trainable=False)
+        # rebuild the training-time structure and dtypes (fp32 adapters and head on a bf16/4-bit base), then
+        # load the saved adapters and head into it: the reloaded model computes exactly what the trained one did
+        model = add_lora(base, params, device)
+        weights = load_file(directory / "adapter" / "adapter_model.safetensors", device=str(device))
+        result = set_peft_model_state_dict(model, weights)
+        if result.unexpected_keys:
+            raise LexcoderError(f"{directory / 'adapter'} does not match the model {params['name']!r} "
+                                f"(unexpected weights {result.unexpected_keys[:3]}); was the base model changed?")
+        return model.eval()
 
 
 # -- building blocks (also used by benchmarks/gpu_lora_throughput.py) ----------------------------------
