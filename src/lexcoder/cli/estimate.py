@@ -78,7 +78,7 @@ def _split(text: str | None) -> list[str] | None:
 def _ci(est: float, low: float, high: float, pct: bool) -> str:
     if pd.isna(est):
         return "—"
-    f = (lambda v: f"{v:.1%}") if pct else (lambda v: f"{v:.3f}")
+    f = (lambda v: f"{v:.1%}") if pct else (lambda v: f"{v:.3g}")
     return f"{f(est)} [{f(low)}, {f(high)}]"
 
 
