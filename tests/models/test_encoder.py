@@ -171,3 +171,11 @@ def test_classifier_contract_and_errors(tmp_path):
     with pytest.raises(LexcoderError, match="config.json"):
         resolve_model_path(str(tmp_path / "empty"))
     assert (Path(resolve_model_path("minilm")) / "config.json").is_file()
+
+
+def test_demo_minilm_config_builds_a_cpu_sized_encoder():
+    from lexcoder.demo import demo_config
+    cfg = demo_config(model="minilm")
+    model = build_model(cfg.model.kind, cfg.model.name, cfg.model.params)
+    assert isinstance(model, EncoderClassifier)
+    assert model.params["max_length"] == 128 and model.params["epochs"] == 1
