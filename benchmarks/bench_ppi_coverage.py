@@ -1,6 +1,6 @@
 """Do lexcoder's prevalence intervals cover the truth? Repeated human samples from a corpus whose codes are known.
 
-Protocol (ToS data, bundled): a TF-IDF model is trained on ToS fold 0 with thresholds tuned on fold 1; the
+Protocol (ToS data, bundled; ``--dataset echr`` does the same for the frequent ECHR argument types): a TF-IDF model is trained on ToS fold 0 with thresholds tuned on fold 1; the
 corpus is folds 2-4 (10,529 sentences, true prevalence known). Each repetition draws a random "gold"
 sample of n corpus sentences (their expert codes play the human coders) and computes every method's 95%
 interval for the corpus prevalence. Reported per label and n: coverage (share of intervals containing the
@@ -32,6 +32,9 @@ from lexcoder.demo import TOS_LABELS, demo_data_path
 from lexcoder.estimate import simulate_coverage
 
 RESULTS = Path(__file__).parent / "results"
+ECHR = Path(__file__).resolve().parents[1] / "../shared/data/echr_arguments/paragraphs.csv.gz"
+ECHR_LABELS = ["subsumption", "precedent_ecthr", "prop_necessity_appropriateness", "decision_of_ecthr",
+               "prop_legal_basis", "consensus_of_parties"]
 
 
 def model_outputs() -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
@@ -43,6 +46,20 @@ def model_outputs() -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
     th = lexcoder.choose_thresholds(val[labels].to_numpy(), model.predict_proba(val["text"].tolist()))
     P = model.predict_proba(corpus["text"].tolist())
     return labels, corpus[labels].to_numpy(), P, (P >= th).astype(float)
+
+
+def model_outputs_echr() -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """ECHR: TF-IDF on the judgments of the authors' train split (thresholds on the last 20% of them);
+    corpus = the val + test judgments (7,226 paragraphs)."""
+    df = pd.read_csv(ECHR)
+    train_docs = sorted(df.loc[df["split"] == "train", "doc_id"].unique())
+    cut = int(0.8 * len(train_docs))
+    train, val = df[df["doc_id"].isin(train_docs[:cut])], df[df["doc_id"].isin(train_docs[cut:])]
+    corpus = df[df["split"] != "train"]
+    model = lexcoder.build_model("tfidf").fit(train["text"].tolist(), train[ECHR_LABELS].to_numpy())
+    th = lexcoder.choose_thresholds(val[ECHR_LABELS].to_numpy(), model.predict_proba(val["text"].tolist()))
+    P = model.predict_proba(corpus["text"].tolist())
+    return ECHR_LABELS, corpus[ECHR_LABELS].to_numpy(), P, (P >= th).astype(float)
 
 
 def run_label(y, p, pred, *, n: int, reps: int, seed: int) -> dict:
@@ -66,10 +83,13 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=500, help="repetitions (gold samples) per label and size")
     ap.add_argument("--sizes", type=int, nargs="+", default=[300, 1000], help="gold-sample sizes")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=RESULTS / "ppi_coverage.json")
+    ap.add_argument("--dataset", choices=["tos", "echr"], default="tos",
+                    help="tos (bundled) or echr (../shared/data/echr_arguments, frequent labels)")
+    ap.add_argument("--out", type=Path, help="JSON output (default: results/ppi_coverage[_echr].json)")
     args = ap.parse_args()
+    args.out = args.out or RESULTS / ("ppi_coverage.json" if args.dataset == "tos" else "ppi_coverage_echr.json")
     t0 = time.perf_counter()
-    labels, Y, P, pred = model_outputs()
+    labels, Y, P, pred = model_outputs() if args.dataset == "tos" else model_outputs_echr()
     rows = []
     for n in args.sizes:
         for j, lab in enumerate(labels):
@@ -81,7 +101,10 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "benchmark": "ppi_coverage", "reps": args.reps, "sizes": args.sizes, "seed": args.seed, "alpha": 0.05,
-        "corpus": "ToS folds 2-4 (10,529 sentences); TF-IDF trained on fold 0, thresholds on fold 1",
+        "corpus": ("ToS folds 2-4 (10,529 sentences); TF-IDF trained on fold 0, thresholds on fold 1"
+                   if args.dataset == "tos" else "ECHR val+test judgments (7,226 paragraphs); TF-IDF trained "
+                   "on 80% of the train judgments, thresholds on the other 20%"),
+        "dataset": args.dataset,
         "seconds": round(time.perf_counter() - t0, 1), "platform": platform.platform(),
         "versions": {"lexcoder": lexcoder.__version__, "numpy": np.__version__, "pandas": pd.__version__},
         "rows": rows}, indent=2) + "\n", encoding="utf-8")

@@ -47,6 +47,16 @@ def test_ppi_intervals_cover_the_true_prevalence(simulation, label):
     assert abs(res.loc["ppi++_ac", "bias"]) < 0.25 * res.loc["ppi++_ac", "mean_width"]
 
 
+def test_wald_ppi_under_covers_a_rare_label_and_the_adjustment_repairs_it(simulation):
+    """The reason for the default: ppi_py's Wald interval with 300 gold rows and ~1 positive in them."""
+    labels, Y, P, _ = simulation
+    j = labels.index("arbitration")
+    res = simulate_coverage(Y[:, j], P[:, j], n_gold=300, reps=200, seed=11,
+                            methods=("ppi++", "ppi++_ac")).set_index("method")
+    assert res.loc["ppi++", "coverage"] < 0.85
+    assert res.loc["ppi++_ac", "coverage"] >= 0.90
+
+
 @pytest.mark.parametrize("label", ["unfair", "limitation_of_liability"])
 def test_ppi_is_narrower_than_classical_and_naive_is_biased(simulation, label):
     labels, Y, P, pred = simulation
@@ -165,6 +175,18 @@ def test_inclusion_probabilities_correct_an_oversampled_gold_sample(coded):
     assert weighted["ppi_low"] <= truth <= weighted["ppi_high"]
     assert abs(unweighted["classical"] - truth) > abs(weighted["classical"] - truth)
     assert weighted["method"] == "PPI++ (weighted, Wald)"
+
+
+def test_yhat_pred_uses_the_0_1_codes(coded, tmp_path):
+    run, corpus, gold, _ = coded
+    res = _estimate(run, corpus, gold, "--yhat", "pred", "--labels", "unilateral_change,arbitration",
+                    "--out", str(tmp_path / "e.csv"))
+    assert res.exit_code == 0, res.output
+    by_pred = pd.read_csv(tmp_path / "e.csv")
+    by_prob = estimate_prevalence(pd.read_parquet(corpus), pd.read_csv(gold), ["unilateral_change", "arbitration"])
+    assert by_pred["label"].tolist() == ["unilateral_change", "arbitration"]
+    assert not np.allclose(by_pred["ppi_high"], by_prob["ppi_high"])
+    assert np.allclose(by_pred["naive"], by_prob["naive"])  # naive = share coded positive either way
 
 
 def test_gold_may_carry_its_own_predictions(coded):
