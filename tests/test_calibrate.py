@@ -8,12 +8,11 @@ import pandas as pd
 import pytest
 
 from lexcoder.calibrate import CALIBRATION_FILE, Calibrator, calibrate_on_validation
-from lexcoder.config import load_config
+from lexcoder.config import config_from_dict
 from lexcoder.models import build_model
 from lexcoder.pipeline import run_pipeline
 from lexcoder.predict import predict_file
 from lexcoder.stats import expected_calibration_error
-from conftest import write_config
 
 FAST_TFIDF = {"ngram_max": 1, "C": 1.0}
 
@@ -75,9 +74,10 @@ def test_pipeline_tunes_thresholds_on_calibrated_validation_and_predict_applies_
     docs = sorted(tos_docs["doc_id"].unique())[:20]
     tos_docs[tos_docs["doc_id"].isin(docs)].to_csv(data, index=False)
     labels = tos_labels[:4]
-    cfg = load_config(write_config(tmp_path, data, labels, group_column="doc_id"),
-                      ["calibration.method=isotonic", "model.params.ngram_max=1", "evaluate.bootstrap=50",
-                       "report.enabled=false", "split.n_clusters=10"])
+    cfg = config_from_dict({
+        "data": {"path": str(data), "id_column": "id", "label_columns": labels, "group_column": "doc_id"},
+        "split": {"n_clusters": 10}, "model": {"params": {"ngram_max": 1}}, "evaluate": {"bootstrap": 50},
+        "calibration": {"method": "isotonic"}, "report": {"enabled": False}})
     run = run_pipeline(cfg, tmp_path / "run").run
     model_dir = run.model_dir("tfidf")
     assert json.loads((model_dir / CALIBRATION_FILE).read_text())["method"] == "isotonic"

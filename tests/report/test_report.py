@@ -11,9 +11,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from conftest import write_config
 from lexcoder.cli import app
-from lexcoder.config import load_config
+from lexcoder.config import config_from_dict
 from lexcoder.pipeline import run_pipeline
 
 LABELS = ["limitation_of_liability", "unilateral_termination", "unilateral_change", "arbitration"]
@@ -31,9 +30,10 @@ def run_dir(tmp_path_factory, tos_docs):
         second[rng.uniform(size=len(df)) < 0.5] = np.nan  # not re-coded
         df[f"{lab}_coder2"] = second
     df.to_csv(tmp / "tos.csv", index=False)
-    cfg = load_config(write_config(tmp, tmp / "tos.csv", LABELS, group_column="doc_id",
-                                   second_coder_suffix="_coder2"),
-                      ["model.params.ngram_max=1", "evaluate.bootstrap=200", "split.n_clusters=10"])
+    cfg = config_from_dict({
+        "data": {"path": str(tmp / "tos.csv"), "id_column": "id", "label_columns": LABELS,
+                 "group_column": "doc_id", "second_coder_suffix": "_coder2"},
+        "split": {"n_clusters": 10}, "model": {"params": {"ngram_max": 1}}, "evaluate": {"bootstrap": 200}})
     run_pipeline(cfg, tmp / "run")
     return tmp / "run"
 
