@@ -16,6 +16,8 @@ import pandas as pd
 from sklearn.metrics import (accuracy_score, average_precision_score, cohen_kappa_score, confusion_matrix,
                              f1_score, precision_score, recall_score, roc_auc_score)
 
+from .config import Config
+from .data import second_coder_columns
 from .stats import agreement, bootstrap_metrics, expected_calibration_error, gwet_ac1, krippendorff_alpha
 from .stats import reliability_curve
 
@@ -133,13 +135,12 @@ def add_second_coder(block: dict[str, Any], Y: np.ndarray, pred: np.ndarray, Y_s
         }
 
 
-def evaluate_options(cfg: Any, df: Any, rows: np.ndarray) -> dict[str, Any]:
+def evaluate_options(cfg: Config, df: pd.DataFrame, rows: np.ndarray) -> dict[str, Any]:
     """Keyword options of :func:`evaluate_predictions` for the rows ``rows`` (bool mask) of a run's table.
 
     Bootstrap settings come from ``[evaluate]``; the table's ``group`` column (if any) makes the bootstrap
     resample whole groups; ``<label><data.second_coder_suffix>`` columns give the second coder's labels.
     """
-    from .data import second_coder_columns
     second = second_coder_columns(cfg.data, df.columns)
     Y_second = None
     if second:
