@@ -179,3 +179,17 @@ def test_demo_minilm_config_builds_a_cpu_sized_encoder():
     model = build_model(cfg.model.kind, cfg.model.name, cfg.model.params)
     assert isinstance(model, EncoderClassifier)
     assert model.params["max_length"] == 128 and model.params["epochs"] == 1
+
+
+def test_blend_with_tfidf_mixes_probabilities_and_reloads(tos_small, tmp_path):
+    train, val = tos_small
+    model = EncoderClassifier(**{**FAST, "max_steps": 2, "blend_tfidf": 0.5})
+    model.fit(train["text"], train[LABELS].to_numpy(), val["text"], val[LABELS].to_numpy(), label_names=LABELS)
+    texts = val["text"].tolist()
+    P = model.predict_proba(texts)
+    encoder_only = super(EncoderClassifier, model).predict_proba(texts)
+    np.testing.assert_allclose(P, 0.5 * encoder_only + 0.5 * model.tfidf_.predict_proba(texts))
+    model.save(tmp_path / "b")
+    np.testing.assert_array_equal(load_model(tmp_path / "b").predict_proba(texts), P)
+    with pytest.raises(ConfigError, match="blend_tfidf"):
+        EncoderClassifier(blend_tfidf=1.0).fit(["a", "b"], np.array([[0], [1]]))

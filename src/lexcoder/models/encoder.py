@@ -13,7 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import ConfigError
 from .base import check_training_data
+from .tfidf import TfidfClassifier
 from .transformer import TransformerClassifier
 
 log = logging.getLogger(__name__)
@@ -26,14 +28,17 @@ class EncoderClassifier(TransformerClassifier):
     ----------
     name : pretrained encoder: ``"minilm"`` (bundled all-MiniLM-L6-v2), a local directory or cached hub id
     per_label : train one binary model per label instead of one multi-label model
+    blend_tfidf : weight in [0, 1) of a TF-IDF model's probabilities averaged into the encoder's
+        (0: encoder only; 0.5: the plain mean, which beats either model alone on the ToS data)
     **params : training settings of :class:`~lexcoder.models.transformer.TransformerClassifier`
         (``max_length``, ``epochs``, ``lr``, ``batch_size``, ``pooling``, ``quantize_int8``, ...)
     """
 
     kind = "encoder"
 
-    def __init__(self, *, name: str = "minilm", per_label: bool = False, **params: Any) -> None:
-        super().__init__(name=name, per_label=per_label, **params)
+    def __init__(self, *, name: str = "minilm", per_label: bool = False, blend_tfidf: float = 0.0,
+                 **params: Any) -> None:
+        super().__init__(name=name, per_label=per_label, blend_tfidf=blend_tfidf, **params)
 
     def _build_model(self, num_labels: int) -> torch.nn.Module:
         from transformers import AutoModelForSequenceClassification
@@ -49,15 +54,25 @@ class EncoderClassifier(TransformerClassifier):
 
     # -- one binary model per label ------------------------------------------------------------------
     def _label_model(self, j: int) -> "EncoderClassifier":
-        sub = EncoderClassifier(**{**self.params, "per_label": False})
+        sub = EncoderClassifier(**{**self.params, "per_label": False, "blend_tfidf": 0.0})
         if self.checkpoint_dir is not None:
             sub.checkpoint_dir = Path(self.checkpoint_dir) / f"label{j}"
         return sub
 
     def fit(self, texts, Y, val_texts=None, val_Y=None, *, label_names=None) -> "EncoderClassifier":
         """Fine-tune (see :meth:`TransformerClassifier.fit`); with ``per_label``, one model per label."""
-        if not self.params["per_label"]:
-            return super().fit(texts, Y, val_texts, val_Y, label_names=label_names)
+        if not 0 <= self.params["blend_tfidf"] < 1:
+            raise ConfigError(f"[model.params] blend_tfidf = {self.params['blend_tfidf']}: use a weight in [0, 1).")
+        if self.params["per_label"]:
+            self._fit_per_label(texts, Y, val_texts, val_Y, label_names=label_names)
+        else:
+            super().fit(texts, Y, val_texts, val_Y, label_names=label_names)
+        if self.params["blend_tfidf"]:
+            self.tfidf_ = TfidfClassifier(seed=self.params["seed"]).fit(
+                texts, Y, val_texts, val_Y, label_names=self.label_names_)
+        return self
+
+    def _fit_per_label(self, texts, Y, val_texts, val_Y, *, label_names) -> None:
         texts, Y = check_training_data(texts, Y)
         names = list(label_names) if label_names is not None else [str(j) for j in range(Y.shape[1])]
         vY = None if val_Y is None else np.asarray(val_Y)
@@ -69,27 +84,35 @@ class EncoderClassifier(TransformerClassifier):
             self.label_models_.append(sub)
         self.label_names_ = names
         self.history_ = [m.history_ for m in self.label_models_]
-        return self
 
     def predict_proba(self, texts) -> np.ndarray:
         """Probabilities ``(len(texts), n_labels)``."""
-        if not self.params["per_label"]:
-            return super().predict_proba(texts)
-        self._check_fitted()
-        return np.hstack([m.predict_proba(texts) for m in self.label_models_])
+        if self.params["per_label"]:
+            self._check_fitted()
+            P = np.hstack([m.predict_proba(texts) for m in self.label_models_])
+        else:
+            P = super().predict_proba(texts)
+        w = self.params["blend_tfidf"]
+        return (1 - w) * P + w * self.tfidf_.predict_proba(texts) if w else P
 
     def _save(self, directory: Path) -> None:
-        if not self.params["per_label"]:
-            return super()._save(directory)
-        for j, m in enumerate(self.label_models_):
-            m.save(directory / f"label{j}")
+        if self.params["per_label"]:
+            for j, m in enumerate(self.label_models_):
+                m.save(directory / f"label{j}")
+        else:
+            super()._save(directory)
+        if self.params["blend_tfidf"]:
+            self.tfidf_.save(directory / "tfidf")
 
     @classmethod
     def _load(cls, directory: Path, meta: dict[str, Any]) -> "EncoderClassifier":
-        if not meta["params"].get("per_label"):
-            return super()._load(directory, meta)
-        model = cls(**meta["params"])
-        model.label_models_ = [EncoderClassifier.load(directory / f"label{j}")
-                               for j in range(len(meta["label_names"]))]
-        model.history_ = [m.history_ for m in model.label_models_]
+        if meta["params"].get("per_label"):
+            model = cls(**meta["params"])
+            model.label_models_ = [EncoderClassifier.load(directory / f"label{j}")
+                                   for j in range(len(meta["label_names"]))]
+            model.history_ = [m.history_ for m in model.label_models_]
+        else:
+            model = super()._load(directory, meta)
+        if model.params["blend_tfidf"]:
+            model.tfidf_ = TfidfClassifier.load(directory / "tfidf")
         return model
