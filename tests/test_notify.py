@@ -9,12 +9,12 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import tomli_w
 
 from lexcoder.config import load_config
 from lexcoder.notify import channels_from_env, send, watch_run
 from lexcoder.pipeline import run_pipeline
 
-from conftest import write_config
 
 
 class _Recorder(BaseHTTPRequestHandler):
@@ -42,6 +42,13 @@ def server():
     yield httpd
     httpd.shutdown()
     httpd.server_close()
+
+
+def write_config(tmp_path, data_path, labels, **data_extra):
+    cfg = {"data": {"path": str(data_path), "id_column": "id", "label_columns": list(labels), **data_extra}}
+    path = tmp_path / "config.toml"
+    path.write_text(tomli_w.dumps(cfg), encoding="utf-8")
+    return path
 
 
 def _closed_port() -> int:
