@@ -105,6 +105,10 @@ def test_watch_run_reports_failure_and_reraises(server):
     (_, body), = server.received
     assert body["event"] == "fail" and body["run"] == "exp1"
     assert "KeyError" in body["error"] and "label_x" in body["text"]
+    with pytest.raises(KeyboardInterrupt):
+        with watch_run("exp2", env=env, timeout=2):
+            raise KeyboardInterrupt
+    assert "run exp2 was interrupted" in server.received[-1][1]["text"]
 
 
 def test_watch_run_respects_enabled_and_events(server):

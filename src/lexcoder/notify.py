@@ -129,7 +129,8 @@ def fail_event(run: str, wall_s: float, error: BaseException) -> dict[str, Any]:
     name = type(error).__name__
     where = traceback.extract_tb(error.__traceback__)[-1:] if error.__traceback__ else []
     at = f" at {Path(where[0].filename).name}:{where[0].lineno}" if where else ""
-    text = (f"❌ lexcoder run {run} failed after {_duration(wall_s)} on {socket.gethostname()}: "
+    what = "was interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+    text = (f"❌ lexcoder run {run} {what} after {_duration(wall_s)} on {socket.gethostname()}: "
             f"{name}: {error}{at}")
     return {"event": "fail", "run": run, "wall_s": round(wall_s, 1), "error": f"{name}: {error}",
             "host": socket.gethostname(), "text": text[:3500]}  # Telegram caps messages at 4096 chars

@@ -251,3 +251,13 @@ def test_qlora_model_predicts_on_cpu_with_full_precision_base(trained, tos_slice
         loaded = TextClassifier.load(tmp_path / "m")
     assert "full-precision base weights" in caplog.text
     np.testing.assert_array_equal(loaded.predict_proba(tos_slice["test"]), trained.predict_proba(tos_slice["test"]))
+
+
+def test_int8_inference_merges_adapters_and_stays_close(trained, tos_slice, tmp_path):
+    trained.save(tmp_path / "m")
+    quantized = TextClassifier.load(tmp_path / "m")
+    quantized.params["quantize_int8"] = True
+    P8, P = quantized.predict_proba(tos_slice["test"]), trained.predict_proba(tos_slice["test"])
+    assert not np.array_equal(P8, P)  # int8 arithmetic really ran
+    np.testing.assert_allclose(P8, P, atol=0.02)
+    assert hasattr(quantized.model_, "peft_config")  # the saved/trained model itself is left unmerged

@@ -12,6 +12,7 @@ autocast. On CPU everything is float32.
 """
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from pathlib import Path
@@ -78,6 +79,15 @@ class LLMClassifier(TransformerClassifier):
         model = load_backbone(self._source(), num_labels, self.params, self.device_,
                               pad_token_id=self._pad_id())
         return add_lora(model, self.params, self.device_)
+
+    def _inference_model(self) -> torch.nn.Module:
+        """As for encoders; with ``quantize_int8`` on CPU the adapters are merged into a copy first
+        (peft's LoRA layers cannot wrap dynamically quantised linear layers)."""
+        if (getattr(self, "_infer_model", None) is None and self.params["quantize_int8"]
+                and self.device_.type == "cpu" and hasattr(self.model_, "peft_config")):
+            from .transformer import quantize_int8
+            self._infer_model = quantize_int8(copy.deepcopy(self.model_).merge_and_unload().eval())
+        return super()._inference_model()
 
     def _save_weights(self, directory: Path) -> None:
         """Adapters + head in ``adapter/``; with ``merge``, the merged full model in ``merged/``."""
