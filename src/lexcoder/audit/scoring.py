@@ -1,12 +1,12 @@
 """Scoring (row, label) pairs by how likely the human code is wrong, from out-of-fold probabilities.
 
-Two rankings are offered (one function per mode, chosen through :data:`RANKERS`):
+Two modes are offered (one function per mode, chosen through :data:`RANKERS`):
 
 - ``"loss"`` (default): the out-of-fold self-confidence, i.e. the probability the model gives to the
   code the human chose (``p`` if coded 1, ``1 - p`` if coded 0); sorting it ascending is sorting by
   out-of-fold cross-entropy loss, descending.
-- ``"cleanlab"``: cleanlab's confident-learning filter (``prune_by_noise_rate``, its default) ranks the
-  pairs it flags first, ordered by its self-confidence score; the remaining pairs follow by loss.
+- ``"cleanlab"``: the same score, but the queue holds the pairs that cleanlab's default confident-learning
+  filter (``prune_by_noise_rate``) flags, in cleanlab's order.
 
 Which pairs count as *issues* (the review queue, the counts in the summary) is decided by confident
 learning: per label, cleanlab estimates how many codes are wrong (calibrated confident joint) and the
@@ -80,14 +80,13 @@ def rank_loss(Y: np.ndarray, P: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def rank_cleanlab(Y: np.ndarray, P: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``"cleanlab"`` mode: cleanlab's default filter flags; flagged pairs rank before all others.
+    """``"cleanlab"`` mode: flagged = cleanlab's default filter (``prune_by_noise_rate``).
 
-    The returned score is the self-confidence minus 1 for flagged pairs, so sorting it ascending puts
-    cleanlab's flagged set first (in cleanlab's own order, by self-confidence) and the rest after.
+    The score is the same self-confidence, so the queue (the flagged pairs, sorted by score) is in
+    cleanlab's own order (``return_indices_ranked_by="self_confidence"``).
     """
     Y, P = _checked(Y, P)
-    flagged = _flag(Y, P, "prune_by_noise_rate")
-    return self_confidence(Y, P) - flagged, flagged
+    return self_confidence(Y, P), _flag(Y, P, "prune_by_noise_rate")
 
 
 RANKERS: dict[str, Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]] = {
