@@ -67,12 +67,10 @@ def convert_gguf(gguf_file: Path, target: Path) -> Path:
     log.info("Converting %s to a Hugging Face model in %s (once).", gguf_file.name, target)
     folder, name = str(gguf_file.parent), gguf_file.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
-    config = loaded.config
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config  # the "gguf quantised" mark that blocks save_pretrained
-    model = AutoModelForCausalLM.from_config(config)
-    model.load_state_dict(loaded.state_dict())
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)  # dequantised to float32
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config  # the "gguf quantised" marks that block save_pretrained
+    model.hf_quantizer = None
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
