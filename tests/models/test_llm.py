@@ -261,3 +261,20 @@ def test_int8_inference_merges_adapters_and_stays_close(trained, tos_slice, tmp_
     assert not np.array_equal(P8, P)  # int8 arithmetic really ran
     np.testing.assert_allclose(P8, P, atol=0.02)
     assert hasattr(quantized.model_, "peft_config")  # the saved/trained model itself is left unmerged
+
+
+def test_gpu_dtype_recipe_bf16_base_fp32_trainables(tiny_llama):
+    """What a CUDA device gets (checked on CPU): frozen weights bf16, adapters and head fp32, bf16 autocast."""
+    from lexcoder.models.llm import add_lora, load_backbone
+    params = LLMClassifier(lora_r=4).params
+    model = add_lora(load_backbone(tiny_llama, 2, params, torch.device("cuda"), pad_token_id=2), params,
+                     torch.device("cuda"))
+    assert {p.dtype for p in model.parameters() if p.requires_grad} == {torch.float32}
+    assert {p.dtype for p in model.parameters() if not p.requires_grad} == {torch.bfloat16}
+    ids = torch.randint(3, 100, (2, 12), generator=torch.Generator().manual_seed(0))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits.float()
+    assert logits.shape == (2, 2)
+    logits.sum().backward()
+    head = model.base_model.model.score.modules_to_save["default"].weight
+    assert head.grad is not None and head.grad.dtype == torch.float32 and float(head.grad.abs().sum()) > 0
