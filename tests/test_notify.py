@@ -31,6 +31,14 @@ class _Recorder(BaseHTTPRequestHandler):
         pass
 
 
+@pytest.fixture(autouse=True)
+def _no_real_channels(monkeypatch):
+    """Never message a real chat from the tests, whatever the environment holds."""
+    for var in ("LEXCODER_TELEGRAM_TOKEN", "LEXCODER_TELEGRAM_CHAT_ID", "LEXCODER_TELEGRAM_API",
+                "LEXCODER_WEBHOOK_URL"):
+        monkeypatch.delenv(var, raising=False)
+
+
 @pytest.fixture
 def server():
     """A local HTTP server recording (path, json body) of every POST; ``status``/``delay`` adjustable."""
@@ -143,3 +151,18 @@ def test_pipeline_notifies_failure(tmp_path, tos_docs, tos_labels, server, monke
         run_pipeline(cfg, tmp_path / "run2")
     (_, body), = server.received
     assert body["event"] == "fail" and "no_such_column" in body["error"]
+
+
+def test_cli_notify_test(server, monkeypatch):
+    from typer.testing import CliRunner
+
+    from lexcoder.cli import app
+    result = CliRunner().invoke(app, ["notify-test"])
+    assert result.exit_code == 2 and "LEXCODER_WEBHOOK_URL" in result.output
+    monkeypatch.setenv("LEXCODER_WEBHOOK_URL", f"{server.url}/hook")
+    result = CliRunner().invoke(app, ["notify-test"])
+    assert result.exit_code == 0 and "webhook: sent" in result.output
+    assert server.received[0][1]["event"] == "test"
+    monkeypatch.setenv("LEXCODER_WEBHOOK_URL", f"http://127.0.0.1:{_closed_port()}/hook")
+    result = CliRunner().invoke(app, ["notify-test", "--timeout", "1"])
+    assert result.exit_code == 1 and "webhook: not sent" in result.output

@@ -50,7 +50,7 @@ def _setup(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show deb
 
 
 # command modules register themselves on `app` when imported
-from . import audit, core, estimate, report  # noqa: E402,F401
+from . import audit, core, estimate, notify, report  # noqa: E402,F401
 
 
 def main() -> None:
