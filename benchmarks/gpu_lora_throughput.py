@@ -84,7 +84,9 @@ def measure(source: Path, mode: str, checkpointing: bool, args: argparse.Namespa
     torch.manual_seed(0)
     t0 = time.perf_counter()
     model = add_lora(load_backbone(str(source), NUM_LABELS, params, device, pad_token_id=0), params, device)
-    model.to(device).train()
+    if mode != "qlora":  # 4-bit weights are already placed on the GPU by device_map
+        model.to(device)
+    model.train()
     load_s = time.perf_counter() - t0
     weights_gib = torch.cuda.memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
     trainable = [p for p in model.parameters() if p.requires_grad]
