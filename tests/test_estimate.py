@@ -83,6 +83,8 @@ def test_adjusted_interval_reduces_to_ppi_py_and_agresti_coull():
     adjusted = ppi_mean_adjusted(y, yhat, yhat_corpus)
     assert adjusted.estimate == pytest.approx(ref.estimate)
     assert adjusted.high - adjusted.low > plain.high - plain.low
+    finite = ppi_mean_adjusted(y, yhat, yhat_corpus, lam=0.0, finite_population=True)  # 300 of 5,000 rows
+    assert finite.high - finite.low == pytest.approx((ac.high - ac.low) * np.sqrt(1 - 300 / 5000))
 
 
 @pytest.mark.slow  # ppi_py compiles its numba loops on first use (20-40 s)
@@ -198,7 +200,10 @@ def test_gold_may_carry_its_own_predictions(coded):
     own["id"] = "outside_" + own["id"]
     a = estimate_prevalence(corpus, own, [label]).iloc[0]
     b = estimate_prevalence(corpus, gold, [label]).iloc[0]
-    assert a["ppi"] == pytest.approx(b["ppi"]) and a["ppi_high"] == pytest.approx(b["ppi_high"])
+    assert a["ppi"] == pytest.approx(b["ppi"])
+    # a sample from outside the corpus gets no finite-population correction: a slightly wider interval
+    assert b["method"].endswith("finite corpus)") and not a["method"].endswith("finite corpus)")
+    assert 1 < (a["ppi_high"] - a["ppi_low"]) / (b["ppi_high"] - b["ppi_low"]) < 1.1
 
 
 @pytest.mark.parametrize("kind", ["ols", "logistic"])

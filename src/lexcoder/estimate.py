@@ -104,7 +104,8 @@ def naive_mean(yhat_corpus: np.ndarray, *, alpha: float = 0.05) -> MeanCI:
 
 #: ``naive``: predictions only; ``classical``: gold sample only (CLT); ``agresti_coull``: gold sample only,
 #: adjusted; ``ppi`` / ``ppi++``: ppi_py's intervals (lambda = 1 / tuned); ``ppi++_ac``: PPI++ with the
-#: Agresti-Coull-style adjustment of :func:`ppi_mean_adjusted` (lexcoder's default).
+#: Agresti-Coull-style adjustment of :func:`ppi_mean_adjusted` (lexcoder's default). The adjusted methods
+#: estimate the prevalence of the given corpus (finite-population correction), the others as ppi_py does.
 METHODS = ("naive", "classical", "agresti_coull", "ppi", "ppi++", "ppi++_ac")
 
 
@@ -116,9 +117,9 @@ def interval(method: str, y: np.ndarray, yhat: np.ndarray, yhat_corpus: np.ndarr
     if method == "classical":
         return classical_mean(y, alpha=alpha, weights=weights)
     if method == "agresti_coull":
-        return ppi_mean_adjusted(y, yhat, yhat_corpus, alpha=alpha, lam=0.0)
+        return ppi_mean_adjusted(y, yhat, yhat_corpus, alpha=alpha, lam=0.0, finite_population=True)
     if method == "ppi++_ac":
-        return ppi_mean_adjusted(y, yhat, yhat_corpus, alpha=alpha)
+        return ppi_mean_adjusted(y, yhat, yhat_corpus, alpha=alpha, finite_population=True)
     if method in ("ppi", "ppi++"):
         return ppi_mean(y, yhat, yhat_corpus, alpha=alpha, weights=weights, power_tuning=method == "ppi++")
     raise LexcoderError(f"Unknown estimation method {method!r}; choose one of {METHODS}.")
@@ -183,7 +184,8 @@ def power_tuning_lambda(y: np.ndarray, yhat: np.ndarray, yhat_corpus: np.ndarray
 
 
 def ppi_mean_adjusted(y: np.ndarray, yhat: np.ndarray, yhat_corpus: np.ndarray, *, alpha: float = 0.05,
-                      lam: float | None = None, pseudo: float | None = None) -> MeanCI:
+                      lam: float | None = None, pseudo: float | None = None,
+                      finite_population: bool = False) -> MeanCI:
     """PPI++ estimate of a 0/1 prevalence with an Agresti-Coull-style interval that stays valid for rare labels.
 
     ppi_py's (Wald) interval plugs in the gold sample's spread of ``y - lambda * yhat``; when the sample
@@ -203,6 +205,10 @@ def ppi_mean_adjusted(y: np.ndarray, yhat: np.ndarray, yhat_corpus: np.ndarray, 
     alpha : error level
     lam : weight of the predictions; None estimates it (PPI++), 1 is plain PPI
     pseudo : pseudo-rows added per class (default ``z^2 / 2``)
+    finite_population : the estimand is the prevalence in *this* corpus and the gold rows were drawn from
+        it without replacement: the corpus mean of ``yhat`` is then a fixed number, and the variance of the
+        gold-sample correction shrinks by ``1 - n/N`` (finite-population correction). False treats the
+        corpus as a sample from a larger population, as ppi_py does.
 
     Returns
     -------
@@ -220,7 +226,10 @@ def ppi_mean_adjusted(y: np.ndarray, yhat: np.ndarray, yhat_corpus: np.ndarray, 
     w = np.concatenate([np.ones(len(y)), [k, k]])
     centre = float(np.average(resid, weights=w))
     spread = float(np.average((resid - centre) ** 2, weights=w))
-    se = np.sqrt(lam ** 2 * yhat_corpus.var() / len(yhat_corpus) + spread / w.sum())
+    if finite_population:
+        se = np.sqrt(max(1 - len(y) / len(yhat_corpus), 0.0) * spread / w.sum())
+    else:
+        se = np.sqrt(lam ** 2 * yhat_corpus.var() / len(yhat_corpus) + spread / w.sum())
     mid = lam * m + centre
     return MeanCI(estimate, float(max(mid - z * se, 0.0)), float(min(mid + z * se, 1.0)))
 
@@ -337,10 +346,13 @@ def estimate_prevalence(corpus: pd.DataFrame, gold: pd.DataFrame, labels: list[s
                          extra_columns=(by,) if by else (), names=names)
     weights = None if not weight_column else _inverse_probabilities(gold[weight_column], weight_column, names[1])
     groups = [(None, corpus, matched, weights)] if not by else _split_groups(corpus, matched, weights, by)
+    # a gold sample drawn from the corpus: intervals for the corpus prevalence (finite-population correction)
+    drawn_from_corpus = bool(matched[id_column].isin(corpus[id_column].astype(str)).all())
     rows = []
     for value, c_part, g_part, w_part in groups:
         for lab in labels:
-            row = _label_row(lab, c_part, g_part, w_part, yhat=yhat, alpha=alpha, min_positives=min_positives)
+            row = _label_row(lab, c_part, g_part, w_part, yhat=yhat, alpha=alpha, min_positives=min_positives,
+                             finite_population=drawn_from_corpus)
             rows.append(({by: value} if by else {}) | row)
     return pd.DataFrame(rows)
 
@@ -362,7 +374,7 @@ def _split_groups(corpus: pd.DataFrame, matched: pd.DataFrame, weights: np.ndarr
 
 
 def _label_row(label: str, corpus: pd.DataFrame, gold: pd.DataFrame, weights: np.ndarray | None, *,
-               yhat: YhatKind, alpha: float, min_positives: int) -> dict:
+               yhat: YhatKind, alpha: float, min_positives: int, finite_population: bool) -> dict:
     col = _yhat_column(label, yhat)
     naive_col = f"{label}_pred" if f"{label}_pred" in corpus.columns else col
     y, h = gold[label].to_numpy(float), gold[col].to_numpy(float)
@@ -374,8 +386,9 @@ def _label_row(label: str, corpus: pd.DataFrame, gold: pd.DataFrame, weights: np
         return row | _ci_fields("classical", nan) | _ci_fields("ppi", nan) | {
             "method": "", "reliable": False, "note": "fewer than 2 human-coded rows: no estimate"}
     if weights is None:
-        classical = ppi_mean_adjusted(y, h, h_corpus, alpha=alpha, lam=0.0)
-        ppi, method = ppi_mean_adjusted(y, h, h_corpus, alpha=alpha), "PPI++ (Agresti-Coull adjusted)"
+        classical = ppi_mean_adjusted(y, h, h_corpus, alpha=alpha, lam=0.0, finite_population=finite_population)
+        ppi = ppi_mean_adjusted(y, h, h_corpus, alpha=alpha, finite_population=finite_population)
+        method = "PPI++ (Agresti-Coull adjusted" + (", finite corpus)" if finite_population else ")")
     else:
         classical = classical_mean(y, alpha=alpha, weights=weights)
         ppi, method = ppi_mean(y, h, h_corpus, alpha=alpha, weights=weights), "PPI++ (weighted, Wald)"
@@ -387,8 +400,9 @@ def _label_row(label: str, corpus: pd.DataFrame, gold: pd.DataFrame, weights: np
 
 
 def _ci_fields(prefix: str, ci: MeanCI) -> dict:
-    # a prevalence outside [0, 1] (possible for the unbiased PPI estimate in tiny samples) is shown clipped
-    return {prefix: float(np.clip(ci.estimate, 0.0, 1.0)), f"{prefix}_low": ci.low, f"{prefix}_high": ci.high}
+    # a prevalence outside [0, 1] (possible for PPI's unbiased estimate or a Wald bound) is shown clipped
+    clip = lambda v: float(np.clip(v, 0.0, 1.0))  # noqa: E731
+    return {prefix: clip(ci.estimate), f"{prefix}_low": clip(ci.low), f"{prefix}_high": clip(ci.high)}
 
 
 def estimate_run(run_dir: str | Path, corpus_path: str | Path, gold_path: str | Path, *,
