@@ -213,7 +213,7 @@ def test_cli_regress(coded, tmp_path, kind):
     corpus["long"] = (corpus["text"].str.len() > 150).astype(int)
     corpus.to_parquet(tmp_path / "coded.parquet")
     res = runner.invoke(app, ["regress", str(run), "--corpus", str(tmp_path / "coded.parquet"), "--gold",
-                              str(gold_path), "--label", "limitation_of_liability", "--on", "long",
+                              str(gold_path), "--outcome", "limitation_of_liability", "--on", "long",
                               *(["--logistic"] if kind == "logistic" else []), "--out", str(tmp_path / "r.csv")])
     assert res.exit_code == 0, res.output
     table = pd.read_csv(tmp_path / "r.csv").set_index("term")
@@ -227,12 +227,56 @@ def test_cli_regress(coded, tmp_path, kind):
         assert table.loc["long", "ppi_low"] <= diff <= table.loc["long", "ppi_high"]
 
 
-def test_regress_reports_categories_without_human_codes(coded):
+def test_regress_reports_categories_without_human_codes(coded, tos_labels):
     _, corpus_path, gold_path, _ = coded
     corpus, gold = pd.read_parquet(corpus_path), pd.read_csv(gold_path)
     gold = gold[gold["doc_id"] != sorted(corpus["doc_id"].unique())[-1]]  # not the reference category
     with pytest.raises(DataError, match="cannot be estimated"):
-        estimate_regression(corpus, gold, "limitation_of_liability", ["doc_id"])
+        estimate_regression(corpus, gold, "limitation_of_liability", ["doc_id"], labels=tos_labels)
+
+
+def test_predicted_label_as_predictor_covers_the_true_coefficient(simulation):
+    """Outcome observed for every text, the label a predictor: the naive fit (model codes) is attenuated."""
+    labels, Y, P, pred = simulation
+    j = labels.index("limitation_of_liability")
+    rng = np.random.default_rng(2)
+    z = 1.0 + 2.0 * Y[:, j] + rng.normal(0, 1, len(Y))
+    design = lambda v: np.column_stack([np.ones(len(v)), v])  # noqa: E731
+    truth = np.linalg.lstsq(design(Y[:, j]), z, rcond=None)[0][1]
+    naive = ppi_glm(design(pred[:, j]), z, z, design(pred[:, j]), z, lam=0.0)
+    assert not naive[1][1] <= truth <= naive[2][1]
+    hits, widths = [], []
+    for _ in range(100):
+        i = rng.choice(len(Y), size=500, replace=False)
+        est, low, high = ppi_glm(design(Y[i, j]), z[i], z[i], design(P[:, j]), z, xhat=design(P[i, j]))
+        _, c_low, c_high = ppi_glm(design(Y[i, j]), z[i], z[i], design(P[:, j]), z, xhat=design(P[i, j]), lam=0.0)
+        hits.append(low[1] <= truth <= high[1])
+        widths.append((high[1] - low[1]) / (c_high[1] - c_low[1]))
+    assert 0.88 <= np.mean(hits) <= 1.0  # 100 repetitions: 95% +- 2.5 SE
+    assert np.mean(widths) < 0.95
+
+
+def test_cli_regress_outcome_on_a_predicted_label(coded, tmp_path):
+    run, corpus_path, gold_path, held_out = coded
+    corpus = pd.read_parquet(corpus_path)
+    truth_y = held_out.set_index("id").loc[corpus["id"], "limitation_of_liability"].to_numpy()
+    corpus["score"] = 1 + 2 * truth_y + np.random.default_rng(4).normal(0, 1, len(corpus))
+    corpus.to_parquet(tmp_path / "coded.parquet")
+    res = runner.invoke(app, ["regress", str(run), "--corpus", str(tmp_path / "coded.parquet"), "--gold",
+                              str(gold_path), "--outcome", "score", "--on", "limitation_of_liability",
+                              "--out", str(tmp_path / "r.csv")])
+    assert res.exit_code == 0, res.output
+    row = pd.read_csv(tmp_path / "r.csv").set_index("term").loc["limitation_of_liability"]
+    assert row["ppi_low"] <= 2.0 <= row["ppi_high"]
+    assert row["naive_high"] < 2.0  # misclassified codes attenuate the naive coefficient
+    assert row["ppi_high"] - row["ppi_low"] < row["classical_high"] - row["classical_low"]
+
+
+def test_regress_needs_a_label(coded, tos_labels):
+    _, corpus_path, gold_path, _ = coded
+    with pytest.raises(lexcoder.LexcoderError, match="None of"):
+        estimate_regression(pd.read_parquet(corpus_path), pd.read_csv(gold_path), "doc_id", ["doc_id"],
+                            labels=tos_labels)
 
 
 # ---------------------------------------------------------------- errors that name the file, column and fix

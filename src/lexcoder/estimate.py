@@ -459,17 +459,25 @@ def design_matrix(frame: pd.DataFrame, covariates: list[str], *, levels: dict | 
 
 
 def ppi_glm(x: np.ndarray, y: np.ndarray, yhat: np.ndarray, x_corpus: np.ndarray, yhat_corpus: np.ndarray, *,
-            kind: RegressionKind = "ols", alpha: float = 0.05, lam: float | None = None,
-            weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """PPI++ regression coefficients with Wald intervals, the algorithm of ``ppi_py.ppi_ols_ci`` and
-    ``ppi_py.ppi_logistic_ci`` in vectorised numpy (``ppi_py`` compiles its loops with numba on every
-    start, 20-40 s; the results are identical, see ``tests/test_estimate.py``).
+            xhat: np.ndarray | None = None, kind: RegressionKind = "ols", alpha: float = 0.05,
+            lam: float | None = None, weights: np.ndarray | None = None
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """PPI++ regression coefficients with Wald intervals.
+
+    With predictions only in the outcome (``xhat`` None) this is the algorithm of ``ppi_py.ppi_ols_ci`` /
+    ``ppi_py.ppi_logistic_ci`` in vectorised numpy (ppi_py compiles numba loops on every start, 20-40 s;
+    the tests check the results are identical). With predicted covariates (``xhat``: the gold rows'
+    design built from model outputs), it minimises the same PPI++ objective,
+    ``lam * L(corpus, predicted) + L(gold, true) - lam * L(gold, predicted)``, with the same variance
+    and choice of ``lam`` (Angelopoulos, Duchi & Zrnic 2023).
 
     Parameters
     ----------
-    x : (n, d) design of the gold rows; y : (n,) human codes; yhat : (n,) model outputs for those rows
-    x_corpus : (N, d) design of the corpus; yhat_corpus : (N,) model outputs for the corpus
-    kind : "ols" (linear probability model) or "logistic"
+    x : (n, d) design of the gold rows from human codes; y : (n,) outcome of the gold rows (human codes)
+    yhat : (n,) outcome of the gold rows from model outputs (equal to ``y`` for an observed outcome)
+    x_corpus : (N, d) design of the corpus (model outputs); yhat_corpus : (N,) outcome of the corpus
+    xhat : (n, d) design of the gold rows from model outputs (default ``x``: no predicted covariate)
+    kind : "ols" (linear / linear probability model) or "logistic" (0/1 outcome)
     lam : weight of the predictions: None estimates it (PPI++), 1 is PPI, 0 the classical estimate
     weights : (n,) optional inverse inclusion probabilities of the gold rows
 
@@ -480,15 +488,15 @@ def ppi_glm(x: np.ndarray, y: np.ndarray, yhat: np.ndarray, x_corpus: np.ndarray
     from scipy.stats import norm
     if kind not in ("ols", "logistic"):
         raise LexcoderError(f"Regression kind must be 'ols' or 'logistic', not {kind!r}.")
-    n, big_n = len(y), len(yhat_corpus)
+    n, big_n, d = len(y), len(yhat_corpus), x.shape[1]
     w = np.ones(n) if weights is None else np.asarray(weights, float) / np.sum(weights) * n
-    theta = _glm_point(x, y, yhat, x_corpus, yhat_corpus, kind, 1.0 if lam is None else lam, w)
+    data = _GlmData(x, y, x if xhat is None else xhat, yhat, x_corpus, yhat_corpus, w, kind)
+    theta = data.point(1.0 if lam is None else lam)
     if lam is None:  # ppi_py's *_ci: lambda from the lambda=1 fit, then once more from the refit
         for _ in range(2):
-            lam = _glm_lambda(*_glm_stats(theta, x, y, yhat, x_corpus, yhat_corpus, kind, w, True))
-            theta = _glm_point(x, y, yhat, x_corpus, yhat_corpus, kind, lam, w)
-    g, gh, ghu, inv_h = _glm_stats(theta, x, y, yhat, x_corpus, yhat_corpus, kind, w, lam != 0)
-    d = x.shape[1]
+            lam = _glm_lambda(*data.stats(theta, True))
+            theta = data.point(lam)
+    g, gh, ghu, inv_h = data.stats(theta, lam != 0)
     var_u = np.cov(lam * ghu.T).reshape(d, d)
     var = np.cov(g.T - lam * gh.T).reshape(d, d)
     sigma = inv_h @ (n / big_n * var_u + var) @ inv_h
@@ -505,39 +513,73 @@ def _expit(z: np.ndarray) -> np.ndarray:
     return np.exp(-np.logaddexp(0, -z))
 
 
-def _glm_point(x, y, yhat, xu, yhu, kind, lam, w) -> np.ndarray:
-    """The PPI++ point estimate for a fixed ``lam`` (as ppi_py computes it)."""
-    if kind == "ols":
-        return _wls(xu, lam * yhu, np.ones(len(yhu))) + _wls(x, y - lam * yhat, w)
-    from scipy.optimize import minimize
-    n, big_n = len(y), len(yhu)
+@dataclass
+class _GlmData:
+    """Gold rows (true ``x, y``; predicted ``xh, yh``), corpus rows (predicted ``xu, yu``), weights, family."""
 
-    def loss(t):
-        lu, lg = xu @ t, x @ t
-        return (lam / big_n * np.sum(-yhu * lu + np.logaddexp(0, lu))
-                - lam / n * np.sum(w * (-yhat * lg + np.logaddexp(0, lg)))
-                + 1 / n * np.sum(w * (-y * lg + np.logaddexp(0, lg))))
+    x: np.ndarray
+    y: np.ndarray
+    xh: np.ndarray
+    yh: np.ndarray
+    xu: np.ndarray
+    yu: np.ndarray
+    w: np.ndarray
+    kind: str
 
-    def grad(t):
-        return (lam / big_n * xu.T @ (_expit(xu @ t) - yhu) - lam / n * x.T @ (w * (_expit(x @ t) - yhat))
-                + 1 / n * x.T @ (w * (_expit(x @ t) - y)))
+    def mean(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        return x @ theta if self.kind == "ols" else _expit(x @ theta)
 
-    return minimize(loss, np.zeros(x.shape[1]), jac=grad, method="L-BFGS-B", tol=1e-15, options={"ftol": 1e-15}).x
+    def point(self, lam: float) -> np.ndarray:
+        """The PPI++ point estimate for a fixed ``lam`` (as ppi_py computes it when ``xh`` is ``x``)."""
+        if self.kind == "ols" and self.xh is self.x:
+            return _wls(self.xu, lam * self.yu, np.ones(len(self.yu))) + _wls(self.x, self.y - lam * self.yh, self.w)
+        if self.kind == "ols":  # normal equations of the PPI++ objective
+            n, big_n = len(self.y), len(self.yu)
+            gram = lambda a, b, w: (a * w[:, None]).T @ b  # noqa: E731
+            hess = lam * gram(self.xu, self.xu, np.ones(big_n)) / big_n + (
+                gram(self.x, self.x, self.w) - lam * gram(self.xh, self.xh, self.w)) / n
+            rhs = lam * self.xu.T @ self.yu / big_n + (
+                self.x.T @ (self.w * self.y) - lam * self.xh.T @ (self.w * self.yh)) / n
+            return np.linalg.solve(hess, rhs)
+        return self._logistic_point(lam)
 
+    def _logistic_point(self, lam: float) -> np.ndarray:
+        from scipy.optimize import minimize
+        n, big_n, w = len(self.y), len(self.yu), self.w
 
-def _glm_stats(theta, x, y, yhat, xu, yhu, kind, w, use_corpus):
-    """Per-row gradients (gold true, gold predicted, corpus predicted) and the inverse Hessian."""
-    n, big_n = len(y), len(yhu)
-    mu, mu_u = (x @ theta, xu @ theta) if kind == "ols" else (_expit(x @ theta), _expit(xu @ theta))
-    curv, curv_u = (np.ones(n), np.ones(big_n)) if kind == "ols" else (mu * (1 - mu), mu_u * (1 - mu_u))
-    denom = (big_n + n) if use_corpus else n
-    hessian = (x * (w * curv / denom)[:, None]).T @ x
-    ghu = np.zeros_like(xu, dtype=float)
-    if use_corpus:
-        hessian += (xu * (curv_u / denom)[:, None]).T @ xu
-        ghu = xu * (mu_u - yhu)[:, None]
-    g, gh = x * (w * (mu - y))[:, None], x * (w * (mu - yhat))[:, None]
-    return g, gh, ghu, np.linalg.inv(hessian)
+        def nll(x, y, t, weights):
+            z = x @ t
+            return np.sum(weights * (-y * z + np.logaddexp(0, z)))
+
+        def loss(t):
+            return (lam / big_n * nll(self.xu, self.yu, t, 1.0) - lam / n * nll(self.xh, self.yh, t, w)
+                    + nll(self.x, self.y, t, w) / n)
+
+        def grad(t):
+            return (lam / big_n * self.xu.T @ (_expit(self.xu @ t) - self.yu)
+                    - lam / n * self.xh.T @ (w * (_expit(self.xh @ t) - self.yh))
+                    + self.x.T @ (w * (_expit(self.x @ t) - self.y)) / n)
+
+        return minimize(loss, np.zeros(self.x.shape[1]), jac=grad, method="L-BFGS-B", tol=1e-15,
+                        options={"ftol": 1e-15}).x
+
+    def stats(self, theta: np.ndarray, use_corpus: bool):
+        """Per-row gradients (gold true, gold predicted, corpus predicted) and the inverse Hessian."""
+        n, big_n = len(self.y), len(self.yu)
+        mu, mu_h, mu_u = self.mean(self.x, theta), self.mean(self.xh, theta), self.mean(self.xu, theta)
+        ones = self.kind == "ols"
+        curv, curv_u = (np.ones(n), np.ones(big_n)) if ones else (mu * (1 - mu), mu_u * (1 - mu_u))
+        # ppi_py pools the Hessian over gold and corpus rows; with predicted covariates the corpus rows'
+        # design is not the true one, so the Hessian then comes from the gold rows' true design alone
+        pool = use_corpus and self.xh is self.x
+        denom = (big_n + n) if pool else n
+        hessian = (self.x * (self.w * curv / denom)[:, None]).T @ self.x
+        if pool:
+            hessian += (self.xu * (curv_u / denom)[:, None]).T @ self.xu
+        ghu = self.xu * (mu_u - self.yu)[:, None] if use_corpus else np.zeros_like(self.xu, dtype=float)
+        g = self.x * (self.w * (mu - self.y))[:, None]
+        gh = self.xh * (self.w * (mu_h - self.yh))[:, None]
+        return g, gh, ghu, np.linalg.inv(hessian)
 
 
 def _glm_lambda(g, gh, ghu, inv_h) -> float:
@@ -551,51 +593,79 @@ def _glm_lambda(g, gh, ghu, inv_h) -> float:
     return float(np.clip(num / den, 0.0, 1.0)) if den > 0 else 0.0
 
 
-def estimate_regression(corpus: pd.DataFrame, gold: pd.DataFrame, label: str, covariates: list[str], *,
-                        kind: RegressionKind = "ols", id_column: str = "id", alpha: float = 0.05,
-                        yhat: YhatKind = "prob", weight_column: str | None = None,
+def estimate_regression(corpus: pd.DataFrame, gold: pd.DataFrame, outcome: str, predictors: list[str], *,
+                        labels: list[str], kind: RegressionKind = "ols", id_column: str = "id",
+                        alpha: float = 0.05, yhat: YhatKind = "prob", weight_column: str | None = None,
                         names: tuple[str, str] = ("corpus", "gold")) -> pd.DataFrame:
-    """Prediction-powered (PPI++) regression of a label on covariates known for every corpus text.
+    """Prediction-powered (PPI++) regression where the outcome and/or predictors are coded labels.
 
-    The label (human-coded in the gold sample, predicted for the corpus) is the outcome; ``covariates``
-    are corpus columns (year, court, the case outcome, ...). A linear probability model (``"ols"``) or a
-    logistic regression (``"logistic"``) is fitted with ``ppi_py.ppi_ols_ci`` / ``ppi_logistic_ci``.
-    A coefficient of, say, ``won`` then measures how much more often the argument appears in won cases.
+    Every variable that is one of ``labels`` is taken from the human codes in the gold sample and from
+    the model outputs (``<label>_prob`` or ``_pred``) in the corpus; every other variable is a corpus
+    column known for all texts (year, court, the case outcome). So both questions work: "is argument X
+    more frequent in later years?" (``outcome="X", predictors=["year"]``) and "do cases with argument X
+    end in a win more often?" (``outcome="won", predictors=["X"]``). A linear (probability) model
+    (``"ols"``) or a logistic regression (``"logistic"``, 0/1 outcome) is fitted by :func:`ppi_glm`.
 
     Parameters
     ----------
     corpus, gold, id_column, alpha, yhat, weight_column, names : as in :func:`estimate_prevalence`
-    label : the label to explain
-    covariates : corpus columns; numeric columns enter as they are, text columns as indicators
+    outcome : the variable to explain
+    predictors : explanatory variables; numeric columns enter as they are, text columns as indicators
+    labels : the names that are coded labels (e.g. the run's label columns)
 
     Returns
     -------
     DataFrame
-        One row per term: ``ppi``, ``ppi_low``, ``ppi_high``, ``classical``(+ interval: gold sample
-        only), ``naive`` (+ interval: predictions taken as true codes), ``n_corpus``, ``n_gold``.
+        One row per term: ``ppi``, ``ppi_low``, ``ppi_high``, ``classical`` (+ interval: gold sample
+        only), ``naive`` (+ interval: the model's 0/1 codes taken as true codes), ``n_corpus``, ``n_gold``.
     """
-    col = _yhat_column(label, yhat)
-    _require(corpus, [id_column, col, f"{label}_pred", *covariates], names[0],
-             "The corpus needs the covariates and the model outputs of `lexcoder predict`.")
-    matched = match_gold(corpus, gold, [label], id_column=id_column, yhat=yhat,
-                         extra_columns=tuple(covariates), names=names)
-    x_corpus, terms, levels = design_matrix(corpus, covariates)
-    x_gold, _, _ = design_matrix(matched, covariates, levels=levels)
+    variables = [outcome, *predictors]
+    coded = [v for v in dict.fromkeys(variables) if v in labels]
+    observed = [v for v in dict.fromkeys(variables) if v not in labels]
+    if not coded:
+        raise LexcoderError(f"None of {variables} is a coded label ({labels}); an ordinary regression on the "
+                            "corpus answers that question.")
+    _require(corpus, [id_column, *observed] + [f"{v}_{s}" for v in coded for s in {yhat, "pred"}], names[0],
+             "The corpus needs the observed variables and the model outputs of `lexcoder predict`.")
+    matched = match_gold(corpus, gold, coded, id_column=id_column, yhat=yhat, extra_columns=tuple(observed),
+                         names=names)
+    frames = {"true": _variables(matched, coded, observed, None), "gold_hat": _variables(matched, coded, observed, yhat),
+              "corpus_hat": _variables(corpus, coded, observed, yhat),
+              "naive": _variables(corpus, coded, observed, "pred")}
+    _, terms, levels = design_matrix(frames["corpus_hat"], predictors)
+    X = {k: design_matrix(f, predictors, levels=levels)[0] for k, f in frames.items()}
+    Y = {k: _numeric(f[outcome], outcome, names[0]) for k, f in frames.items()}
     w = None if not weight_column else _inverse_probabilities(gold[weight_column], weight_column, names[1])
-    y, h, h_corpus = matched[label].to_numpy(float), matched[col].to_numpy(float), corpus[col].to_numpy(float)
+    xhat = None if not set(coded) & set(predictors) else X["gold_hat"]
     out = pd.DataFrame({"term": terms})
-    args = (x_gold, y, h, x_corpus, h_corpus)
-    naive_y = corpus[f"{label}_pred"].to_numpy(float)
     try:
         for prefix, lam in (("ppi", None), ("classical", 0.0)):
-            out[prefix], out[f"{prefix}_low"], out[f"{prefix}_high"] = ppi_glm(*args, kind=kind, alpha=alpha,
-                                                                               lam=lam, weights=w)
+            out[prefix], out[f"{prefix}_low"], out[f"{prefix}_high"] = ppi_glm(
+                X["true"], Y["true"], Y["gold_hat"], X["corpus_hat"], Y["corpus_hat"], xhat=xhat, kind=kind,
+                alpha=alpha, lam=lam, weights=w)
         out["naive"], out["naive_low"], out["naive_high"] = ppi_glm(
-            x_corpus, naive_y, naive_y, x_corpus, naive_y, kind=kind, alpha=alpha, lam=0.0)
+            X["naive"], Y["naive"], Y["naive"], X["naive"], Y["naive"], kind=kind, alpha=alpha, lam=0.0)
     except np.linalg.LinAlgError:
         raise DataError(f"The coefficients of {terms[1:]} cannot be estimated from the {len(matched)} "
                         f"human-coded rows of {names[1]}: a category has no (or too few) human-coded rows, "
-                        "or two covariates carry the same information. Use fewer or coarser covariates "
+                        "or two predictors carry the same information. Use fewer or coarser predictors "
                         "(e.g. group rare courts together).") from None
     out["n_corpus"], out["n_gold"] = len(corpus), len(matched)
+    return out
+
+
+def _numeric(values: pd.Series, column: str, name: str) -> np.ndarray:
+    out = pd.to_numeric(values, errors="coerce")
+    if out.isna().any():
+        raise DataError(f"{name}: the outcome {column!r} must be a number in every row, but rows "
+                        f"{format_rows(np.flatnonzero(out.isna().to_numpy()) + 1)} are empty or not numbers.")
+    return out.to_numpy(float)
+
+
+def _variables(frame: pd.DataFrame, coded: list[str], observed: list[str], source: str | None) -> pd.DataFrame:
+    """The regression variables of ``frame``: coded labels from human codes (``source`` None) or from the
+    model output columns ``<label>_<source>``; observed variables as they are."""
+    out = frame[observed].copy()
+    for v in coded:
+        out[v] = pd.to_numeric(frame[v if source is None else f"{v}_{source}"]).to_numpy(float)
     return out

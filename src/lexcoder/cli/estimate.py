@@ -51,21 +51,26 @@ def estimate(
 @friendly
 def regress(
     run_dir: RunArg, corpus: CorpusOpt, gold: GoldOpt,
-    label: Annotated[str, typer.Option(help="The label to explain (human-coded in --gold, predicted in --corpus).")],
-    on: Annotated[list[str], typer.Option("--on", help="Corpus column to explain it by (repeatable); text "
-                                          "columns become indicators.")],
-    logistic: Annotated[bool, typer.Option(help="Logistic regression instead of a linear probability model.")] = False,
+    outcome: Annotated[str, typer.Option(help="The variable to explain: a label of the run or a corpus column.")],
+    on: Annotated[list[str], typer.Option("--on", help="Explanatory variable (repeatable): a label of the run "
+                                          "or a corpus column; text columns become indicators.")],
+    logistic: Annotated[bool, typer.Option(help="Logistic regression (0/1 outcome) instead of a linear model.")] = False,
     weights: WeightsOpt = None, alpha: AlphaOpt = 0.05, id_column: IdOpt = None, yhat: YhatOpt = "prob",
     out: OutOpt = None,
 ) -> None:
-    """Regression of a label on corpus columns with valid confidence intervals (PPI++ OLS or logistic)."""
+    """Regression with coded labels as outcome or predictors, with valid confidence intervals (PPI++).
+
+    Labels are taken from the human codes in --gold and from the model's outputs in --corpus; other
+    variables are corpus columns known for every text.
+    """
     from ..rundir import RunDir
     cfg = RunDir(run_dir).load_config()
     id_column = id_column or cfg.data.id_column or "id"
-    table = estimate_regression(read_table(corpus), read_table(gold), label, list(on),
-                                kind="logistic" if logistic else "ols", id_column=id_column, alpha=alpha,
-                                yhat=yhat, weight_column=weights, names=(str(corpus), str(gold)))
-    _show_regression(table, label, logistic, alpha)
+    table = estimate_regression(read_table(corpus), read_table(gold), outcome, list(on),
+                                labels=list(cfg.data.label_columns), kind="logistic" if logistic else "ols",
+                                id_column=id_column, alpha=alpha, yhat=yhat, weight_column=weights,
+                                names=(str(corpus), str(gold)))
+    _show_regression(table, outcome, logistic, alpha)
     if out:
         write_table(table, out)
         console.print(f"Wrote {out}.")
@@ -102,9 +107,9 @@ def _show_prevalence(table: pd.DataFrame, by: str | None, alpha: float) -> None:
                       "Have more randomly sampled texts coded (see the 'note' column of --out).")
 
 
-def _show_regression(table: pd.DataFrame, label: str, logistic: bool, alpha: float) -> None:
-    kind = "logistic regression (log-odds)" if logistic else "linear probability model"
-    out = Table(title=f"{label}: {kind}, {1 - alpha:.0%} confidence intervals", title_justify="left")
+def _show_regression(table: pd.DataFrame, outcome: str, logistic: bool, alpha: float) -> None:
+    kind = "logistic regression (log-odds)" if logistic else "linear model"
+    out = Table(title=f"{outcome}: {kind}, {1 - alpha:.0%} confidence intervals", title_justify="left")
     for col in ("term", "naive (model only)", "classical (humans only)", "PPI++ (model + humans)"):
         out.add_column(col, justify="left" if col == "term" else "right")
     for _, r in table.iterrows():
