@@ -50,7 +50,8 @@ def _ppi():
     try:
         import ppi_py
     except ImportError as err:  # pragma: no cover - ppi-python is a core dependency
-        raise LexcoderError("`lexcoder estimate` needs the ppi-python package: pip install ppi-python") from err
+        raise LexcoderError("`lexcoder estimate` needs the ppi-python package: "
+                            "pip install 'lexcoder[estimate]'") from err
     return ppi_py
 
 
