@@ -11,6 +11,7 @@ The pipeline's stages are plain functions (the CLI is a thin layer over them)::
     model = lexcoder.build_model("tfidf").fit(texts, Y)
     lexcoder.predict_file("runs/exp1", "new.csv", "coded.csv")
     lexcoder.build_report("runs/exp1")                    # report.html + report.md
+    lexcoder.estimate_run("runs/exp1", "coded.csv", "gold.csv")   # prevalences with valid intervals (PPI++)
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from .clean import clean, clean_text
 from .config import Config, config_from_dict, load_config
 from .data import load_dataset, validate_table
 from .errors import ConfigError, DataError, LexcoderError
+from .estimate import estimate_prevalence, estimate_regression, estimate_run
 from .evaluate import evaluate_predictions
 from .models import TextClassifier, build_model, load_model
 from .pipeline import run_pipeline
@@ -33,6 +35,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Calibrator", "Config", "ConfigError", "DataError", "LexcoderError", "RunDir", "TextClassifier", "build_model",
     "build_report",
-    "choose_thresholds", "clean", "clean_text", "config_from_dict", "evaluate_predictions", "load_config",
+    "choose_thresholds", "clean", "clean_text", "config_from_dict", "estimate_prevalence", "estimate_regression",
+    "estimate_run", "evaluate_predictions", "load_config",
     "load_dataset", "load_model", "make_splits", "predict_file", "run_pipeline", "validate_table",
 ]
