@@ -36,7 +36,7 @@ def audit(
     show_queue(result.view.head(15))
     console.print(f"Review queue: [bold]{result.csv_path}[/] ({len(result.view)} rows). Fill in "
                   "'decision' (keep/flip) and 'note', then run [bold]lexcoder corrections apply "
-                  f"{run_dir} {result.csv_path.name} --reviewer NAME[/]")
+                  f"{run_dir} {result.csv_path} --reviewer NAME[/]")
 
 
 @corrections_app.command("apply")
