@@ -82,6 +82,9 @@ class ModelConfig(_Section):
     kind: Literal["tfidf", "encoder", "llm"] = "tfidf"
     name: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
+    # after the thresholds are tuned on validation, refit on train + validation (more data, same
+    # thresholds). Default (unset): on for tfidf without post-hoc calibration, off for fine-tuned models.
+    refit_on_val: bool | None = None
 
 
 class ThresholdConfig(_Section):
