@@ -20,6 +20,7 @@ CITATION = ("Galassi, A., Lagioia, F., Jabłonowska, A., Lippi, M. (2024). Unfai
 
 
 # CPU-sensible fine-tuning for the demo: ToS sentences are short (median ~25 tokens), one epoch
+LLM_ALIASES = {"smollm2"}
 ENCODER_DEMO_PARAMS = {"max_length": 128, "epochs": 1, "lr": 1e-4, "head_lr": 1e-3, "batch_size": 16}
 
 
@@ -30,10 +31,15 @@ def demo_data_path() -> Path:
 
 def demo_config(*, model: str = "tfidf", seed: int = 42) -> Config:
     """The demo's configuration: 9 category labels, one document per group, 60/20/20 split."""
-    kind, name = ("tfidf", None) if model == "tfidf" else ("encoder", model)
+    if model == "tfidf":
+        model_section = {"kind": "tfidf"}
+    else:  # decoder LLM aliases (e.g. smollm2) train with LoRA; any other name is an encoder
+        kind = "llm" if model.strip().lower() in LLM_ALIASES else "encoder"
+        params = ENCODER_DEMO_PARAMS if kind == "encoder" else {"max_length": 128, "epochs": 1}
+        model_section = {"kind": kind, "name": model, "params": params}
     return config_from_dict({
         "data": {"path": str(demo_data_path()), "text_column": "text", "id_column": "id",
                  "label_columns": TOS_LABELS, "group_column": "doc_id"},
         "split": {"seed": seed},
-        "model": {"kind": kind, **({"name": name, "params": ENCODER_DEMO_PARAMS} if name else {})},
+        "model": model_section,
     }, source="the demo configuration")
