@@ -232,6 +232,8 @@ n_folds = 5                       # for method = "kfold"
 [model]
 kind = "tfidf"                    # "tfidf" (fast, CPU), "encoder" (fine-tuned BERT-like), "llm" (LoRA)
 # name = "minilm"                 # encoder/llm: bundled alias, local directory or model id
+# refit_on_val = true             # after tuning thresholds on validation, refit on train+validation
+                                  # (default: on for tfidf, off for fine-tuned models)
 [model.params]                    # family-specific settings, e.g. for tfidf:
 # C = 10.0
 
