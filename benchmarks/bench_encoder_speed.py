@@ -93,6 +93,7 @@ def main() -> int:
     ap.add_argument("--train", type=int, default=800)
     ap.add_argument("--predict", type=int, default=1500)
     ap.add_argument("--max-length", type=int, default=128)
+    ap.add_argument("--hf-first", action="store_true", help="run the Trainer first (check order effects)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "encoder_speed.json"))
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -109,10 +110,16 @@ def main() -> int:
                 "num_threads": threads, "seed": 0}
     texts, Y = train["text"].tolist(), train[TOS_LABELS].to_numpy()
     peak = matmul_peak_gflops()
-    ours = lexcoder_path(texts, Y, val["text"].tolist(), val[TOS_LABELS].to_numpy(), test["text"].tolist(),
-                         test[TOS_LABELS].to_numpy(), settings)
-    with tempfile.TemporaryDirectory() as tmp:
-        hf = hf_trainer(texts, Y, test["text"].tolist(), settings, tmp)
+    run_ours = lambda: lexcoder_path(texts, Y, val["text"].tolist(), val[TOS_LABELS].to_numpy(),  # noqa: E731
+                                     test["text"].tolist(), test[TOS_LABELS].to_numpy(), settings)
+    if args.hf_first:
+        with tempfile.TemporaryDirectory() as tmp:
+            hf = hf_trainer(texts, Y, test["text"].tolist(), settings, tmp)
+        ours = run_ours()
+    else:
+        ours = run_ours()
+        with tempfile.TemporaryDirectory() as tmp:
+            hf = hf_trainer(texts, Y, test["text"].tolist(), settings, tmp)
     peak_after = matmul_peak_gflops()
 
     from transformers import AutoTokenizer
@@ -132,7 +139,8 @@ def main() -> int:
                      "max_abs_prob_diff": float(np.abs(ours[f"P_{v}"] - ours["P_fp32"]).max())}
                  for v in ("int8", "bf16")}
     result = {
-        "setup": {"model": "all-MiniLM-L6-v2 (minilm), 9-label head", "train_sentences": len(texts),
+        "setup": {"model": "all-MiniLM-L6-v2 (minilm), 9-label head", "order": "HF first" if args.hf_first
+                  else "lexcoder first", "train_sentences": len(texts),
                   "predict_sentences": len(test), **settings, "threads": threads,
                   "machine": f"{platform.machine()}, {os.cpu_count()} cores shared with other jobs",
                   "torch": torch.__version__, "non_embedding_params": params},
