@@ -443,8 +443,8 @@ class TransformerClassifier(TextClassifier):
         tensors, groups = flatten_optimizer(opt.state_dict())
         tensors.update(rng_state())
         save_file(tensors, tmp / "optimizer_rng.safetensors")
-        write_json({"train": state.__dict__, "param_groups": groups, "scheduler": sched.state_dict()},
-                   tmp / "state.json")
+        write_json({"train": state.__dict__, "param_groups": groups, "scheduler": sched.state_dict(),
+                    "threads": torch.get_num_threads()}, tmp / "state.json")
         shutil.rmtree(root / name, ignore_errors=True)
         os.replace(tmp, root / name)
         write_json({"path": name, "fingerprint": fingerprint}, root / _LATEST)
@@ -461,6 +461,8 @@ class TransformerClassifier(TextClassifier):
         opt.load_state_dict(unflatten_optimizer(tensors, info["param_groups"]))
         sched.load_state_dict(info["scheduler"])
         set_rng_state(tensors)
+        if info.get("threads") and not self.params["num_threads"]:
+            torch.set_num_threads(int(info["threads"]))  # same reduction order as before the interruption
         best = load_file(path / "best.safetensors") if (path / "best.safetensors").is_file() else None
         log.info("Resuming from checkpoint %s (step %d%s).", path, state.global_step,
                  ", already finished" if state.finished else "")
