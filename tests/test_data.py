@@ -123,3 +123,13 @@ def test_unreadable_files_give_a_clear_error(tmp_path, name, content, expected):
 def test_missing_file(tmp_path):
     with pytest.raises(DataError, match="file not found"):
         read_table(tmp_path / "nope.csv")
+
+
+def test_numeric_ids_are_canonical_text(tmp_path, small, tos_labels):
+    """Excel stores numeric ids as numbers (123 or 123.0); they must match the same id written as text."""
+    from lexcoder.data import id_to_str
+    assert [id_to_str(v) for v in (123, 123.0, " 123", "A-7", np.int64(5))] == ["123", "123", "123", "A-7", "5"]
+    small = small.assign(id=np.arange(1000, 1000 + len(small)))
+    small.to_excel(tmp_path / "d.xlsx", index=False)
+    df, _ = load_dataset(cfg_for(tmp_path / "d.xlsx", tos_labels))
+    assert df["id"].iloc[0] == "1000"

@@ -110,6 +110,15 @@ def _all_label_columns(cfg: DataConfig, raw: pd.DataFrame) -> list[str]:
     return list(cfg.label_columns) + list(second_coder_columns(cfg, raw.columns).values())
 
 
+def id_to_str(value) -> str:
+    """Canonical text form of an id: ``123``, ``123.0`` (Excel's numbers) and ``" 123"`` all give ``"123"``."""
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    return str(value).strip()
+
+
 def _is_missing(v) -> bool:
     return v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v))
 
@@ -147,7 +156,7 @@ def _ids(raw: pd.DataFrame, cfg: DataConfig, source: str, report: LoadReport) ->
         raise DataError(f"{source}: column '{cfg.id_column}' (id_column) is empty in rows "
                         f"{format_rows(np.flatnonzero(missing.to_numpy()) + 1)}. Every row needs an id; "
                         "fill them in, or remove id_column from the config to number rows automatically.")
-    ids = ids.map(lambda v: str(int(v)) if isinstance(v, float) and v.is_integer() else str(v).strip())
+    ids = ids.map(id_to_str)
     dup = ids.duplicated(keep=False)
     if dup.any():
         first = ids[dup].iloc[0]

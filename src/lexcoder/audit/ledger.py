@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..data import id_to_str
 from ..errors import DataError, format_rows
 from ..io import file_sha256, read_table, write_table
 
@@ -82,9 +83,10 @@ def apply_ledger(df: pd.DataFrame, ledger: pd.DataFrame, label_columns: Sequence
 def _locate(position: pd.Series, label_columns: Sequence[str], id_, label: str, where: str) -> int:
     if label not in label_columns:
         raise DataError(f"{where}: label {label!r} is not one of the run's labels {list(label_columns)}.")
-    if str(id_) not in position.index:
+    key = id_to_str(id_)  # ids typed as numbers by Excel come back as 123.0
+    if key not in position.index:
         raise DataError(f"{where}: id {id_!r} is not in the data. Check that the file belongs to this run.")
-    return int(position[str(id_)])
+    return int(position[key])
 
 
 def review_entries(reviewed: pd.DataFrame, current: pd.DataFrame, ledger: pd.DataFrame,
@@ -114,14 +116,14 @@ def review_entries(reviewed: pd.DataFrame, current: pd.DataFrame, ledger: pd.Dat
         row = _locate(position, label_columns, rec["id"], rec["label"], where)
         old = _binary(rec["human_value"], where)
         new = old if rec["decision"] == "keep" else 1 - old
-        if latest.get((str(rec["id"]), rec["label"])) == (old, new):
+        if latest.get((id_to_str(rec["id"]), rec["label"])) == (old, new):
             continue  # this decision is already in the ledger: re-applying is a no-op
         now_value = int(current[rec["label"]].iat[row])
         if now_value != old:
             raise DataError(f"{where}: id {rec['id']!r}, label {rec['label']!r} shows human_value {old} but "
                             f"the current code is {now_value} (changed by an earlier correction?). Review "
                             "a fresh queue from `lexcoder audit` of a run that uses the current ledger.")
-        entries.append({"id": str(rec["id"]), "label": rec["label"], "old_value": old, "new_value": new,
+        entries.append({"id": id_to_str(rec["id"]), "label": rec["label"], "old_value": old, "new_value": new,
                         "reviewer": reviewer, "timestamp": now, "note": rec["note"], "source_run": source_run})
     return pd.DataFrame(entries, columns=LEDGER_COLUMNS)
 
