@@ -39,6 +39,8 @@ def test_audit_review_apply_and_retrain(workspace, monkeypatch):
     assert "Most likely coding errors" in out and "label_issues.csv" in out
     queue = pd.read_csv("runs/exp1/label_issues.csv", dtype=str, keep_default_na=False)
     assert len(queue) == 10 and queue["rank"].tolist() == [str(i) for i in range(1, 11)]
+    html = (workspace / "runs/exp1/report.html").read_text(encoding="utf-8")
+    assert "Likely coding errors" in html and queue["id"].iloc[0] in html  # report refreshed by the audit
 
     out = _ok(runner.invoke(app, ["audit", "runs/exp1", "--folds", "3", "--label", LABELS[1], "--top", "3"]))
     one = pd.read_csv(f"runs/exp1/label_issues_{LABELS[1]}.csv", dtype=str, keep_default_na=False)

@@ -84,7 +84,15 @@ def audit_run(run_dir: str | Path, *, n_folds: int = 5, kind: str | None = None,
     summary = _summary(run, cfg, Y, P, flagged, conflicts, queue,
                        settings={"folds": n_folds, "method": method, **model}, seconds=time.perf_counter() - t0)
     write_json(summary, run.root / SUMMARY_FILE)
+    _refresh_report(run)
     return AuditResult(queue=queue, view=view, summary=summary, csv_path=csv_path)
+
+
+def _refresh_report(run: RunDir) -> None:
+    """Rebuild an existing report so it shows the new review queue."""
+    from ..report import build_report, report_available
+    if run.report_html.is_file() and report_available():
+        build_report(run)
 
 
 def _model_settings(cfg: Config, kind: str | None, name: str | None, params: dict[str, Any] | None
