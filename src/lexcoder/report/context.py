@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..audit.ledger import training_table
 from ..errors import LexcoderError
 from ..io import read_json
 from ..rundir import RunDir
@@ -41,7 +42,9 @@ def load_artifacts(run: RunDir) -> dict[str, Any]:
         raise LexcoderError(f"{run.root}: cannot build a report, {', '.join(missing)} missing. Finish the run "
                             f"first (`lexcoder run CONFIG --out {run.root} --resume`).")
     return {"cfg": cfg, "manifest": run.read_manifest(), "metrics": read_json(run.metrics),
-            "df": pd.read_parquet(run.data), "splits": pd.read_parquet(run.splits),
+            # the codes the metrics were computed against: the original ones plus reviewed corrections
+            "df": training_table(run.root, pd.read_parquet(run.data), cfg.data.label_columns),
+            "splits": pd.read_parquet(run.splits),
             "preds": pd.read_parquet(run.predictions)}
 
 
