@@ -178,7 +178,8 @@ def test_demo_minilm_config_builds_a_cpu_sized_encoder():
     cfg = demo_config(model="minilm")
     model = build_model(cfg.model.kind, cfg.model.name, cfg.model.params)
     assert isinstance(model, EncoderClassifier)
-    assert model.params["max_length"] == 128 and model.params["epochs"] == 1
+    assert model.params["max_length"] == 128 and model.params["epochs"] <= 3  # minutes on 2 CPU cores
+    assert model.params["blend_tfidf"] == 0.5  # the encoder alone is weaker than TF-IDF on this data
 
 
 def test_blend_with_tfidf_mixes_probabilities_and_reloads(tos_small, tmp_path):
