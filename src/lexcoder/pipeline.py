@@ -219,8 +219,7 @@ def load_run_model(run: RunDir) -> tuple[TextClassifier, np.ndarray, Config]:
     cfg = run.load_config()
     directory = run.model_dir(cfg.model.kind)
     model = with_saved_calibration(TextClassifier.load(directory), directory)
-    th = read_json(directory / "thresholds.json")["thresholds"]
-    return model, np.array([th[lab] for lab in cfg.data.label_columns]), cfg
+    return model, run.thresholds(cfg.model.kind, cfg.data.label_columns), cfg
 
 
 def _progress(items, description: str):

@@ -49,6 +49,20 @@ class RunDir:
     def model_dir(self, kind: str) -> Path:
         return self.models / kind
 
+    def thresholds(self, kind: str, labels: list[str], default: float | None = None):
+        """The saved decision thresholds of model ``kind`` in ``labels`` order.
+
+        With ``default``, a missing file or label gives that value; without, a missing file is an error.
+        """
+        import numpy as np
+        path = self.model_dir(kind) / "thresholds.json"
+        if not path.is_file():
+            if default is None:
+                raise LexcoderError(f"{path} is missing: the run's training stage has not finished.")
+            return np.full(len(labels), float(default))
+        saved = read_json(path)["thresholds"]
+        return np.array([saved[lab] if default is None else saved.get(lab, default) for lab in labels])
+
     def load_config(self) -> Config:
         if not self.config.is_file():
             raise LexcoderError(f"{self.root} is not a lexcoder run directory (no config.toml). "

@@ -136,11 +136,7 @@ def _jsonable(obj: Any) -> Any:
 
 
 def _thresholds(run: RunDir, cfg: Config) -> np.ndarray:
-    path = run.model_dir(cfg.model.kind) / "thresholds.json"
-    if not path.is_file():
-        return np.full(len(cfg.data.label_columns), 0.5)
-    th = read_json(path)["thresholds"]
-    return np.array([th.get(lab, 0.5) for lab in cfg.data.label_columns])
+    return run.thresholds(cfg.model.kind, cfg.data.label_columns, default=0.5)
 
 
 def _summary(run: RunDir, cfg: Config, Y: np.ndarray, P: np.ndarray, flagged: np.ndarray,
