@@ -45,3 +45,18 @@ def write_config(tmp_path, data_path, labels, **data_extra) -> "os.PathLike":
 def make_config():
     """The :func:`write_config` helper as a fixture (test modules are not a package)."""
     return write_config
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip tests marked ``gpu`` where torch sees no CUDA device (CI, laptops): they run on GPU machines."""
+    try:
+        import torch
+        has_cuda = torch.cuda.is_available()
+    except ImportError:
+        has_cuda = False
+    if has_cuda:
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (run `pytest -m gpu` on a GPU machine)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

@@ -194,3 +194,19 @@ def test_blend_with_tfidf_mixes_probabilities_and_reloads(tos_small, tmp_path):
     np.testing.assert_array_equal(load_model(tmp_path / "b").predict_proba(texts), P)
     with pytest.raises(ConfigError, match="blend_tfidf"):
         EncoderClassifier(blend_tfidf=1.0).fit(["a", "b"], np.array([[0], [1]]))
+
+
+@pytest.mark.gpu
+def test_cuda_fine_tuning_learns_and_reloads_identically(tos_small, tmp_path):
+    """On a GPU: fp32 weights under bf16 autocast; learns as on CPU; a reload reproduces the probabilities."""
+    train, val = tos_small
+    model = build_model("encoder", "minilm", {**FAST, "epochs": 3, "device": "cuda"})
+    model.fit(train["text"], train[LABELS].to_numpy(), val["text"], val[LABELS].to_numpy(), label_names=LABELS)
+    assert {p.dtype for p in model.model_.parameters()} == {torch.float32}
+    assert next(model.model_.parameters()).device.type == "cuda"
+    P = model.predict_proba(train["text"].tolist())
+    from sklearn.metrics import roc_auc_score
+    for j in range(2):
+        assert roc_auc_score(train[LABELS].to_numpy()[:, j], P[:, j]) > 0.8
+    model.save(tmp_path / "m")
+    np.testing.assert_array_equal(load_model(tmp_path / "m").predict_proba(train["text"].tolist()), P)

@@ -278,3 +278,25 @@ def test_gpu_dtype_recipe_bf16_base_fp32_trainables(tiny_llama):
     logits.sum().backward()
     head = model.base_model.model.score.modules_to_save["default"].weight
     assert head.grad is not None and head.grad.dtype == torch.float32 and float(head.grad.abs().sum()) > 0
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("four_bit", [False, True], ids=["lora-bf16", "qlora-4bit"])
+def test_cuda_lora_and_qlora_train_and_reload_identically(tiny_llama, tos_slice, tmp_path, four_bit):
+    """On a GPU: bf16 (or 4-bit NF4) frozen base, fp32 adapters + head; a reload reproduces the probabilities."""
+    if four_bit:
+        pytest.importorskip("bitsandbytes")
+    model = _fit(tiny_llama, tos_slice, device="cuda", load_in_4bit=four_bit, gradient_checkpointing=four_bit)
+    frozen = {p.dtype for p in model.model_.parameters() if not p.requires_grad}
+    assert {p.dtype for p in model.model_.parameters() if p.requires_grad} == {torch.float32}
+    if four_bit:
+        assert any(type(m).__name__ == "Linear4bit" for m in model.model_.modules())
+        assert torch.uint8 in frozen  # packed 4-bit weights
+    else:
+        assert frozen == {torch.bfloat16}
+    assert next(model.model_.parameters()).device.type == "cuda"
+    P = model.predict_proba(tos_slice["test"])
+    assert P.shape == (len(tos_slice["test"]), 3) and np.isfinite(P).all()
+    model.save(tmp_path / "m")
+    loaded = TextClassifier.load(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.predict_proba(tos_slice["test"]), P)

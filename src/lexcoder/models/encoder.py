@@ -45,10 +45,10 @@ class EncoderClassifier(TransformerClassifier):
         from transformers.utils import logging as hf_logging
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # "newly initialized classifier weights" is expected here
-        try:
+        try:  # float32 weights even from a fp16/bf16 checkpoint: AdamW on half-precision weights loses updates
             return AutoModelForSequenceClassification.from_pretrained(
                 self._source(), num_labels=num_labels, problem_type="multi_label_classification",
-                local_files_only=True)
+                local_files_only=True, dtype=torch.float32)
         finally:
             hf_logging.set_verbosity(verbosity)
 
