@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     df = pd.read_csv(demo_data_path())
     folds = [int(k) for k in args.folds.split(",") if k.strip()]
-    per_label_folds = {int(k) for k in args.per_label_folds.split(",") if k.strip()}
+    per_label_folds = {int(k) for k in args.per_label_folds.strip("\x27\"").split(",") if k.strip() not in ("", "none")}
     n_folds = df["fold"].nunique()
     enc = encoder_params(args)
     models = ["tfidf", "minilm multi-label", "mean(tfidf, minilm multi-label)", "minilm per-label"]

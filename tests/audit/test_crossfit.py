@@ -21,3 +21,34 @@ def test_encoder_family_cross_fits(tos_slice, audit_labels):
     assert P.shape == (len(part), 2) and np.isfinite(P).all()
     assert ((P > 0) & (P < 1)).all()  # real model outputs, not the single-class fallback
     assert len(np.unique(folds)) == 3
+
+
+def test_held_out_test_codes_never_reach_the_other_rows(noisy_slice, audit_labels):
+    """With ``holdout``, changing every held-out code leaves the other rows' probabilities unchanged."""
+    noisy, _ = noisy_slice
+    docs = sorted(noisy["group"].unique())
+    holdout = noisy["group"].isin(docs[:4]).to_numpy()  # four whole documents play the test set
+    folds = np.full(len(noisy), -1)
+    folds[~holdout] = audit_folds(noisy[~holdout].reset_index(drop=True), audit_labels, n_folds=4, seed=0)
+    Y = noisy[audit_labels].to_numpy()
+    P = out_of_fold_proba(noisy["text"], Y, folds, holdout=holdout)
+    Y_other = Y.copy()
+    Y_other[holdout] = 1 - Y_other[holdout]  # every test code flipped
+    P_other = out_of_fold_proba(noisy["text"], Y_other, folds, holdout=holdout)
+    np.testing.assert_array_equal(P_other[~holdout], P[~holdout])
+    assert np.isfinite(P).all()
+    # the held-out rows are scored by one model of all other rows: their codes do not matter to it either
+    np.testing.assert_array_equal(P_other[holdout], P[holdout])
+    without = out_of_fold_proba(noisy["text"], Y_other, np.where(holdout, 0, folds))  # no holdout: leaks
+    assert not np.array_equal(without[~holdout], P[~holdout])
+
+
+def test_audit_run_holds_out_the_test_rows(small_run):
+    import pandas as pd
+    run_dir, _, audit = small_run
+    oof = pd.read_parquet(run_dir / "audit_oof.parquet")
+    split = pd.read_parquet(run_dir / "splits.parquet").set_index("id")["split"]
+    is_test = oof["id"].map(split).eq("test").to_numpy()
+    assert is_test.any() and (oof["fold"].to_numpy()[is_test] == -1).all()
+    assert (oof["fold"].to_numpy()[~is_test] >= 0).all()
+    assert audit.summary["settings"]["test_rows_held_out"] == int(is_test.sum())

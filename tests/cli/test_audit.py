@@ -63,6 +63,11 @@ def test_audit_review_apply_and_retrain(workspace, monkeypatch):
     assert int(original.loc[first["id"], first["label"]]) == int(first["human_value"])  # originals kept
     assert hashlib.sha256((workspace / "tos.csv").read_bytes()).hexdigest() == data_hash
 
+    out = _ok(runner.invoke(app, ["corrections", "report", "runs/exp1", "runs/exp2", "--bootstrap", "200"]))
+    assert "2 code(s) changed by the review" in out
+    assert "against the original codes" in out and "against the corrected codes" in out and "macro" in out
+    assert (workspace / "runs/exp2/corrections_report.md").is_file()
+
     # auditing the corrected run shows the corrected codes as the human values
     _ok(runner.invoke(app, ["audit", "runs/exp2", "--folds", "3"]))
     full = pd.read_parquet("runs/exp2/label_issues.parquet")

@@ -6,9 +6,11 @@ Typical use::
     result = audit_run("runs/exp1")                 # writes label_issues.csv + audit_summary.json
     apply_review("runs/exp1", "reviewed.csv", reviewer="A. Coder", ledger="corrections.csv")
     # then: lexcoder run my.toml --corrections corrections.csv --out runs/exp2
+    compare_runs("runs/exp1", "runs/exp2")          # writes corrections_report.md/.json into runs/exp2
 """
 from __future__ import annotations
 
+from .compare import compare_runs
 from .crossfit import audit_folds, out_of_fold_proba
 from .ledger import (LEDGER_COLUMNS, append_ledger, apply_ledger, read_ledger, record_corrections,
                      review_entries, training_table)
@@ -18,6 +20,7 @@ from .workflow import AuditResult, ReviewResult, apply_review, audit_run
 
 __all__ = [
     "AuditResult", "LEDGER_COLUMNS", "QUEUE_COLUMNS", "RANKERS", "ReviewResult", "append_ledger",
+    "compare_runs",
     "apply_ledger", "apply_review", "audit_folds", "audit_run", "build_queue", "conflict_mask",
     "noise_estimates", "out_of_fold_proba", "read_ledger", "record_corrections", "review_entries",
     "score_pairs", "select", "self_confidence", "training_table",

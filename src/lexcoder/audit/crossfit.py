@@ -2,7 +2,9 @@
 
 The rows are cut into K folds exactly like the main split (label combination × TF-IDF cluster strata,
 whole groups and duplicate texts kept together); a fresh model of any family is trained on K-1 folds
-and scores the held-out fold, so no text is ever scored by a model that saw its label.
+and scores the held-out fold, so no text is ever scored by a model that saw its label. A run's test rows
+can be held out of every training part (``holdout``), so that reviewed corrections of the training rows
+never carry information from the test codes into the retrained model's evaluation.
 """
 from __future__ import annotations
 
@@ -44,7 +46,7 @@ def audit_folds(df: pd.DataFrame, label_columns: Sequence[str], *, n_folds: int 
 
 def out_of_fold_proba(texts: Sequence[str], Y: np.ndarray, folds: np.ndarray, *, kind: str = "tfidf",
                       name: str | None = None, params: dict[str, Any] | None = None,
-                      label_names: Sequence[str] | None = None) -> np.ndarray:
+                      label_names: Sequence[str] | None = None, holdout: np.ndarray | None = None) -> np.ndarray:
     """Out-of-fold probabilities: row ``i`` is scored by a model fitted without fold ``folds[i]``.
 
     Parameters
@@ -54,6 +56,9 @@ def out_of_fold_proba(texts: Sequence[str], Y: np.ndarray, folds: np.ndarray, *,
     folds : (n,) fold index per row (see :func:`audit_folds`)
     kind, name, params : model family, pretrained model and family settings (as ``[model]`` in the config)
     label_names : names of the label columns (for messages)
+    holdout : (n,) bool, rows whose codes no model may train on (e.g. a run's test rows, so that
+        corrections of training rows never carry information from the test codes); they are scored by
+        one more model, fitted on all other rows. Their ``folds`` values are ignored.
 
     Returns
     -------
@@ -63,11 +68,14 @@ def out_of_fold_proba(texts: Sequence[str], Y: np.ndarray, folds: np.ndarray, *,
     texts = pd.Series(list(texts), dtype=object)
     Y = np.asarray(Y).astype(np.int8)
     names = list(label_names) if label_names is not None else [str(j) for j in range(Y.shape[1])]
+    holdout = np.zeros(len(Y), dtype=bool) if holdout is None else np.asarray(holdout, dtype=bool)
+    scored = [(folds == k) & ~holdout for k in np.unique(folds[~holdout])]
+    if holdout.any():
+        scored.append(holdout)
     P = np.full(Y.shape, np.nan)
-    fold_ids = np.unique(folds)
-    for k in track(fold_ids, description=f"Cross-fitting {len(fold_ids)} folds"):
-        test, train = folds == k, folds != k
-        P[test] = _fit_and_score(texts, Y, train, test, kind=kind, name=name, params=params, names=names)
+    for test in track(scored, description=f"Cross-fitting {len(scored)} models"):
+        P[test] = _fit_and_score(texts, Y, ~test & ~holdout, test, kind=kind, name=name, params=params,
+                                 names=names)
     return P
 
 

@@ -50,7 +50,7 @@ class AuditResult:
 
 def audit_run(run_dir: str | Path, *, n_folds: int = 5, kind: str | None = None, name: str | None = None,
               params: dict[str, Any] | None = None, method: str = "loss", top: int | None = None,
-              label: str | None = None) -> AuditResult:
+              label: str | None = None, isolate_test: bool = True) -> AuditResult:
     """Find likely human coding errors in a run's data with out-of-fold predictions.
 
     Parameters
@@ -61,6 +61,11 @@ def audit_run(run_dir: str | Path, *, n_folds: int = 5, kind: str | None = None,
     method : ranking, ``"loss"`` (default) or ``"cleanlab"`` (see :mod:`lexcoder.audit.scoring`)
     top : keep only the ``top`` highest-ranked rows in the CSV view
     label : only this label's rows in the CSV view (written to ``label_issues_<label>.csv``)
+    isolate_test : keep the run's test rows out of every cross-fitting model's training data (they are
+        scored by a model trained on all other rows). Then the flags on training rows, and so a retrained
+        run's corrections, carry no information from the test codes, and the retrained run's test
+        figures stay an honest comparison (see :func:`~lexcoder.audit.compare_runs`). No effect in
+        k-fold mode, where every row is a test row once.
     """
     t0 = time.perf_counter()
     run = RunDir(Path(run_dir))
@@ -72,7 +77,8 @@ def audit_run(run_dir: str | Path, *, n_folds: int = 5, kind: str | None = None,
         raise ConfigError(f"--folds must be at least 2 (got {n_folds}).")
     model = _model_settings(cfg, kind, name, params)
     df = training_table(run.root, pd.read_parquet(run.data), labels)
-    P = _oof(run, cfg, df, n_folds, model)
+    holdout = _test_rows(run, df) if isolate_test else np.zeros(len(df), dtype=bool)
+    P = _oof(run, cfg, df, n_folds, model, holdout)
     Y = df[labels].to_numpy().astype(int)
     score, flagged = score_pairs(Y, P, method=method)
     conflicts = conflict_mask(df, _conflicts(df, labels), labels)
@@ -82,7 +88,8 @@ def audit_run(run_dir: str | Path, *, n_folds: int = 5, kind: str | None = None,
     csv_path = run.label_issues if label is None else run.root / f"label_issues_{label}.csv"
     write_queue(view, csv_path)
     summary = _summary(run, cfg, Y, P, flagged, conflicts, queue,
-                       settings={"folds": n_folds, "method": method, **model}, seconds=time.perf_counter() - t0)
+                       settings={"folds": n_folds, "method": method, "test_rows_held_out": int(holdout.sum()),
+                                 **model}, seconds=time.perf_counter() - t0)
     write_json(summary, run.root / SUMMARY_FILE)
     _refresh_report(run)
     return AuditResult(queue=queue, view=view, summary=summary, csv_path=csv_path)
@@ -111,19 +118,34 @@ def _conflicts(df: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
     return find_conflicts(df[sizes > 1], labels)
 
 
-def _oof(run: RunDir, cfg: Config, df: pd.DataFrame, n_folds: int, model: dict[str, Any]) -> np.ndarray:
-    """Out-of-fold probabilities, from cache when the same settings and labels produced them before."""
+def _test_rows(run: RunDir, df: pd.DataFrame) -> np.ndarray:
+    """Boolean mask of the run's test rows (none in k-fold mode), in ``df``'s order."""
+    if not run.splits.is_file():
+        return np.zeros(len(df), dtype=bool)
+    splits = pd.read_parquet(run.splits, columns=["id", "split"])
+    split = splits.set_index(splits["id"].astype(str))["split"]
+    return df["id"].astype(str).map(split).eq("test").to_numpy()
+
+
+def _oof(run: RunDir, cfg: Config, df: pd.DataFrame, n_folds: int, model: dict[str, Any],
+         holdout: np.ndarray) -> np.ndarray:
+    """Out-of-fold probabilities, from cache when the same settings and labels produced them before.
+
+    Rows in ``holdout`` get fold -1: no model trains on them, one model of all other rows scores them.
+    """
     labels = cfg.data.label_columns
-    key = {"folds": n_folds, "seed": cfg.split.seed, **model,
+    key = {"folds": n_folds, "seed": cfg.split.seed, **model, "holdout_rows": int(holdout.sum()),
            "labels_sha256": hashlib.sha256(df[["id", *labels]].to_csv(index=False).encode()).hexdigest()}
     cache, meta = run.root / OOF_FILE, run.root / "audit_oof.json"
     if cache.is_file() and meta.is_file() and read_json(meta) == _jsonable(key):
         log.info("Reusing the out-of-fold probabilities in %s (same settings and labels).", cache.name)
         return pd.read_parquet(cache)[[f"{lab}_prob" for lab in labels]].to_numpy()
-    folds = audit_folds(df, labels, n_folds=n_folds, seed=cfg.split.seed, n_clusters=cfg.split.n_clusters,
-                        min_stratum=cfg.split.min_stratum)
+    folds = np.full(len(df), -1)
+    folds[~holdout] = audit_folds(df[~holdout].reset_index(drop=True), labels, n_folds=n_folds,
+                                  seed=cfg.split.seed, n_clusters=cfg.split.n_clusters,
+                                  min_stratum=cfg.split.min_stratum)
     P = out_of_fold_proba(df["text"], df[labels].to_numpy(), folds, kind=model["kind"], name=model["name"],
-                          params=model["params"], label_names=labels)
+                          params=model["params"], label_names=labels, holdout=holdout)
     oof = pd.DataFrame({"id": df["id"], "fold": folds}).assign(**{f"{lab}_prob": P[:, j] for j, lab in enumerate(labels)})
     write_table(oof, cache)
     write_json(key, meta)

@@ -1,4 +1,5 @@
-"""Audit commands: `lexcoder audit` (review queue) and `lexcoder corrections apply` (ledger)."""
+"""Audit commands: `lexcoder audit` (review queue), `lexcoder corrections apply` (ledger) and
+`lexcoder corrections report` (a run against the run retrained on the corrected codes)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,10 +29,15 @@ def audit(
     method: Annotated[str, typer.Option(help="Ranking: loss (default) or cleanlab.")] = "loss",
     top: Annotated[Optional[int], typer.Option(help="Keep only the N most likely errors in the CSV.")] = None,
     label: Annotated[Optional[str], typer.Option(help="Only this label (writes label_issues_<label>.csv).")] = None,
+    isolate_test: Annotated[bool, typer.Option(
+        "--isolate-test/--no-isolate-test",
+        help="Keep the run's test rows out of the cross-fitting models' training data, so corrections "
+             "carry no information from the test codes into a retrained run's evaluation.")] = True,
 ) -> None:
     """Rank likely human coding errors with out-of-fold predictions; writes label_issues.csv."""
     from ..audit import audit_run
-    result = audit_run(run_dir, n_folds=folds, kind=model, method=method, top=top, label=label)
+    result = audit_run(run_dir, n_folds=folds, kind=model, method=method, top=top, label=label,
+                       isolate_test=isolate_test)
     show_summary(result.summary)
     show_queue(result.view.head(15))
     console.print(f"Review queue: [bold]{result.csv_path}[/] ({len(result.view)} rows). Fill in "
@@ -59,6 +65,39 @@ def apply(
         show_summary(res.summary)
     console.print(f"Retrain on the corrected codes: [bold]lexcoder run CONFIG --corrections {ledger} "
                   "--out runs/NEW[/]")
+
+
+@corrections_app.command("report")
+@friendly
+def report(
+    before: RunArg,
+    after: Annotated[Path, typer.Argument(help="The run retrained with --corrections.", exists=True,
+                                          file_okay=False)],
+    bootstrap: Annotated[int, typer.Option(help="Resamples for the paired confidence intervals (0: none).")]
+    = 1000,
+) -> None:
+    """Compare a run with the run retrained on corrected codes: F1 against the original and corrected codes."""
+    from ..audit import compare_runs
+    res = compare_runs(before, after, bootstrap=bootstrap)
+    changed = sum(c["changed"] for c in res["corrections"].values())
+    in_test = sum(c["changed_in_test"] for c in res["corrections"].values())
+    console.print(f"{changed} code(s) changed by the review ({in_test} in the {res['test_rows']:,} test rows).")
+    for key in ("original", "corrected"):
+        table = Table(title=f"Test F1 against the {key} codes (Δ = after − before, 95% paired bootstrap CI)",
+                      title_justify="left")
+        for col in ("label", "changed", "before", "after", "Δ", "CI of Δ"):
+            table.add_column(col, justify="left" if col == "label" else "right", no_wrap=col == "label")
+        for lab, r in res[key]["labels"].items():
+            ci = r["delta_f1_ci"]
+            table.add_row(lab, str(res["corrections"][lab]["changed"]), f"{r['before']['f1']:.3f}",
+                          f"{r['after']['f1']:.3f}", f"{r['delta_f1']:+.3f}",
+                          "—" if ci is None else f"[{ci[0]:+.3f}, {ci[1]:+.3f}]")
+        m = res[key]["macro_f1"]
+        ci = m["delta_ci"]
+        table.add_row("macro", "", f"{m['before']:.3f}", f"{m['after']:.3f}", f"{m['delta']:+.3f}",
+                      "—" if ci is None else f"[{ci[0]:+.3f}, {ci[1]:+.3f}]", style="bold")
+        console.print(table)
+    console.print(f"Written: [bold]{Path(after) / 'corrections_report.md'}[/] and corrections_report.json")
 
 
 def show_summary(summary: dict) -> None:
