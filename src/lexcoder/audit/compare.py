@@ -163,14 +163,16 @@ def render_markdown(result: dict[str, Any]) -> str:
         lines += ["", f"## F1 {title}", "", "| label | before | after | Δ | 95% CI of Δ |", "|---|---|---|---|---|"]
         for lab, r in block["labels"].items():
             lines.append(f"| {lab} | {r['before']['f1']:.3f} | {r['after']['f1']:.3f} | {r['delta_f1']:+.3f} | "
-                         f"{_ci(r['delta_f1_ci'])} |")
+                         f"{format_interval(r['delta_f1_ci'])} |")
         m = block["macro_f1"]
-        lines.append(f"| **macro** | {m['before']:.3f} | {m['after']:.3f} | {m['delta']:+.3f} | {_ci(m['delta_ci'])} |")
+        lines.append(f"| **macro** | {m['before']:.3f} | {m['after']:.3f} | {m['delta']:+.3f} | "
+                     f"{format_interval(m['delta_ci'])} |")
     lines += ["", "Read the two tables together: a gain against the corrected codes that is absent against the "
               "original ones means the new model agrees with the reviewers' decisions (on test rows the review "
               "changed), not that it codes the untouched rows better.", ""]
     return "\n".join(lines)
 
 
-def _ci(pair) -> str:
+def format_interval(pair) -> str:
+    """``[low, high]`` of a difference as "[-0.012, +0.034]" (or "—" when there is none)."""
     return "—" if pair is None else f"[{pair[0]:+.3f}, {pair[1]:+.3f}]"

@@ -77,7 +77,7 @@ def report(
     = 1000,
 ) -> None:
     """Compare a run with the run retrained on corrected codes: F1 against the original and corrected codes."""
-    from ..audit import compare_runs
+    from ..audit.compare import compare_runs, format_interval
     res = compare_runs(before, after, bootstrap=bootstrap)
     changed = sum(c["changed"] for c in res["corrections"].values())
     in_test = sum(c["changed_in_test"] for c in res["corrections"].values())
@@ -88,14 +88,11 @@ def report(
         for col in ("label", "changed", "before", "after", "Δ", "CI of Δ"):
             table.add_column(col, justify="left" if col == "label" else "right", no_wrap=col == "label")
         for lab, r in res[key]["labels"].items():
-            ci = r["delta_f1_ci"]
             table.add_row(lab, str(res["corrections"][lab]["changed"]), f"{r['before']['f1']:.3f}",
-                          f"{r['after']['f1']:.3f}", f"{r['delta_f1']:+.3f}",
-                          "—" if ci is None else f"[{ci[0]:+.3f}, {ci[1]:+.3f}]")
+                          f"{r['after']['f1']:.3f}", f"{r['delta_f1']:+.3f}", format_interval(r["delta_f1_ci"]))
         m = res[key]["macro_f1"]
-        ci = m["delta_ci"]
         table.add_row("macro", "", f"{m['before']:.3f}", f"{m['after']:.3f}", f"{m['delta']:+.3f}",
-                      "—" if ci is None else f"[{ci[0]:+.3f}, {ci[1]:+.3f}]", style="bold")
+                      format_interval(m["delta_ci"]), style="bold")
         console.print(table)
     console.print(f"Written: [bold]{Path(after) / 'corrections_report.md'}[/] and corrections_report.json")
 
