@@ -89,8 +89,11 @@ def main() -> int:
     ap.add_argument("--per-label-train-size", type=int, default=1500)
     ap.add_argument("--per-label-epochs", type=int, default=1)
     ap.add_argument("--models", default="multi,per-label",
-                    help="comma list of: multi (with TF-IDF and the mean), per-label; results are merged "
-                         "into an existing --out file")
+                    help="comma list of: multi (with TF-IDF and the mean), per-label, neg (negative_ratio), "
+                         "compare; results are merged into an existing --out file")
+    ap.add_argument("--negative-ratio", type=float, default=None,
+                    help="with --models neg: MiniLM on all training sentences, each epoch every positive "
+                         "sentence + this many times as many fresh negatives ([model.params] negative_ratio)")
     ap.add_argument("--compare-size", type=int, default=800)
     ap.add_argument("--compare-eval", type=int, default=1500)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "encoder_quality.json"))
@@ -111,6 +114,16 @@ def main() -> int:
                                                                   "minilm")
         results["mean(tfidf, minilm multi-label)"] = score((Pv_tfidf + Pv_enc) / 2, Yv, (Pt_tfidf + Pt_enc) / 2, Yt)
         settings["multi-label"] = f"{args.train_size} sentences, {args.epochs} epochs"
+    if "neg" in models:  # all training sentences, negatives subsampled afresh every epoch
+        ratio = args.negative_ratio or 2.5
+        neg_params = {**RECIPE, "epochs": args.epochs, "negative_ratio": ratio}
+        key = f"minilm multi-label, negative_ratio {ratio:g}, {args.epochs} epochs"
+        results[key], Pv_neg, Pt_neg = run_model("encoder", neg_params, train, val, test, "minilm")
+        if "tfidf" in results:
+            _, Pv_t, Pt_t = run_model("tfidf", {}, train, val, test)
+            results[f"mean(tfidf, {key})"] = score((Pv_t + Pv_neg) / 2, Yv, (Pt_t + Pt_neg) / 2, Yt)
+        settings[f"negative_ratio, {args.epochs} epochs"] = (f"all {len(train)} training sentences; each epoch every sentence with a "
+                                      f"positive code + {ratio:g}x as many fresh negatives; {args.epochs} epochs")
     if "compare" in models:  # per-label vs multi-label at an equal, small budget (per-label costs 9x)
         results.update(compare_per_label(train, val, test, args.compare_size, args.compare_eval))
         settings["compare"] = (f"per-label vs multi-label: same {args.compare_size} training sentences (half "

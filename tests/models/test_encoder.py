@@ -210,3 +210,22 @@ def test_cuda_fine_tuning_learns_and_reloads_identically(tos_small, tmp_path):
         assert roc_auc_score(train[LABELS].to_numpy()[:, j], P[:, j]) > 0.8
     model.save(tmp_path / "m")
     np.testing.assert_array_equal(load_model(tmp_path / "m").predict_proba(train["text"].tolist()), P)
+
+
+def test_negative_ratio_trains_every_positive_and_fresh_negatives_each_epoch(tos_small):
+    """``negative_ratio``: each epoch = all texts with a positive code + a new draw of the others."""
+    train, val = tos_small
+    Y = train[LABELS].to_numpy()
+    model = build_model("encoder", "minilm", {**FAST, "epochs": 2, "negative_ratio": 0.5, "patience": 0})
+    model.fit(train["text"], Y, val["text"], val[LABELS].to_numpy(), label_names=LABELS)
+    positive = np.flatnonzero(Y.sum(axis=1) > 0)
+    first, second = model._epoch_texts(0), model._epoch_texts(1)
+    n_neg = round(0.5 * len(positive))
+    for epoch in (first, second):
+        assert set(positive) <= set(epoch) and len(epoch) == len(positive) + n_neg
+    assert set(first) != set(second)  # other negatives in the next epoch
+    steps_per_epoch = -(-(len(positive) + n_neg) // FAST["batch_size"])
+    assert [h["step"] for h in model.history_] == [steps_per_epoch, 2 * steps_per_epoch]
+    with pytest.raises(ConfigError, match="negative_ratio"):
+        build_model("encoder", "minilm", {**FAST, "negative_ratio": 0}).fit(
+            train["text"], Y, label_names=LABELS)

@@ -100,6 +100,10 @@ class TransformerClassifier(TextClassifier):
     warmup_ratio : fraction of the training steps spent warming up
     pos_weight_cap : per-label positive weight = negatives / positives, capped at this (1: unweighted)
     focal_gamma : 0 = plain BCE; > 0 = focal loss with this gamma
+    negative_ratio : each epoch trains on every text with a positive code plus this many times as many
+        texts without any, drawn afresh every epoch (None: every text every epoch). With rare labels this
+        gives each epoch more positive updates per second; probabilities are then biased upwards, which the
+        validation-tuned thresholds absorb (calibrate them if you need probabilities)
     eval_steps : also evaluate every this many steps (0 or None: once per epoch)
     patience : stop after this many evaluations without a better validation macro-F1 (0 or None: never)
     checkpoint_steps : with ``checkpoint_dir`` set, checkpoint every this many steps (and every epoch)
@@ -116,6 +120,7 @@ class TransformerClassifier(TextClassifier):
                  batch_size: int = 16, eval_batch_size: int = 64, epochs: int = 3, max_steps: int | None = None,
                  lr: float = 5e-5, head_lr: float | None = None, weight_decay: float = 0.01,
                  warmup_ratio: float = 0.1, pos_weight_cap: float = 10.0, focal_gamma: float = 0.0,
+                 negative_ratio: float | None = None,
                  eval_steps: int | None = None, patience: int | None = 2, checkpoint_steps: int = 200,
                  quantize_int8: bool = False, inference_bf16: bool = False, num_threads: int | None = None,
                  device: str | None = None, seed: int = 0, **extra: Any) -> None:
@@ -123,6 +128,7 @@ class TransformerClassifier(TextClassifier):
                          batch_size=batch_size, eval_batch_size=eval_batch_size, epochs=epochs,
                          max_steps=max_steps, lr=lr, head_lr=head_lr, weight_decay=weight_decay,
                          warmup_ratio=warmup_ratio, pos_weight_cap=pos_weight_cap, focal_gamma=focal_gamma,
+                         negative_ratio=negative_ratio,
                          eval_steps=eval_steps, patience=patience, checkpoint_steps=checkpoint_steps,
                          quantize_int8=quantize_int8, inference_bf16=inference_bf16, num_threads=num_threads,
                          device=device, seed=seed, **extra)
@@ -204,13 +210,25 @@ class TransformerClassifier(TextClassifier):
         """
         bs = self.params["batch_size"]
         rng = np.random.default_rng([self.params["seed"], epoch])
-        perm = rng.permutation(len(lengths))
+        texts = self._epoch_texts(epoch)
+        perm = texts[rng.permutation(len(texts))]
         batches = []
         for start in range(0, len(perm), 50 * bs):
             mega = perm[start:start + 50 * bs]
             mega = mega[np.argsort(-lengths[mega], kind="stable")]
             batches.extend(mega[i:i + bs] for i in range(0, len(mega), bs))
         return [batches[i] for i in rng.permutation(len(batches))]
+
+    def _epoch_texts(self, epoch: int) -> np.ndarray:
+        """Indices of the texts trained on in ``epoch``: all, or (``negative_ratio``) every text with a
+        positive code plus a fresh seeded draw of texts without any."""
+        positive = self._has_positive
+        if self.params["negative_ratio"] is None:
+            return np.arange(len(positive))
+        pos, neg = np.flatnonzero(positive), np.flatnonzero(~positive)
+        n_neg = min(len(neg), int(round(self.params["negative_ratio"] * len(pos))))
+        drawn = np.random.default_rng([self.params["seed"], epoch, 1]).choice(neg, n_neg, replace=False)
+        return np.sort(np.concatenate([pos, drawn]))
 
     # -- forward pass --------------------------------------------------------------------------
     def _autocast(self, training: bool):
@@ -256,7 +274,8 @@ class TransformerClassifier(TextClassifier):
         val = None
         if val_texts is not None and val_Y is not None and len(val_texts):
             val = ([str(t) for t in val_texts], np.asarray(val_Y))
-        prevalence = Y.mean(axis=0)
+        self._has_positive = Y.sum(axis=1) > 0
+        prevalence = Y.sum(axis=0) / len(self._epoch_texts(0))  # as the epochs see it (with negative_ratio)
         self.pos_weight_ = torch.tensor(np.clip((1 - prevalence) / prevalence, 1.0, self.params["pos_weight_cap"]),
                                         dtype=torch.float32, device=self.device_)
         self._train(enc, torch.as_tensor(Y, dtype=torch.float32), val, self._fingerprint(texts, Y, val))
@@ -271,6 +290,9 @@ class TransformerClassifier(TextClassifier):
                               f"and half of max_length ({p['max_length']}).")
         if p["batch_size"] < 1 or p["epochs"] < 1:
             raise ConfigError("[model.params] batch_size and epochs must be at least 1.")
+        if p["negative_ratio"] is not None and not p["negative_ratio"] > 0:
+            raise ConfigError(f"[model.params] negative_ratio = {p['negative_ratio']}: use a number > 0 (e.g. 3: "
+                              "three texts without a positive code per text with one), or leave it out.")
 
     def _setup(self, num_labels: int) -> None:
         """Threads, device, seed, tokenizer and a freshly initialised network."""
@@ -304,7 +326,7 @@ class TransformerClassifier(TextClassifier):
         return min(total, self.params["max_steps"]) if self.params["max_steps"] else total
 
     def _train(self, enc: Encoded, Y: torch.Tensor, val, fingerprint: str) -> None:
-        total = self._total_steps(enc.n_texts)
+        total = self._total_steps(len(self._epoch_texts(0)))
         opt, sched = self._optimizer(total)
         state, best = TrainState(), None
         ckpt = self._latest_checkpoint(fingerprint)
@@ -321,7 +343,7 @@ class TransformerClassifier(TextClassifier):
         p = self.params
         self._windows = enc.windows_of()
         lengths = enc.text_lengths()
-        per_epoch = -(-enc.n_texts // p["batch_size"])
+        per_epoch = -(-len(self._epoch_texts(0)) // p["batch_size"])
         ckpt_every, eval_every = p["checkpoint_steps"], p["eval_steps"]
         t0, seen, loss_sum = time.perf_counter(), 0, 0.0
         for epoch, b, batch in track(self._steps(lengths, state), description="Fine-tuning",
