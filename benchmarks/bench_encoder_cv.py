@@ -6,7 +6,8 @@ model sees the same sentences:
 
   * ``tfidf``: lexcoder's default TF-IDF model as ``lexcoder run`` trains it (thresholds on validation, then
     refit on train + validation);
-  * ``minilm multi-label``: one fine-tuned all-MiniLM-L6-v2 with 9 sigmoid outputs, all training sentences;
+  * ``minilm multi-label``: one fine-tuned all-MiniLM-L6-v2 with 9 sigmoid outputs, all training sentences
+    (each epoch: every sentence with a code + ``--negative-ratio`` times as many fresh others);
   * ``mean(tfidf, minilm)``: the average of the encoder's and the (unrefitted) TF-IDF probabilities, thresholds
     re-tuned on validation: what ``[model.params] blend_tfidf = 0.5`` computes;
   * ``minilm per-label``: nine binary MiniLMs (the reference workflow's mode), on ``--per-label-folds`` only
@@ -58,6 +59,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--head-lr", type=float, default=1e-3)
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--patience", type=int, default=2)
+    ap.add_argument("--negative-ratio", type=float, default=2.5,
+                    help="[model.params] negative_ratio (each epoch: texts with a code + this many times as "
+                         "many fresh others; 0: every text every epoch)")
     ap.add_argument("--smoke", type=int, default=0, metavar="N",
                     help="check the script quickly: N sentences per part (not a benchmark)")
     ap.add_argument("--out", type=Path, default=RESULTS / "encoder_cv.json")
@@ -67,7 +71,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def encoder_params(args: argparse.Namespace) -> dict:
     return {"max_length": args.max_length, "batch_size": args.batch_size, "eval_batch_size": 256,
             "epochs": args.epochs, "lr": args.lr, "head_lr": args.head_lr, "warmup_ratio": 0.06,
-            "pos_weight_cap": 10.0, "patience": args.patience, "seed": 0}
+            "pos_weight_cap": 10.0, "patience": args.patience, "seed": 0,
+            "negative_ratio": args.negative_ratio or None}
 
 
 def fit_predict(kind: str, name: str | None, params: dict, train: pd.DataFrame, val: pd.DataFrame,
