@@ -55,6 +55,15 @@ def test_scores_both_runs_against_both_answer_keys(retrained, audit_labels):
             assert res["original"]["labels"][lab]["before"] == res["corrected"]["labels"][lab]["before"]
     md = (after / "corrections_report.md").read_text(encoding="utf-8")
     assert "against the corrected codes" in md and "| **macro** |" in md
+    # the retrained run's report shows the comparison; the audited run's report its review counts
+    html = (after / "report.html").read_text(encoding="utf-8")
+    m = res["original"]["macro_f1"]
+    assert "Effect of the corrections" in html and f"{m['before']:.3f}" in html and f"{m['delta']:+.3f}" in html
+    assert "Effect of the corrections" in (after / "report.md").read_text(encoding="utf-8")
+    audited = (before / "report.md").read_text(encoding="utf-8")
+    row = next(line for line in audited.splitlines() if line.startswith(f"| {reviewed['label'].iloc[0]} |")
+               and "Audit summary" not in line and line.count("|") == 10)
+    assert row.split("|")[7].strip() == str(int((reviewed["label"] == reviewed["label"].iloc[0]).sum()))
     assert json.loads((after / "corrections_report.json").read_text())["test_rows"] == res["test_rows"]
 
 

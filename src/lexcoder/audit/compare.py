@@ -20,6 +20,7 @@ from ..io import write_json, write_text
 from ..rundir import RunDir
 from ..stats import bootstrap_difference, confusion_counts, count_metrics
 from .ledger import training_table
+from .workflow import refresh_report
 
 REPORT_JSON = "corrections_report.json"
 REPORT_MD = "corrections_report.md"
@@ -36,7 +37,7 @@ def compare_runs(before: str | Path, after: str | Path, *, bootstrap: int = 1000
     after : the run trained with ``lexcoder run ... --corrections LEDGER``
     bootstrap : resamples for the paired intervals of the differences (0: none)
     seed : seed of the bootstrap
-    write : also write ``corrections_report.json`` and ``.md`` into ``after``
+    write : also write ``corrections_report.json`` and ``.md`` into ``after`` (and rebuild its report)
 
     Returns
     -------
@@ -67,6 +68,7 @@ def compare_runs(before: str | Path, after: str | Path, *, bootstrap: int = 1000
     if write:
         write_json(out, b.root / REPORT_JSON)
         write_text(render_markdown(out), b.root / REPORT_MD)
+        refresh_report(b)  # its report gains the "Effect of the corrections" table
     return out
 
 

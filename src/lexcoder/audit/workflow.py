@@ -91,11 +91,11 @@ def audit_run(run_dir: str | Path, *, n_folds: int = 5, kind: str | None = None,
                        settings={"folds": n_folds, "method": method, "test_rows_held_out": int(holdout.sum()),
                                  **model}, seconds=time.perf_counter() - t0)
     write_json(summary, run.root / SUMMARY_FILE)
-    _refresh_report(run)
+    refresh_report(run)
     return AuditResult(queue=queue, view=view, summary=summary, csv_path=csv_path)
 
 
-def _refresh_report(run: RunDir) -> None:
+def refresh_report(run: RunDir) -> None:
     """Rebuild an existing report so it shows the new review queue."""
     from ..report import build_report, report_available
     if run.report_html.is_file() and report_available():
@@ -200,7 +200,8 @@ def apply_review(run_dir: str | Path, reviewed: str | Path, *, reviewer: str,
     ledger : the append-only corrections ledger (created if missing)
 
     Nothing in ``run_dir`` or in the original data is modified except ``audit_summary.json``, which
-    gains the reviewed/flipped counts and the out-of-fold figures against the corrected codes.
+    gains the reviewed/flipped counts and the out-of-fold figures against the corrected codes, and the
+    report, rebuilt to show them.
     """
     if not str(reviewer).strip():
         raise ConfigError("--reviewer must name who reviewed the codes.")
@@ -217,6 +218,7 @@ def apply_review(run_dir: str | Path, reviewed: str | Path, *, reviewer: str,
         append_ledger(added, ledger)
     decided = int(table.get("decision", pd.Series(dtype=str)).fillna("").astype(str).str.strip().ne("").sum())
     summary = _update_summary(run, labels, original, read_ledger(ledger), ledger)
+    refresh_report(run)  # the audit summary table shows the reviewed / flipped counts
     return ReviewResult(ledger=Path(ledger), added=added, skipped=decided - len(added), summary=summary)
 
 

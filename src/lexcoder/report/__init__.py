@@ -57,7 +57,8 @@ def report_context(run: RunDir, art: dict[str, Any], *, top_issues: int) -> dict
             "dataset": ctx.dataset_summary(run, art), "metric_rows": ctx.metric_rows(metrics),
             "second_coder": ctx.second_coder_rows(metrics), "bootstrap": metrics.get("bootstrap"),
             "split": metrics.get("split"), "labels": list(metrics["labels"]),
-            "issues": ctx.label_issues(run, top_issues),
+            "issues": ctx.label_issues(run, top_issues), "audit": ctx.audit_rows(run),
+            "corrections": ctx.corrections_rows(run),
             "config_text": run.config.read_text(encoding="utf-8"),
             "manifest_text": ctx.manifest_text(art["manifest"]), "fmt": ctx.fmt}
 

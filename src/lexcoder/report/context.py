@@ -112,6 +112,50 @@ def label_issues(run: RunDir, top: int) -> dict[str, Any] | None:
             "total": _count_lines(run.label_issues)}
 
 
+def audit_rows(run: RunDir) -> list[dict[str, str]] | None:
+    """Per label from ``audit_summary.json``: issues, estimated noise, reviewed/flipped, out-of-fold AP
+    against the human codes before and after the recorded corrections; ``None`` without an audit."""
+    path = run.root / "audit_summary.json"
+    if not path.is_file():
+        return None
+    summary = read_json(path)
+    oof = summary.get("out_of_fold", {})
+    before = (oof.get("before") or {}).get("labels", {})
+    after = (oof.get("after") or {}).get("labels", {})
+    return [{"label": lab, "positives": fmt(m.get("positives")), "issues": fmt(m.get("in_queue")),
+             "conflicts": fmt(m.get("conflicting_duplicates")),
+             "noise": "—" if m.get("estimated_noise_rate") is None else f"{m['estimated_noise_rate']:.2%}",
+             "reviewed": fmt(m.get("reviewed")), "flipped": fmt(m.get("flipped")),
+             "ap_before": fmt(before.get(lab, {}).get("average_precision")),
+             "ap_after": fmt(after.get(lab, {}).get("average_precision"))}
+            for lab, m in summary.get("labels", {}).items()]
+
+
+def corrections_rows(run: RunDir) -> dict[str, Any] | None:
+    """``corrections_report.json`` (``lexcoder corrections report``) as table rows, or ``None``."""
+    path = run.root / "corrections_report.json"
+    if not path.is_file():
+        return None
+    res = read_json(path)
+
+    def ci(pair) -> str:
+        return "" if not pair else f"[{pair[0]:+.3f}, {pair[1]:+.3f}]"
+    rows = []
+    for lab, change in res["corrections"].items():
+        row = {"label": lab, "changed": fmt(change["changed"]), "in_test": fmt(change["changed_in_test"])}
+        for key in ("original", "corrected"):
+            r = res[key]["labels"][lab]
+            row.update({f"{key}_before": fmt(r["before"]["f1"]), f"{key}_after": fmt(r["after"]["f1"]),
+                        f"{key}_delta": f"{r['delta_f1']:+.3f}", f"{key}_ci": ci(r["delta_f1_ci"])})
+        rows.append(row)
+    macro = {"label": "macro", "changed": "", "in_test": ""}
+    for key in ("original", "corrected"):
+        m = res[key]["macro_f1"]
+        macro.update({f"{key}_before": fmt(m["before"]), f"{key}_after": fmt(m["after"]),
+                      f"{key}_delta": f"{m['delta']:+.3f}", f"{key}_ci": ci(m["delta_ci"])})
+    return {"before": res["before"], "test_rows": fmt(res["test_rows"]), "rows": rows + [macro]}
+
+
 def run_facts(art: dict[str, Any]) -> list[tuple[str, str]]:
     """Short facts about the run for the report's header."""
     man, cfg, metrics = art["manifest"], art["cfg"], art["metrics"]
