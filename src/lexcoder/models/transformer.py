@@ -345,7 +345,9 @@ class TransformerClassifier(TextClassifier):
         lengths = enc.text_lengths()
         per_epoch = -(-len(self._epoch_texts(0)) // p["batch_size"])
         ckpt_every, eval_every = p["checkpoint_steps"], p["eval_steps"]
-        t0, seen, loss_sum = time.perf_counter(), 0, 0.0
+        # the loss stays on the device until an evaluation: no per-step GPU→CPU sync, so the CPU can
+        # queue the next step while the GPU still computes this one
+        t0, seen, loss_sum = time.perf_counter(), 0, torch.zeros((), device=self.device_)
         for epoch, b, batch in track(self._steps(lengths, state), description="Fine-tuning",
                                      total=total - state.global_step):
             loss_sum += self._train_step(enc, Y, batch, opt, sched)
@@ -353,8 +355,9 @@ class TransformerClassifier(TextClassifier):
             state.epoch, state.batch_in_epoch, state.global_step = epoch, b + 1, state.global_step + 1
             end_of_epoch = b + 1 == per_epoch or state.global_step == total
             if end_of_epoch or (eval_every and state.global_step % eval_every == 0):
-                best = self._evaluate(val, state, best, loss_sum / max(seen, 1), seen / (time.perf_counter() - t0))
-                loss_sum = 0.0
+                best = self._evaluate(val, state, best, float(loss_sum) / max(seen, 1),
+                                      seen / (time.perf_counter() - t0))
+                loss_sum.zero_()
             stop = state.global_step >= total or bool(p["patience"] and state.bad_evals >= p["patience"])
             state.finished = stop
             if end_of_epoch or stop or state.global_step % ckpt_every == 0:
@@ -377,7 +380,8 @@ class TransformerClassifier(TextClassifier):
             for b in range(skip if e == epoch else 0, len(batches)):
                 yield e, b, batches[b]
 
-    def _train_step(self, enc: Encoded, Y: torch.Tensor, batch: np.ndarray, opt, sched) -> float:
+    def _train_step(self, enc: Encoded, Y: torch.Tensor, batch: np.ndarray, opt, sched) -> torch.Tensor:
+        """One optimizer step; returns the batch's summed loss as a 0-d tensor on the device."""
         self.model_.train()
         logits = self._text_logits(self.model_, enc, batch)
         loss = self._loss(logits, Y[torch.as_tensor(batch)].to(self.device_))
@@ -386,7 +390,7 @@ class TransformerClassifier(TextClassifier):
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
-        return float(loss.detach()) * len(batch)
+        return loss.detach().float() * len(batch)
 
     def _after_step(self, step: int) -> None:
         """Called after every optimizer step (and checkpoint); a no-op hook (tests interrupt here)."""
