@@ -59,6 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--head-lr", type=float, default=1e-3)
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--patience", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: one per idle core)")
     ap.add_argument("--negative-ratio", type=float, default=2.5,
                     help="[model.params] negative_ratio (each epoch: texts with a code + this many times as "
                          "many fresh others; 0: every text every epoch)")
@@ -72,7 +73,7 @@ def encoder_params(args: argparse.Namespace) -> dict:
     return {"max_length": args.max_length, "batch_size": args.batch_size, "eval_batch_size": 256,
             "epochs": args.epochs, "lr": args.lr, "head_lr": args.head_lr, "warmup_ratio": 0.06,
             "pos_weight_cap": 10.0, "patience": args.patience, "seed": 0,
-            "negative_ratio": args.negative_ratio or None}
+            "negative_ratio": args.negative_ratio or None, "num_threads": args.threads}
 
 
 def fit_predict(kind: str, name: str | None, params: dict, train: pd.DataFrame, val: pd.DataFrame,
