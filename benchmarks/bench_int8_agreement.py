@@ -43,8 +43,7 @@ def main() -> int:
     cfg = run.load_config()
     labels = cfg.data.label_columns
     df = training_table(run.root, pd.read_parquet(run.data), labels)
-    split = pd.read_parquet(run.splits).set_index("id")["split"]
-    test = df[df["id"].map(split).eq("test")]
+    test = df[df["id"].astype(str).map(run.split_by_id()).eq("test")]
     texts, Y = test["text"].tolist(), test[labels].to_numpy()
     thresholds = run.thresholds(cfg.model.kind, labels)
     fp32 = load_model(run.model_dir(cfg.model.kind))

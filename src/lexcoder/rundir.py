@@ -63,6 +63,14 @@ class RunDir:
         saved = read_json(path)["thresholds"]
         return np.array([saved[lab] if default is None else saved.get(lab, default) for lab in labels])
 
+    def split_by_id(self):
+        """The split of every row ("train"/"val"/"test", or "cv" in k-fold mode), indexed by id as text."""
+        import pandas as pd
+        if not self.splits.is_file():
+            raise LexcoderError(f"{self.splits} is missing: the run has not finished its split stage.")
+        splits = pd.read_parquet(self.splits, columns=["id", "split"])
+        return splits.set_index(splits["id"].astype(str))["split"]
+
     def load_config(self) -> Config:
         if not self.config.is_file():
             raise LexcoderError(f"{self.root} is not a lexcoder run directory (no config.toml). "

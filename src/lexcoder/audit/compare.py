@@ -53,8 +53,7 @@ def compare_runs(before: str | Path, after: str | Path, *, bootstrap: int = 1000
     a, b = RunDir(Path(before)), RunDir(Path(after))
     labels = _same_labels(a, b)
     original, corrected = _answer_keys(a, b, labels)
-    test_ids = _same_test_rows(a, b)
-    pred = {name: _decisions(run, labels, test_ids) for name, run in (("before", a), ("after", b))}
+    pred, test_ids = _test_decisions(a, b, labels)
     keys = {"original": original.loc[test_ids, labels].to_numpy(),
             "corrected": corrected.loc[test_ids, labels].to_numpy()}
     groups = original.loc[test_ids, "group"].to_numpy() if "group" in original else None
@@ -96,26 +95,25 @@ def _answer_keys(a: RunDir, b: RunDir, labels: list[str]) -> tuple[pd.DataFrame,
     return original.set_index(original["id"].astype(str)), corrected.set_index(corrected["id"].astype(str))
 
 
-def _same_test_rows(a: RunDir, b: RunDir) -> list[str]:
-    ids = []
+def _test_decisions(a: RunDir, b: RunDir, labels: list[str]) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Both runs' 0/1 test decisions (out-of-fold rows in k-fold mode) on their common, identical test rows."""
+    preds = []
     for run in (a, b):
         if not run.predictions.is_file():
             raise LexcoderError(f"{run.predictions} is missing: finish the run first (`lexcoder run ... --resume`).")
-        p = pd.read_parquet(run.predictions, columns=["id", "split"])
-        ids.append(p.loc[p["split"].isin(["test", "cv"]), "id"].astype(str))  # cv: out-of-fold, all rows
-    if set(ids[0]) != set(ids[1]):
+        p = pd.read_parquet(run.predictions)
+        p = p[p["split"].isin(["test", "cv"])]
+        preds.append(p.set_index(p["id"].astype(str))[[f"{lab}_pred" for lab in labels]].astype(int))
+    ids = [set(p.index) for p in preds]
+    if ids[0] != ids[1]:
         raise LexcoderError(
             f"The two runs were tested on different rows ({len(ids[0])} vs {len(ids[1])} test rows, "
-            f"{len(set(ids[0]) ^ set(ids[1]))} differ): a comparison needs the same test set. Retrain with the "
+            f"{len(ids[0] ^ ids[1])} differ): a comparison needs the same test set. Retrain with the "
             "same [split] settings (method, seed, fractions) as the first run.")
-    if not len(ids[1]):
+    if not ids[1]:
         raise LexcoderError(f"{b.predictions} has no test rows to compare on.")
-    return sorted(ids[1])
-
-
-def _decisions(run: RunDir, labels: list[str], ids: list[str]) -> np.ndarray:
-    p = pd.read_parquet(run.predictions)
-    return p.set_index(p["id"].astype(str)).loc[ids, [f"{lab}_pred" for lab in labels]].to_numpy().astype(int)
+    test_ids = sorted(ids[1])
+    return {"before": preds[0].loc[test_ids].to_numpy(), "after": preds[1].loc[test_ids].to_numpy()}, test_ids
 
 
 def _changes(original: pd.DataFrame, corrected: pd.DataFrame, labels: list[str], test: set[str]

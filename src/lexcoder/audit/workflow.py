@@ -122,9 +122,7 @@ def _test_rows(run: RunDir, df: pd.DataFrame) -> np.ndarray:
     """Boolean mask of the run's test rows (none in k-fold mode), in ``df``'s order."""
     if not run.splits.is_file():
         return np.zeros(len(df), dtype=bool)
-    splits = pd.read_parquet(run.splits, columns=["id", "split"])
-    split = splits.set_index(splits["id"].astype(str))["split"]
-    return df["id"].astype(str).map(split).eq("test").to_numpy()
+    return df["id"].astype(str).map(run.split_by_id()).eq("test").to_numpy()
 
 
 def _oof(run: RunDir, cfg: Config, df: pd.DataFrame, n_folds: int, model: dict[str, Any],

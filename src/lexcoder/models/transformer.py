@@ -222,13 +222,22 @@ class TransformerClassifier(TextClassifier):
     def _epoch_texts(self, epoch: int) -> np.ndarray:
         """Indices of the texts trained on in ``epoch``: all, or (``negative_ratio``) every text with a
         positive code plus a fresh seeded draw of texts without any."""
-        positive = self._has_positive
         if self.params["negative_ratio"] is None:
-            return np.arange(len(positive))
-        pos, neg = np.flatnonzero(positive), np.flatnonzero(~positive)
-        n_neg = min(len(neg), int(round(self.params["negative_ratio"] * len(pos))))
-        drawn = np.random.default_rng([self.params["seed"], epoch, 1]).choice(neg, n_neg, replace=False)
+            return np.arange(len(self._has_positive))
+        pos, neg = np.flatnonzero(self._has_positive), np.flatnonzero(~self._has_positive)
+        drawn = np.random.default_rng([self.params["seed"], epoch, 1]).choice(neg, self._negatives_per_epoch(),
+                                                                              replace=False)
         return np.sort(np.concatenate([pos, drawn]))
+
+    def _negatives_per_epoch(self) -> int:
+        n_pos = int(self._has_positive.sum())
+        n_neg = len(self._has_positive) - n_pos
+        ratio = self.params["negative_ratio"]
+        return n_neg if ratio is None else min(n_neg, int(round(ratio * n_pos)))
+
+    def _epoch_size(self) -> int:
+        """Texts per epoch (the same in every epoch)."""
+        return int(self._has_positive.sum()) + self._negatives_per_epoch()
 
     # -- forward pass --------------------------------------------------------------------------
     def _autocast(self, training: bool):
@@ -275,7 +284,7 @@ class TransformerClassifier(TextClassifier):
         if val_texts is not None and val_Y is not None and len(val_texts):
             val = ([str(t) for t in val_texts], np.asarray(val_Y))
         self._has_positive = Y.sum(axis=1) > 0
-        prevalence = Y.sum(axis=0) / len(self._epoch_texts(0))  # as the epochs see it (with negative_ratio)
+        prevalence = Y.sum(axis=0) / self._epoch_size()  # as the epochs see it (with negative_ratio)
         self.pos_weight_ = torch.tensor(np.clip((1 - prevalence) / prevalence, 1.0, self.params["pos_weight_cap"]),
                                         dtype=torch.float32, device=self.device_)
         self._train(enc, torch.as_tensor(Y, dtype=torch.float32), val, self._fingerprint(texts, Y, val))
@@ -326,7 +335,7 @@ class TransformerClassifier(TextClassifier):
         return min(total, self.params["max_steps"]) if self.params["max_steps"] else total
 
     def _train(self, enc: Encoded, Y: torch.Tensor, val, fingerprint: str) -> None:
-        total = self._total_steps(len(self._epoch_texts(0)))
+        total = self._total_steps(self._epoch_size())
         opt, sched = self._optimizer(total)
         state, best = TrainState(), None
         ckpt = self._latest_checkpoint(fingerprint)
@@ -343,7 +352,7 @@ class TransformerClassifier(TextClassifier):
         p = self.params
         self._windows = enc.windows_of()
         lengths = enc.text_lengths()
-        per_epoch = -(-len(self._epoch_texts(0)) // p["batch_size"])
+        per_epoch = -(-self._epoch_size() // p["batch_size"])
         ckpt_every, eval_every = p["checkpoint_steps"], p["eval_steps"]
         # the loss stays on the device until an evaluation: no per-step GPU→CPU sync, so the CPU can
         # queue the next step while the GPU still computes this one

@@ -115,7 +115,8 @@ def label_issues(run: RunDir, top: int) -> dict[str, Any] | None:
 def audit_rows(run: RunDir) -> list[dict[str, str]] | None:
     """Per label from ``audit_summary.json``: issues, estimated noise, reviewed/flipped, out-of-fold AP
     against the human codes before and after the recorded corrections; ``None`` without an audit."""
-    path = run.root / "audit_summary.json"
+    from ..audit.workflow import SUMMARY_FILE
+    path = run.root / SUMMARY_FILE
     if not path.is_file():
         return None
     summary = read_json(path)
@@ -133,27 +134,30 @@ def audit_rows(run: RunDir) -> list[dict[str, str]] | None:
 
 def corrections_rows(run: RunDir) -> dict[str, Any] | None:
     """``corrections_report.json`` (``lexcoder corrections report``) as table rows, or ``None``."""
-    path = run.root / "corrections_report.json"
+    from ..audit.compare import REPORT_JSON, format_interval
+    path = run.root / REPORT_JSON
     if not path.is_file():
         return None
     res = read_json(path)
 
-    def ci(pair) -> str:
-        return "" if not pair else f"[{pair[0]:+.3f}, {pair[1]:+.3f}]"
-    rows = []
-    for lab, change in res["corrections"].items():
-        row = {"label": lab, "changed": fmt(change["changed"]), "in_test": fmt(change["changed_in_test"])}
-        for key in ("original", "corrected"):
-            r = res[key]["labels"][lab]
-            row.update({f"{key}_before": fmt(r["before"]["f1"]), f"{key}_after": fmt(r["after"]["f1"]),
-                        f"{key}_delta": f"{r['delta_f1']:+.3f}", f"{key}_ci": ci(r["delta_f1_ci"])})
-        rows.append(row)
-    macro = {"label": "macro", "changed": "", "in_test": ""}
-    for key in ("original", "corrected"):
+    def cells(key: str, before: float, after: float, delta: float, ci) -> dict[str, str]:
+        return {f"{key}_before": fmt(before), f"{key}_after": fmt(after), f"{key}_delta": f"{delta:+.3f}",
+                f"{key}_ci": format_interval(ci)}
+
+    def label_f1(key: str, lab: str) -> tuple:
+        r = res[key]["labels"][lab]
+        return r["before"]["f1"], r["after"]["f1"], r["delta_f1"], r["delta_f1_ci"]
+
+    def macro_f1(key: str) -> tuple:
         m = res[key]["macro_f1"]
-        macro.update({f"{key}_before": fmt(m["before"]), f"{key}_after": fmt(m["after"]),
-                      f"{key}_delta": f"{m['delta']:+.3f}", f"{key}_ci": ci(m["delta_ci"])})
-    return {"before": res["before"], "test_rows": fmt(res["test_rows"]), "rows": rows + [macro]}
+        return m["before"], m["after"], m["delta"], m["delta_ci"]
+    keys = ("original", "corrected")
+    rows = [{"label": lab, "changed": fmt(c["changed"]), "in_test": fmt(c["changed_in_test"]),
+             **{k: v for key in keys for k, v in cells(key, *label_f1(key, lab)).items()}}
+            for lab, c in res["corrections"].items()]
+    rows.append({"label": "macro", "changed": "", "in_test": "",
+                 **{k: v for key in keys for k, v in cells(key, *macro_f1(key)).items()}})
+    return {"before": res["before"], "test_rows": fmt(res["test_rows"]), "rows": rows}
 
 
 def run_facts(art: dict[str, Any]) -> list[tuple[str, str]]:
