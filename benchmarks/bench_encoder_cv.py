@@ -53,6 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--per-label-folds", default="0", help="test folds on which to also train per-label models "
                                                           "('' for none)")
     ap.add_argument("--model", default="minilm", help="encoder: alias, local directory or cached hub id")
+    ap.add_argument("--head", default="auto", choices=["auto", "cls", "mean"],
+                    help="[model.params] head: mean of the token vectors or the [CLS] head (auto: mean for minilm)")
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-4)
@@ -70,7 +72,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def encoder_params(args: argparse.Namespace) -> dict:
-    return {"max_length": args.max_length, "batch_size": args.batch_size, "eval_batch_size": 256,
+    return {"head": args.head, "max_length": args.max_length, "batch_size": args.batch_size, "eval_batch_size": 256,
             "epochs": args.epochs, "lr": args.lr, "head_lr": args.head_lr, "warmup_ratio": 0.06,
             "pos_weight_cap": 10.0, "patience": args.patience, "seed": 0,
             "negative_ratio": args.negative_ratio or None, "num_threads": args.threads}

@@ -1,6 +1,7 @@
 """Fine-tuned MiniLM (the bundled all-MiniLM-L6-v2) on small slices of the real ToS data."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ import torch  # noqa: E402
 
 from lexcoder.errors import ConfigError, LexcoderError  # noqa: E402
 from lexcoder.models import build_model, load_model  # noqa: E402
-from lexcoder.models.encoder import EncoderClassifier  # noqa: E402
+from lexcoder.models.encoder import EncoderClassifier, MeanPoolingClassifier, declares_mean_pooling  # noqa: E402
 from lexcoder.models.pretrained import resolve_model_path  # noqa: E402
 from lexcoder.models.transformer import pool_logits, pool_probabilities  # noqa: E402
 
@@ -68,11 +69,43 @@ def test_save_load_reproduces_probabilities_exactly(fitted, tos_small, tmp_path)
     P = fitted.predict_proba(texts)
     fitted.save(tmp_path / "m")
     assert (tmp_path / "m" / "model" / "model.safetensors").is_file()
+    assert (tmp_path / "m" / "mean_head.safetensors").is_file()  # the trained head, saved beside the encoder
     assert not list(tmp_path.rglob("*.bin")) and not list(tmp_path.rglob("*.pkl"))
     again = load_model(tmp_path / "m")
     assert isinstance(again, EncoderClassifier) and again.label_names_ == LABELS
     assert again.params == fitted.params
     np.testing.assert_array_equal(again.predict_proba(texts), P)
+
+
+def test_head_auto_reads_the_mean_for_sentence_transformers_models(fitted, tmp_path):
+    assert declares_mean_pooling(resolve_model_path("minilm"))  # all-MiniLM-L6-v2 was trained on mean pooling
+    assert fitted.head_type() == "mean" and isinstance(fitted.model_, MeanPoolingClassifier)
+    plain = tmp_path / "plain"  # the same weights without sentence-transformers' modules.json
+    shutil.copytree(resolve_model_path("minilm"), plain, ignore=shutil.ignore_patterns("modules.json"))
+    assert EncoderClassifier(name=str(plain)).head_type() == "cls"
+    with pytest.raises(ConfigError, match="head"):
+        EncoderClassifier(head="pooler").fit(["a", "b"], np.array([[0], [1]]))
+
+
+def test_mean_head_ignores_padding(fitted):
+    """A text's logits do not change when it is batched with a longer one (padding is masked out)."""
+    enc = fitted._encode(["We may end your account.", "These terms are governed by the laws of England and Wales."])
+    with torch.inference_mode():
+        alone = fitted.model_(**fitted._collate([enc.ids[0]])).logits
+        batched = fitted.model_(**fitted._collate(enc.ids)).logits
+    assert len(enc.ids[0]) < len(enc.ids[1])
+    torch.testing.assert_close(batched[0], alone[0], atol=1e-5, rtol=1e-5)
+
+
+def test_cls_head_trains_and_reloads_identically(tos_small, tmp_path):
+    train, val = tos_small
+    model = EncoderClassifier(**{**FAST, "head": "cls", "max_steps": 2})
+    model.fit(train["text"], train[LABELS].to_numpy(), val["text"], val[LABELS].to_numpy(), label_names=LABELS)
+    assert not isinstance(model.model_, MeanPoolingClassifier)  # the Hugging Face [CLS] head
+    texts = val["text"].tolist()
+    model.save(tmp_path / "c")
+    assert not (tmp_path / "c" / "mean_head.safetensors").exists()
+    np.testing.assert_array_equal(load_model(tmp_path / "c").predict_proba(texts), model.predict_proba(texts))
 
 
 def test_best_weights_are_kept(tos_small):

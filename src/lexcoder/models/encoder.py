@@ -3,15 +3,24 @@
 By default one network with one sigmoid output per label is trained (``problem_type =
 "multi_label_classification"``); ``per_label = true`` trains one binary network per label instead, as the
 reference workflow did, behind the same interface (for comparison: it costs ``n_labels`` times as much).
+
+Which vector the classification head reads: Hugging Face's ``*ForSequenceClassification`` heads read the
+first ([CLS]) token, but sentence-transformers models (all-MiniLM-L6-v2, the default) were trained so that
+the *mean* of the token vectors is the sentence's meaning and their [CLS] vector was never trained for that.
+``head = "auto"`` therefore reads the mean for models that declare mean pooling (their ``modules.json``)
+and the usual [CLS] head otherwise.
 """
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from safetensors.torch import load_file, save_file
 
 from ..errors import ConfigError
 from .base import check_training_data
@@ -20,6 +29,48 @@ from .transformer import TransformerClassifier
 
 log = logging.getLogger(__name__)
 
+_HEADS = ("auto", "cls", "mean")
+_MEAN_HEAD_FILE = "mean_head.safetensors"
+
+
+class MeanPoolingClassifier(torch.nn.Module):
+    """An encoder whose linear head reads the mean of the (unpadded) token vectors.
+
+    Parameters
+    ----------
+    encoder : a Hugging Face base model (``AutoModel``) returning ``last_hidden_state``
+    num_labels : outputs (one logit per label)
+    """
+
+    def __init__(self, encoder: torch.nn.Module, num_labels: int) -> None:
+        super().__init__()
+        self.encoder = encoder
+        cfg = encoder.config
+        self.dropout = torch.nn.Dropout(getattr(cfg, "hidden_dropout_prob", None) or getattr(cfg, "dropout", 0.1))
+        self.classifier = torch.nn.Linear(cfg.hidden_size, num_labels)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        from transformers.modeling_outputs import SequenceClassifierOutput
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        mean = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        return SequenceClassifierOutput(logits=self.classifier(self.dropout(mean)))
+
+
+def declares_mean_pooling(model_dir: str) -> bool:
+    """Whether ``model_dir`` is a sentence-transformers model whose Pooling module averages tokens."""
+    modules = Path(model_dir) / "modules.json"
+    if not modules.is_file():
+        return False
+    try:
+        for module in json.loads(modules.read_text(encoding="utf-8")):
+            if str(module.get("type", "")).endswith("Pooling"):
+                cfg = json.loads((Path(model_dir) / module["path"] / "config.json").read_text(encoding="utf-8"))
+                return bool(cfg.get("pooling_mode_mean_tokens"))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        log.debug("could not read the pooling of %s: %s", model_dir, err)
+    return False
+
 
 class EncoderClassifier(TransformerClassifier):
     """A Hugging Face encoder fine-tuned with one multi-label head (or one model per label).
@@ -27,6 +78,9 @@ class EncoderClassifier(TransformerClassifier):
     Parameters
     ----------
     name : pretrained encoder: ``"minilm"`` (bundled all-MiniLM-L6-v2), a local directory or cached hub id
+    head : what the classification head reads: ``"mean"`` (mean of the token vectors), ``"cls"`` (the
+        model's own ``*ForSequenceClassification`` head on the first token) or ``"auto"`` (``"mean"`` for
+        sentence-transformers models that pool by the mean, such as ``minilm``; ``"cls"`` otherwise)
     per_label : train one binary model per label instead of one multi-label model
     blend_tfidf : weight in [0, 1) of a TF-IDF model's probabilities averaged into the encoder's
         (0: encoder only; 0.5: the plain mean, which beats either model alone on the ToS data)
@@ -36,21 +90,52 @@ class EncoderClassifier(TransformerClassifier):
 
     kind = "encoder"
 
-    def __init__(self, *, name: str = "minilm", per_label: bool = False, blend_tfidf: float = 0.0,
-                 **params: Any) -> None:
-        super().__init__(name=name, per_label=per_label, blend_tfidf=blend_tfidf, **params)
+    def __init__(self, *, name: str = "minilm", head: str = "auto", per_label: bool = False,
+                 blend_tfidf: float = 0.0, **params: Any) -> None:
+        super().__init__(name=name, head=head, per_label=per_label, blend_tfidf=blend_tfidf, **params)
+
+    def head_type(self) -> str:
+        """``"mean"`` or ``"cls"``: the head this model trains (``head = "auto"`` resolved)."""
+        head = self.params["head"]
+        if head not in _HEADS:
+            raise ConfigError(f"[model.params] head = {head!r}; use one of {list(_HEADS)}.")
+        if head == "auto":
+            return "mean" if declares_mean_pooling(self._source()) else "cls"
+        return head
 
     def _build_model(self, num_labels: int) -> torch.nn.Module:
-        from transformers import AutoModelForSequenceClassification
+        from transformers import AutoModel, AutoModelForSequenceClassification
         from transformers.utils import logging as hf_logging
+        head = self.head_type()
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # "newly initialized classifier weights" is expected here
         try:  # float32 weights even from a fp16/bf16 checkpoint: AdamW on half-precision weights loses updates
+            if head == "mean":
+                encoder = AutoModel.from_pretrained(self._source(), local_files_only=True, dtype=torch.float32)
+                return MeanPoolingClassifier(encoder, num_labels)
             return AutoModelForSequenceClassification.from_pretrained(
                 self._source(), num_labels=num_labels, problem_type="multi_label_classification",
                 local_files_only=True, dtype=torch.float32)
         finally:
             hf_logging.set_verbosity(verbosity)
+
+    def _save_weights(self, directory: Path) -> None:
+        if isinstance(self.model_, MeanPoolingClassifier):
+            self.model_.encoder.save_pretrained(directory / "model", safe_serialization=True)
+            save_file({k: v.contiguous() for k, v in self.model_.classifier.state_dict().items()},
+                      directory / _MEAN_HEAD_FILE)
+        else:
+            super()._save_weights(directory)
+
+    @classmethod
+    def _load_weights(cls, directory: Path, meta: dict[str, Any]) -> torch.nn.Module:
+        if not (directory / _MEAN_HEAD_FILE).is_file():
+            return super()._load_weights(directory, meta)
+        from transformers import AutoModel
+        model = MeanPoolingClassifier(AutoModel.from_pretrained(directory / "model", local_files_only=True),
+                                      len(meta["label_names"]))
+        model.classifier.load_state_dict(load_file(directory / _MEAN_HEAD_FILE))
+        return model
 
     # -- one binary model per label ------------------------------------------------------------------
     def _label_model(self, j: int) -> "EncoderClassifier":
