@@ -71,7 +71,8 @@ def hf_trainer(texts, Y, pred_texts, settings, workdir) -> dict:
 
 
 def lexcoder_path(texts, Y, val_texts, val_Y, pred_texts, pred_Y, settings) -> dict:
-    model = EncoderClassifier(**settings, patience=0)
+    # head "cls": the very network the Trainer path builds (AutoModelForSequenceClassification)
+    model = EncoderClassifier(**settings, head="cls", patience=0)
     t0 = time.perf_counter()
     model.fit(texts, Y, label_names=TOS_LABELS)
     out = {"train_seconds": time.perf_counter() - t0, "loop_examples_per_s": model.history_[-1]["train_examples_per_s"]}
@@ -125,7 +126,7 @@ def main() -> int:
     from transformers import AutoTokenizer
     tok = AutoTokenizer.from_pretrained(resolve_model_path("minilm"))
     n_tok = lambda ts: sum(min(len(x), args.max_length) for x in tok(ts)["input_ids"])  # noqa: E731
-    model = EncoderClassifier(**settings)
+    model = EncoderClassifier(**settings, head="cls")
     params = sum(p.numel() for n, p in model._build_model(9).named_parameters() if "embeddings" not in n)
     train_flop, pred_flop = 6 * params * n_tok(texts), 2 * params * n_tok(test["text"].tolist())
     rows = {

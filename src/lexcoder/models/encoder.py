@@ -144,14 +144,14 @@ class EncoderClassifier(TransformerClassifier):
             sub.checkpoint_dir = Path(self.checkpoint_dir) / f"label{j}"
         return sub
 
-    def fit(self, texts, Y, val_texts=None, val_Y=None, *, label_names=None) -> "EncoderClassifier":
+    def fit(self, texts, Y, val_texts=None, val_Y=None, *, label_names=None, coded=None) -> "EncoderClassifier":
         """Fine-tune (see :meth:`TransformerClassifier.fit`); with ``per_label``, one model per label."""
         if not 0 <= self.params["blend_tfidf"] < 1:
             raise ConfigError(f"[model.params] blend_tfidf = {self.params['blend_tfidf']}: use a weight in [0, 1).")
         if self.params["per_label"]:
             self._fit_per_label(texts, Y, val_texts, val_Y, label_names=label_names)
         else:
-            super().fit(texts, Y, val_texts, val_Y, label_names=label_names)
+            super().fit(texts, Y, val_texts, val_Y, label_names=label_names, coded=coded)
         if self.params["blend_tfidf"]:
             self.tfidf_ = TfidfClassifier(seed=self.params["seed"]).fit(
                 texts, Y, val_texts, val_Y, label_names=self.label_names_)
@@ -162,10 +162,13 @@ class EncoderClassifier(TransformerClassifier):
         names = list(label_names) if label_names is not None else [str(j) for j in range(Y.shape[1])]
         vY = None if val_Y is None else np.asarray(val_Y)
         self.label_models_ = []
+        # with negative_ratio, every label's model keeps the texts with *any* code (the other labels' clauses
+        # are its hardest negatives): the same epochs as one multi-label model, not a handful of steps
+        coded = Y.sum(axis=1) > 0
         for j, name in enumerate(names):
             log.info("per-label mode: training the model for %s (%d of %d)", name, j + 1, len(names))
             sub = self._label_model(j).fit(texts, Y[:, [j]], val_texts, None if vY is None else vY[:, [j]],
-                                           label_names=[name])
+                                           label_names=[name], coded=coded)
             self.label_models_.append(sub)
         self.label_names_ = names
         self.history_ = [m.history_ for m in self.label_models_]

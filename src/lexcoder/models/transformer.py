@@ -270,12 +270,19 @@ class TransformerClassifier(TextClassifier):
         return bce.mean()
 
     # -- training ---------------------------------------------------------------------------------
-    def fit(self, texts, Y, val_texts=None, val_Y=None, *, label_names=None) -> "TransformerClassifier":
+    def fit(self, texts, Y, val_texts=None, val_Y=None, *, label_names=None,
+            coded=None) -> "TransformerClassifier":
         """Fine-tune on ``texts`` and ``Y`` ``(n, n_labels)``; early stopping on ``val_texts``/``val_Y``.
 
         With ``checkpoint_dir`` set, training is checkpointed there and resumed from its last checkpoint.
+        ``coded`` (n,) bool: the texts ``negative_ratio`` keeps in every epoch (default: those with a
+        positive code in ``Y``; per-label mode passes the texts with any label's code, so each binary model
+        trains on the same texts as one multi-label model would).
         """
         texts, Y = check_training_data(texts, Y)
+        coded = Y.sum(axis=1) > 0 if coded is None else np.asarray(coded, dtype=bool)
+        if coded.shape != (len(texts),):
+            raise ValueError(f"coded has shape {coded.shape}; expected ({len(texts)},)")
         self._check_params()
         self.label_names_ = list(label_names) if label_names is not None else [str(j) for j in range(Y.shape[1])]
         self._setup(Y.shape[1])
@@ -283,11 +290,11 @@ class TransformerClassifier(TextClassifier):
         val = None
         if val_texts is not None and val_Y is not None and len(val_texts):
             val = ([str(t) for t in val_texts], np.asarray(val_Y))
-        self._has_positive = Y.sum(axis=1) > 0
+        self._has_positive = coded
         prevalence = Y.sum(axis=0) / self._epoch_size()  # as the epochs see it (with negative_ratio)
         self.pos_weight_ = torch.tensor(np.clip((1 - prevalence) / prevalence, 1.0, self.params["pos_weight_cap"]),
                                         dtype=torch.float32, device=self.device_)
-        self._train(enc, torch.as_tensor(Y, dtype=torch.float32), val, self._fingerprint(texts, Y, val))
+        self._train(enc, torch.as_tensor(Y, dtype=torch.float32), val, self._fingerprint(texts, Y, val, coded))
         return self
 
     def _check_params(self) -> None:
@@ -440,12 +447,14 @@ class TransformerClassifier(TextClassifier):
         self._infer_model = None
 
     # -- checkpoints ------------------------------------------------------------------------------
-    def _fingerprint(self, texts: list[str], Y: np.ndarray, val) -> str:
+    def _fingerprint(self, texts: list[str], Y: np.ndarray, val, coded: np.ndarray) -> str:
         """Identifies the training problem, so a checkpoint is only resumed for the same one."""
         h = hashlib.sha256(json.dumps({k: v for k, v in self.params.items()}, sort_keys=True, default=str).encode())
         for t in texts:
             h.update(t.encode("utf-8", "surrogatepass") + b"\0")
         h.update(np.ascontiguousarray(Y).tobytes())
+        if not np.array_equal(coded, Y.sum(axis=1) > 0):  # (unchanged fingerprints for the default)
+            h.update(b"coded" + np.packbits(coded).tobytes())
         if val is not None:
             h.update(str(len(val[0])).encode() + np.ascontiguousarray(val[1]).tobytes())
         return h.hexdigest()[:20]
