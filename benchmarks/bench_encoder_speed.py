@@ -71,8 +71,7 @@ def hf_trainer(texts, Y, pred_texts, settings, workdir) -> dict:
 
 
 def lexcoder_path(texts, Y, val_texts, val_Y, pred_texts, pred_Y, settings) -> dict:
-    # head "cls": the very network the Trainer path builds (AutoModelForSequenceClassification)
-    model = EncoderClassifier(**settings, head="cls", patience=0)
+    model = EncoderClassifier(**settings, patience=0)
     t0 = time.perf_counter()
     model.fit(texts, Y, label_names=TOS_LABELS)
     out = {"train_seconds": time.perf_counter() - t0, "loop_examples_per_s": model.history_[-1]["train_examples_per_s"]}
@@ -107,8 +106,9 @@ def main() -> int:
                        pool[~has].sample(args.train - args.train // 3, random_state=0)]).sample(frac=1, random_state=0)
     val = df[df["fold"] == 1].sample(args.predict, random_state=0)
     test = df[df["fold"] == 0].sample(args.predict, random_state=0)
-    settings = {"max_length": args.max_length, "batch_size": 16, "eval_batch_size": 64, "epochs": 1, "lr": 1e-4,
-                "num_threads": threads, "seed": 0}
+    # head "cls": lexcoder trains the very network the Trainer builds (AutoModelForSequenceClassification)
+    settings = {"head": "cls", "max_length": args.max_length, "batch_size": 16, "eval_batch_size": 64, "epochs": 1,
+                "lr": 1e-4, "num_threads": threads, "seed": 0}
     texts, Y = train["text"].tolist(), train[TOS_LABELS].to_numpy()
     peak = matmul_peak_gflops()
     run_ours = lambda: lexcoder_path(texts, Y, val["text"].tolist(), val[TOS_LABELS].to_numpy(),  # noqa: E731
@@ -126,7 +126,7 @@ def main() -> int:
     from transformers import AutoTokenizer
     tok = AutoTokenizer.from_pretrained(resolve_model_path("minilm"))
     n_tok = lambda ts: sum(min(len(x), args.max_length) for x in tok(ts)["input_ids"])  # noqa: E731
-    model = EncoderClassifier(**settings, head="cls")
+    model = EncoderClassifier(**settings)
     params = sum(p.numel() for n, p in model._build_model(9).named_parameters() if "embeddings" not in n)
     train_flop, pred_flop = 6 * params * n_tok(texts), 2 * params * n_tok(test["text"].tolist())
     rows = {

@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import torch
-
 from safetensors.torch import load_file, save_file
 
 from ..errors import ConfigError

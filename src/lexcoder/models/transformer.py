@@ -453,8 +453,7 @@ class TransformerClassifier(TextClassifier):
         for t in texts:
             h.update(t.encode("utf-8", "surrogatepass") + b"\0")
         h.update(np.ascontiguousarray(Y).tobytes())
-        if not np.array_equal(coded, Y.sum(axis=1) > 0):  # (unchanged fingerprints for the default)
-            h.update(b"coded" + np.packbits(coded).tobytes())
+        h.update(np.packbits(coded).tobytes())
         if val is not None:
             h.update(str(len(val[0])).encode() + np.ascontiguousarray(val[1]).tobytes())
         return h.hexdigest()[:20]
