@@ -94,7 +94,7 @@ def test_resume_skips_finished_stages(run):
     before = (result.run.root / "metrics.json").stat().st_mtime_ns
     run_pipeline(cfg, result.run.root, resume=True)
     assert (result.run.root / "metrics.json").stat().st_mtime_ns == before
-    with pytest.raises(Exception, match="already holds a run"):
+    with pytest.raises(Exception, match="already holds a lexcoder run"):
         run_pipeline(cfg, result.run.root)
 
 

@@ -117,9 +117,12 @@ class CalibratedModel:
         return self.calibrator.transform(self.model.predict_proba(texts))
 
     def save(self, directory: str | Path) -> Path:
-        directory = self.model.save(directory)
-        self.calibrator.save(Path(directory) / CALIBRATION_FILE)
-        return directory
+        """Save the model and ``calibration.json`` into ``directory`` together (atomically)."""
+        from .io import atomic_dir
+        with atomic_dir(directory) as tmp:
+            self.model.save(tmp)
+            self.calibrator.save(tmp / CALIBRATION_FILE)
+        return Path(directory)
 
     def __getattr__(self, name: str) -> Any:
         if name in ("model", "calibrator"):  # not set yet (e.g. while unpickling/copying)

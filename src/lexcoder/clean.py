@@ -14,23 +14,34 @@ import pandas as pd
 from .config import CleanConfig
 
 _WS = re.compile(r"\s+")
+# invisible characters that PDF/web/Word extraction leaves inside words: control characters (other than
+# whitespace), soft hyphen, zero-width space, word joiner, byte-order mark. They split words for TF-IDF.
+_INVISIBLE = re.compile("[\x00-\x08\x0e-\x1f\x7f\u00ad\u200b\u2060\ufeff]")
 
 
 def clean_text(text: str, cfg: CleanConfig | None = None) -> str:
-    """NFKC-normalise and collapse whitespace (both optional through ``cfg``)."""
+    """NFKC-normalise, drop invisible characters and collapse whitespace (optional through ``cfg``).
+
+    A missing value (None, NaN) becomes ``""``; any other non-string is cleaned as its text.
+    """
     cfg = cfg or CleanConfig()
+    if not isinstance(text, str):
+        text = "" if text is None or text is pd.NA or (isinstance(text, float) and text != text) else str(text)
     if cfg.unicode_nfkc:
         text = unicodedata.normalize("NFKC", text)
     if cfg.normalize_whitespace:
-        text = _WS.sub(" ", text).strip()
+        text = _WS.sub(" ", _INVISIBLE.sub("", text)).strip()
     return text
 
 
 @dataclass
 class CleanReport:
+    """Counts of duplicates; ``conflicting_groups``/``conflicting_rows`` as defined in :func:`conflict_counts`."""
+
     duplicate_rows: int
     duplicate_groups: int
     conflicting_groups: int
+    conflicting_rows: int = 0
 
 
 def clean(df: pd.DataFrame, label_columns: list[str], cfg: CleanConfig | None = None
@@ -55,9 +66,10 @@ def clean(df: pd.DataFrame, label_columns: list[str], cfg: CleanConfig | None = 
     sizes = out["dup_group"].map(out["dup_group"].value_counts())
     dups = out[sizes > 1]
     conflicts = find_conflicts(dups, label_columns)
+    counts = conflict_counts(conflicts)
     report = CleanReport(duplicate_rows=int(len(dups)),
                          duplicate_groups=int(dups["dup_group"].nunique()),
-                         conflicting_groups=int(conflicts["dup_group"].nunique()) if len(conflicts) else 0)
+                         conflicting_groups=counts["groups"], conflicting_rows=counts["rows"])
     return out, conflicts, report
 
 
@@ -73,3 +85,31 @@ def find_conflicts(dups: pd.DataFrame, label_columns: list[str]) -> pd.DataFrame
                          "ids": list(part["id"]), "values": [int(v) for v in part[label_columns[label]]],
                          "text": part["text"].iloc[0]})
     return pd.DataFrame(rows, columns=["dup_group", "label", "ids", "values", "text"])
+
+
+def conflict_counts(conflicts: pd.DataFrame) -> dict:
+    """Count conflicting duplicates, in the one definition every lexcoder output uses.
+
+    A **conflicting duplicate group** is a set of two or more rows with the same cleaned text whose human
+    codes differ on at least one label. Its **rows** are all the rows of the group.
+
+    Parameters
+    ----------
+    conflicts : :func:`find_conflicts` output (one row per (group, label) that disagrees; the file
+        ``duplicate_conflicts.parquet``)
+
+    Returns
+    -------
+    ``{"groups": int, "rows": int, "labels": {label: {"groups": int, "rows": int}}}``: conflicting groups
+    and their rows over all labels, and per label the groups whose codes differ on that label and their
+    rows (= the (row, label) pairs of that label in the review queue because of a conflict). The
+    per-label groups add up to the number of (group, label) pairs, which exceeds ``groups`` when a group
+    disagrees on several labels.
+    """
+    if conflicts.empty:
+        return {"groups": 0, "rows": 0, "labels": {}}
+    ids = conflicts.groupby("dup_group")["ids"].first()
+    per_label = {str(lab): {"groups": int(part["dup_group"].nunique()),
+                            "rows": int(sum(len(i) for i in part.drop_duplicates("dup_group")["ids"]))}
+                 for lab, part in conflicts.groupby("label", sort=False)}
+    return {"groups": int(len(ids)), "rows": int(sum(len(i) for i in ids)), "labels": per_label}

@@ -6,13 +6,15 @@ reproduced from its ``config.toml`` alone.
 from __future__ import annotations
 
 import sys
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import ConfigError
+from .errors import ConfigError, did_you_mean
+from .io import bom_encoding, describe_undecodable
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -63,8 +65,10 @@ class SplitConfig(_Section):
     test: float = 0.2
     n_clusters: int = Field(40, ge=1)
     min_stratum: int = Field(4, ge=0)
-    n_folds: int = Field(5, ge=2)
+    n_folds: int = Field(5, ge=3)  # each fold is test once, the next one validation, the rest train
     column: str | None = None
+    # what may straddle splits when groups share identical texts (see lexcoder.split.split_units)
+    duplicates: Literal["link", "keep_groups", "keep_duplicates"] = "link"
 
     @model_validator(mode="after")
     def _check(self) -> "SplitConfig":
@@ -141,17 +145,41 @@ def _explain(err: ValidationError, source: str) -> ConfigError:
     lines = [f"Invalid configuration in {source}:"]
     for e in err.errors():
         where = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        lines.append(f"  - {where}: {e['msg']}")
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  - {where}: unknown key{did_you_mean(e['loc'][-1], _keys_at(e['loc'][:-1]))}")
+        elif e["type"] == "missing":
+            lines.append(f"  - {where}: {e['msg']}")
+        else:
+            lines.append(f"  - {where} = {e['input']!r}: {e['msg']}")
     lines.append("Run `lexcoder init example.toml` for a commented example of every key.")
     return ConfigError("\n".join(lines))
 
 
+def _keys_at(loc: tuple) -> list[str]:
+    """The valid keys of the section at ``loc`` (``()``: the section names)."""
+    model: Any = Config
+    for part in loc:
+        annotation = model.model_fields[part].annotation if part in model.model_fields else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
 def config_from_dict(raw: dict[str, Any], source: str = "the configuration") -> Config:
-    """Validate a plain dict (as read from TOML) into a :class:`Config`."""
+    """Validate a plain dict (as read from TOML) into a :class:`Config`.
+
+    ``[model.params]`` are checked against the model family's constructor as well
+    (:func:`lexcoder.models.params.check_model_params`), so a misspelt or out-of-range setting stops a
+    run before any data is read.
+    """
     try:
-        return Config.model_validate(raw)
+        cfg = Config.model_validate(raw)
     except ValidationError as err:
         raise _explain(err, source) from None
+    from .models.params import check_model_params  # the models package imports this module
+    cfg.model.params = check_model_params(cfg.model.kind, cfg.model.name, cfg.model.params, source=source)
+    return cfg
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
@@ -159,38 +187,107 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
 
     Parameters
     ----------
-    path : config file
+    path : config file (UTF-8; a UTF-8 or UTF-16 byte-order mark is understood)
     overrides : ``"section.key=value"`` strings (value parsed as TOML, else taken as a string)
     """
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder, not a config file. Give the file, e.g. {path / 'lexcoder.toml'}.")
     if not path.is_file():
         raise ConfigError(f"Config file {path} does not exist. Create one with `lexcoder init {path}`.")
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = tomllib.loads(_config_text(path))
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path} is not valid TOML: {err}") from None
     apply_overrides(raw, overrides or [])
-    data_path = raw.get("data", {}).get("path")
-    if isinstance(data_path, str) and not Path(data_path).is_absolute():
-        raw["data"]["path"] = str((path.parent / data_path).resolve())
-    return config_from_dict(raw, str(path))
+    data = raw.get("data")
+    if isinstance(data, dict) and isinstance(data.get("path"), str) and not Path(data["path"]).is_absolute():
+        data["path"] = str((path.parent / data["path"]).resolve())
+    return config_from_dict(raw, f"{path} (with --set)" if overrides else str(path))
+
+
+def _config_text(path: Path) -> str:
+    """The config file's text, decoded by its byte-order mark (UTF-8 without one)."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise ConfigError(f"{path} cannot be read ({err.strerror or err}). Check the file's permissions.") from None
+    encoding = bom_encoding(data)
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as err:
+        where = (describe_undecodable(data.splitlines(keepends=True)) if encoding.startswith("utf-8")
+                 else f"{err.reason} at byte {err.start}")
+        raise ConfigError(f"{path} is not UTF-8 text: {where}. Re-save the config file as UTF-8 (in most "
+                          "editors: Save As, Encoding: UTF-8).") from None
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> None:
-    """Apply ``section.key=value`` overrides in place (CLI flags win over the file)."""
+    """Apply ``section.key=value`` overrides in place (CLI flags win over the file).
+
+    The key must name a key of a section (checked against the configuration, with a "did you mean"),
+    or a key inside a free-form table (``model.params.C=3``); a value never replaces a whole section or
+    table. Values are parsed as TOML, else taken as a string.
+
+    Raises
+    ------
+    ConfigError
+        For a malformed or unknown key, a value that replaces a table, or an unparsable list/table value.
+    """
     for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep or "." not in key:
-            raise ConfigError(f"Override {item!r} must look like section.key=value, e.g. split.seed=7")
-        try:
-            parsed = tomllib.loads(f"v = {value}")["v"]
-        except tomllib.TOMLDecodeError:
-            parsed = value
+        parts, value = _parse_override(item)
         node = raw
-        *parents, leaf = key.strip().split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = parsed
+        for depth, part in enumerate(parts[:-1]):
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {'.'.join(parts[:depth + 1])} holds a single value in the "
+                                  "config file, not a table, so it has no keys to set.")
+        node[parts[-1]] = value
+
+
+def _parse_override(item: str) -> tuple[list[str], Any]:
+    """The key parts and the value of one ``section.key=value`` override, both checked."""
+    key, sep, text = item.partition("=")
+    parts = [p.strip() for p in key.split(".")]
+    if not sep or len(parts) < 2 or not all(parts):
+        raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. --set split.seed=7 or "
+                          "--set model.params.C=3.")
+    try:
+        value = tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        if text.strip()[:1] in ("[", "{", '"', "'"):
+            raise ConfigError(f"--set {item!r}: the value is not valid TOML; put strings in quotes, e.g. "
+                              """--set 'data.label_columns=["remorse", "hardship"]'.""") from None
+        value = text.strip()
+    _check_override_key(item, parts, value)
+    return parts, value
+
+
+def _check_override_key(item: str, parts: list[str], value: Any) -> None:
+    """Walk the configuration's sections along ``parts``: every part must exist, tables stay tables."""
+    model: Any = Config
+    for depth, part in enumerate(parts):
+        fields = model.model_fields
+        here = ".".join(parts[:depth + 1])
+        if part not in fields:
+            where = "there is no section" if depth == 0 else f"[{'.'.join(parts[:depth])}] has no key"
+            raise ConfigError(f"--set {item!r}: {where} {part!r}{did_you_mean(part, fields)}. Valid: "
+                              f"{', '.join(fields)}.")
+        annotation, rest = fields[part].annotation, parts[depth + 1:]
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            if not rest:
+                raise ConfigError(f"--set {item!r}: [{here}] is a section; set one of its keys, e.g. "
+                                  f"--set {here}.{next(iter(annotation.model_fields))}=...")
+            model = annotation
+        elif typing.get_origin(annotation) is dict:  # model.params: its keys are checked with the model
+            if not rest and not isinstance(value, dict):
+                raise ConfigError(f"--set {item!r}: {here} is a table; set one key inside it, e.g. "
+                                  f"--set {here}.C=3, or give a whole table: --set '{here}={{C = 3}}'.")
+            return
+        elif rest:
+            raise ConfigError(f"--set {item!r}: {here} is a single value, not a table; use --set {here}=...")
+        else:
+            return
 
 
 def dump_config(cfg: Config) -> str:
@@ -221,13 +318,17 @@ normalize_whitespace = true       # collapse runs of spaces/newlines
 [split]
 method = "cluster_stratified"     # or "kfold" (cross-validation), or "column" (use your own split column)
 seed = 42
-train = 0.6                       # fractions for cluster_stratified
+train = 0.6                       # fractions for cluster_stratified (met to within one group's rows)
 val = 0.2                         # thresholds are tuned here
 test = 0.2                        # touched once, for the final figures
 n_clusters = 40                   # TF-IDF KMeans clusters used for stratification
 min_stratum = 4                   # strata with this many rows or fewer are merged into "other"
 n_folds = 5                       # for method = "kfold"
-# column = "split"                # for method = "column": values train/val/test, or fold numbers 0..k-1
+# column = "split"                # for method = "column": values train/val/test (val is carved out of
+                                  # train if missing), or fold numbers 0..k-1
+duplicates = "link"               # "link": groups sharing an identical text are kept together, so neither
+                                  # a group nor a repeated text straddles splits; "keep_groups": groups never
+                                  # straddle, identical texts may; "keep_duplicates": the reverse
 
 [model]
 kind = "tfidf"                    # "tfidf" (fast, CPU), "encoder" (fine-tuned BERT-like), "llm" (LoRA)

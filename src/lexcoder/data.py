@@ -12,14 +12,24 @@ import numpy as np
 import pandas as pd
 
 from .config import DataConfig
-from .errors import DataError, format_rows
-from .io import read_table
+from .errors import DataError, did_you_mean, format_rows
+from .io import excel_sheet_columns, read_table, table_format
 
 log = logging.getLogger(__name__)
 
 TRUE_VALUES = {"1", "1.0", "true", "t", "yes", "y"}
 FALSE_VALUES = {"0", "0.0", "false", "f", "no", "n"}
+# how R, Stata and spreadsheets write a missing value into a text file: an empty label cell, like ""
+MISSING_VALUES = {"", "na", "n/a", "nan", "null", "none", "."}
 RESERVED = {"id", "text", "group", "source_row", "dup_group"}
+
+
+class MissingColumnsError(DataError):
+    """Columns named in ``[data]`` are not in the table (``columns``: the missing names)."""
+
+    def __init__(self, message: str, columns: list[str]) -> None:
+        super().__init__(message)
+        self.columns = columns
 
 
 @dataclass
@@ -43,13 +53,13 @@ def normalize_labels(values: pd.Series, *, column: str, source: str) -> pd.Serie
             return "1" if v else "0"
         return str(v).strip().lower()
 
-    keys = values.map(to_key)
+    keys = values.map(to_key).astype(object)
     out = pd.Series(pd.NA, index=values.index, dtype="Int8")
-    out[keys.isin(TRUE_VALUES)] = 1
-    out[keys.isin(FALSE_VALUES)] = 0
-    bad = keys.notna() & keys.ne("") & out.isna()
+    out[keys.isin(TRUE_VALUES).to_numpy()] = 1
+    out[keys.isin(FALSE_VALUES).to_numpy()] = 0
+    bad = (keys.notna() & ~keys.isin(MISSING_VALUES) & out.isna()).to_numpy()
     if bad.any():
-        rows = np.flatnonzero(bad.to_numpy()) + 1
+        rows = np.flatnonzero(bad) + 1
         examples = sorted({str(v) for v in values[bad].head(5)})
         raise DataError(
             f"{source}: column '{column}' must hold 0/1 (or true/false, yes/no) but rows "
@@ -67,13 +77,19 @@ def load_dataset(cfg: DataConfig) -> tuple[pd.DataFrame, LoadReport]:
         or empty texts (unless the matching ``drop_*`` option is set). Messages name file, rows, column.
     """
     raw = read_table(cfg.path, sheet=cfg.sheet)
-    return validate_table(raw, cfg, source=str(cfg.path))
+    try:
+        return validate_table(raw, cfg, source=str(cfg.path))
+    except MissingColumnsError as err:
+        if table_format(cfg.path) != "xlsx":
+            raise
+        raise MissingColumnsError(f"{err}\n{_sheet_advice(cfg, err.columns)}", err.columns) from None
 
 
 def validate_table(raw: pd.DataFrame, cfg: DataConfig, *, source: str = "input"
                    ) -> tuple[pd.DataFrame, LoadReport]:
     """Validate an in-memory table (the Python API's entry point; :func:`load_dataset` reads a file)."""
     report = LoadReport(rows_read=len(raw))
+    _check_not_empty(raw, cfg, source)
     _check_columns(raw, cfg, source)
     raw = raw.reset_index(drop=True)
     df = pd.DataFrame({"source_row": np.arange(1, len(raw) + 1)})
@@ -94,7 +110,9 @@ def validate_table(raw: pd.DataFrame, cfg: DataConfig, *, source: str = "input"
         df[col] = df[col].astype("int8")
     report.rows_kept = len(df)
     if not len(df):
-        raise DataError(f"{source}: no rows left after validation.")
+        raise DataError(f"{source}: no rows left after validation ({'; '.join(report.notes)}). Fill in the "
+                        "missing labels and texts, or check that text_column and label_columns name the right "
+                        "columns.")
     return df.reset_index(drop=True), report
 
 
@@ -123,27 +141,67 @@ def _is_missing(v) -> bool:
     return v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v))
 
 
+def _check_not_empty(raw: pd.DataFrame, cfg: DataConfig, source: str) -> None:
+    also = " and sheet" if cfg.sheet is not None else ""
+    if len(raw.columns) and not len(raw):
+        raise DataError(f"{source}: the table has column names ({_listed(raw.columns)}) but no data rows. "
+                        f"Add the coded texts below the header, or check data.path{also}.")
+    if not len(raw.columns):
+        raise MissingColumnsError(f"{source}: the table is empty (no columns, no rows). Check data.path{also}.",
+                                  [col for _, col in _roles(cfg)])
+
+
+def _listed(columns, limit: int = 30) -> str:
+    names = [str(c) for c in columns]
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
 def _check_columns(raw: pd.DataFrame, cfg: DataConfig, source: str) -> None:
-    wanted = [("text_column", cfg.text_column), ("id_column", cfg.id_column),
-              ("group_column", cfg.group_column)] + [("label_columns", c) for c in cfg.label_columns]
-    missing = [(key, col) for key, col in wanted if col and col not in raw.columns]
+    wanted = _roles(cfg)
+    missing = [(key, col) for key, col in wanted if col not in raw.columns]
     if missing:
-        have = ", ".join(map(str, raw.columns[:30]))
-        lines = [f"  - {key} = {col!r}{_did_you_mean(col, raw.columns)}" for key, col in missing]
-        raise DataError(f"{source}: column(s) not found:\n" + "\n".join(lines)
-                        + f"\nThe file has columns: {have}. Fix the names in the [data] section of your config.")
+        lines = [f"  - {key} = {col!r}{did_you_mean(col, raw.columns)}" for key, col in missing]
+        unnamed = sum(str(c).startswith("Unnamed: ") for c in raw.columns)
+        hint = (" Most columns have no name: the column names must be in the first row (delete any title "
+                "rows above them)." if unnamed > len(raw.columns) / 2 else "")
+        raise MissingColumnsError(
+            f"{source}: column(s) not found:\n" + "\n".join(lines) + "\nThe file has columns: "
+            f"{_listed(raw.columns)}.{hint} Fix the names in the [data] section of your config.",
+            [col for _, col in missing])
     clash = sorted(set(cfg.label_columns) & RESERVED)
     if clash:
         raise DataError(f"{source}: label column(s) {clash} use a name lexcoder reserves "
                         f"({sorted(RESERVED)}). Rename them in the file.")
+    _check_one_role_each(wanted, source)
 
 
-def _did_you_mean(name: str, columns) -> str:
-    import difflib
-    close = difflib.get_close_matches(str(name), [str(c) for c in columns], n=1, cutoff=0.6)
-    if not close:
-        close = [str(c) for c in columns if str(c).lower() == str(name).lower()]
-    return f" (did you mean {close[0]!r}?)" if close else ""
+def _roles(cfg: DataConfig) -> list[tuple[str, str]]:
+    """(config key, column) for every column the config names."""
+    named = [("text_column", cfg.text_column), ("id_column", cfg.id_column), ("group_column", cfg.group_column)]
+    return [(k, c) for k, c in named if c] + [("label_columns", c) for c in cfg.label_columns]
+
+
+def _check_one_role_each(wanted: list[tuple[str, str]], source: str) -> None:
+    roles: dict[str, list[str]] = {}
+    for key, col in wanted:
+        roles.setdefault(col, []).append(key)
+    for col, keys in roles.items():
+        if len(keys) > 1:
+            raise DataError(f"{source}: column {col!r} is named both as {' and as '.join(keys)} in [data]; a "
+                            "column can play one part only. Fix the [data] section of your config.")
+
+
+def _sheet_advice(cfg: DataConfig, missing: list[str]) -> str:
+    """Which sheet of the workbook holds the missing columns, or the list of its sheets."""
+    sheets = excel_sheet_columns(cfg.path)
+    read = list(sheets)[cfg.sheet or 0] if not isinstance(cfg.sheet, str) else cfg.sheet
+    holding = [name for name, cols in sheets.items() if name != read and set(missing) <= set(cols)]
+    if holding:
+        return (f"These columns are on the sheet {holding[0]!r}, but lexcoder read the sheet {read!r}: set "
+                f'sheet = "{holding[0]}" in [data].')
+    listed = ", ".join(f"{name!r} ({len(cols)} columns)" for name, cols in sheets.items())
+    return (f"lexcoder read the sheet {read!r}; the workbook's sheets are: {listed}. If the table is on "
+            'another sheet, set sheet = "<name>" in [data].')
 
 
 def _ids(raw: pd.DataFrame, cfg: DataConfig, source: str, report: LoadReport) -> pd.Series:
@@ -151,7 +209,7 @@ def _ids(raw: pd.DataFrame, cfg: DataConfig, source: str, report: LoadReport) ->
         report.generated_ids = True
         return pd.Series([f"row_{i}" for i in range(1, len(raw) + 1)])
     ids = raw[cfg.id_column]
-    missing = ids.map(_is_missing) | ids.astype(str).str.strip().eq("")
+    missing = ids.map(_is_missing).astype(bool) | ids.astype(str).str.strip().eq("").astype(bool)
     if missing.any():
         raise DataError(f"{source}: column '{cfg.id_column}' (id_column) is empty in rows "
                         f"{format_rows(np.flatnonzero(missing.to_numpy()) + 1)}. Every row needs an id; "

@@ -24,3 +24,18 @@ def format_rows(rows, limit: int = 10) -> str:
     shown = ", ".join(str(r) for r in rows[:limit])
     more = f" and {len(rows) - limit} more" if len(rows) > limit else ""
     return f"{shown}{more}"
+
+
+def did_you_mean(name: object, choices) -> str:
+    """``" (did you mean 'x'?)"`` for the choice closest to ``name``, or ``""`` if none is close.
+
+    A choice that differs only in case or surrounding spaces wins (and the spaces are pointed out).
+    """
+    import difflib
+    choices = [str(c) for c in choices]
+    same = [c for c in choices if c.strip().lower() == str(name).strip().lower()]
+    if same:
+        spaces = " (the name there has extra spaces)" if same[0].strip() != same[0] else ""
+        return f" (did you mean {same[0]!r}?{spaces})"
+    close = difflib.get_close_matches(str(name), choices, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -6,6 +6,8 @@ run can be inspected, resumed (``resume=True`` skips finished stages) and contin
 from __future__ import annotations
 
 import logging
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -14,16 +16,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .calibrate import calibrate_on_validation, with_saved_calibration
-from .audit.ledger import record_corrections, training_table
+from .calibrate import CalibratedModel, calibrate_on_validation
+from .audit.ledger import APPLIED_FILE, check_corrections, training_table
 from .clean import clean
 from .config import Config
 from .data import load_dataset
 from .evaluate import evaluate_options, evaluate_predictions
-from .io import file_sha256, read_json, write_json, write_table
+from .io import atomic_dir, file_sha256, read_json, write_json, write_table
 from .models import TextClassifier, build_model
 from .notify import watch_run
-from .rundir import RunDir, stage, stage_done, start_run
+from .rundir import (RunDir, RunInputs, check_resumable, ensure_dir, prepare_out, set_status, stage, stage_done,
+                     start_run)
 from .split import cv_partitions, make_splits, prevalence_table
 from .thresholds import choose_thresholds
 
@@ -43,38 +46,73 @@ def run_pipeline(cfg: Config, out: str | Path, *, resume: bool = False,
                  corrections: str | Path | None = None) -> RunResult:
     """Run every stage for ``cfg`` into the run directory ``out``.
 
+    Nothing is written until the data (and the ledger) have been read, validated and split: bad input
+    leaves ``out`` as it was. The run folder is then locked against a second writer, and its manifest
+    records the run's inputs and how it ended (see :mod:`lexcoder.rundir`).
+
     Parameters
     ----------
     cfg : validated configuration
-    out : run directory (created; must be empty unless ``resume``)
-    resume : continue an interrupted run, skipping the stages its manifest marks as done
+    out : run directory: new, empty, holding a run that failed before producing a model (replaced), or,
+        with ``resume``, holding the run to continue
+    resume : continue an interrupted run, skipping the stages its manifest marks as done; refused when
+        the config, the data file, the ledger or the lexcoder version changed since it started
     corrections : a corrections ledger (``lexcoder corrections apply``) whose reviewed codes are used for
         training and evaluation; ``data.parquet`` keeps the original codes (see :mod:`lexcoder.audit.ledger`)
+
+    Raises
+    ------
+    LexcoderError
+        For bad input (nothing written), a folder lexcoder may not write to, a busy folder, or a resume
+        on changed inputs.
     """
-    n = cfg.notify
-    with watch_run(Path(out).name, enabled=n.enabled, on=n.on, timeout=n.timeout) as watch:
-        result = _run_stages(cfg, out, resume=resume, corrections=corrections)
-        watch.finished(result.metrics)  # [notify]: message with macro-F1 and wall time (or the error)
+    run = RunDir(Path(out))
+    inputs = RunInputs.of(cfg, corrections)
+    mode = prepare_out(run, resume=resume)
+    if mode == "resume":
+        check_resumable(run, inputs, cfg)
+    prepared = None if mode == "resume" and stage_done(run, "split") else prepare_inputs(cfg, corrections)
+    ensure_dir(run.root)
+    with run.lock("run"):
+        mode = prepare_out(run, resume=resume)  # again: another process may have written a run meanwhile
+        if mode == "resume":
+            check_resumable(run, inputs, cfg)
+        n = cfg.notify
+        with watch_run(run.root.name, enabled=n.enabled, on=n.on, timeout=n.timeout) as watch:
+            start_run(run, cfg, inputs, mode=mode)
+            with recorded_outcome(run):
+                if prepared is None and not stage_done(run, "split"):
+                    prepared = prepare_inputs(cfg, corrections)
+                result = _run_stages(cfg, run, prepared)
+            watch.finished(result.metrics)  # [notify]: message with macro-F1 and wall time (or the error)
     return result
 
 
-def _run_stages(cfg: Config, out: str | Path, *, resume: bool, corrections: str | Path | None = None) -> RunResult:
-    run = RunDir(Path(out))
-    start_run(run, cfg, resume=resume)
-    if not (resume and stage_done(run, "load")):
-        with stage(run, "load"):
-            prepare_data(cfg, run, corrections=corrections)
+@contextmanager
+def recorded_outcome(run: RunDir):
+    """Mark the run ``finished``, ``interrupted`` (Ctrl-C) or ``failed`` (with the error) in its manifest."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        set_status(run, "interrupted")
+        raise
+    except BaseException as err:
+        set_status(run, "failed", error=f"{type(err).__name__}: {err}")
+        raise
+    set_status(run, "finished")
+
+
+def _run_stages(cfg: Config, run: RunDir, prepared: "PreparedInputs | None") -> RunResult:
+    if prepared is not None:
+        write_prepared(cfg, run, prepared)
     df = pd.read_parquet(run.data)
-    if not (resume and stage_done(run, "split")):
-        with stage(run, "split"):
-            write_table(make_splits(df, cfg.data.label_columns, cfg.split), run.splits)
     splits = pd.read_parquet(run.splits)
     df = training_table(run.root, df, cfg.data.label_columns)  # + reviewed corrections, if any
     prevalence = prevalence_table(df, splits, cfg.data.label_columns)
-    if not (resume and stage_done(run, "train")):
+    if not stage_done(run, "train"):
         with stage(run, "train"):
             train_and_evaluate(cfg, run, df, splits)
-    if cfg.report.enabled and not (resume and stage_done(run, "report")):  # keep last: it shows every artifact
+    if cfg.report.enabled and not stage_done(run, "report"):  # keep last: it shows every artifact
         report_stage(cfg, run)
     return RunResult(run=run, metrics=read_json(run.metrics), prevalence=prevalence)
 
@@ -89,30 +127,58 @@ def report_stage(cfg: Config, run: RunDir) -> None:
         build_report(run, top_issues=cfg.report.top_issues)
 
 
-def prepare_data(cfg: Config, run: RunDir, corrections: str | Path | None = None) -> pd.DataFrame:
-    """Load, validate and clean the table; write ``data.parquet`` and the duplicate conflicts.
+@dataclass
+class PreparedInputs:
+    """The validated, cleaned and split data of a run, held in memory until the run folder is written."""
 
-    With ``corrections`` the ledger is checked against the data and stored in the run (the manifest
-    records it); ``data.parquet`` keeps the original codes.
+    data: pd.DataFrame
+    conflicts: pd.DataFrame
+    splits: pd.DataFrame
+    manifest_data: dict[str, Any]
+    ledger: pd.DataFrame | None = None
+    manifest_corrections: dict[str, Any] | None = None
+
+
+def prepare_inputs(cfg: Config, corrections: str | Path | None = None) -> PreparedInputs:
+    """Load, validate and clean the table, check the ledger against it, and split it; nothing is written.
+
+    With ``corrections`` the ledger must apply to the data (same ids, labels and old values); the split
+    uses the original codes, so a run and its retrained twin split alike.
     """
+    labels = cfg.data.label_columns
     df, load_report = load_dataset(cfg.data)
-    df, conflicts, clean_report = clean(df, cfg.data.label_columns, cfg.clean)
-    write_table(df, run.data)
-    conflicts.assign(ids=conflicts["ids"].map(list), values=conflicts["values"].map(list)).to_parquet(run.conflicts)
-    run.update_manifest(data={
+    df, conflicts, clean_report = clean(df, labels, cfg.clean)
+    ledger, corrections_block = (None, None) if corrections is None else check_corrections(df, corrections, labels)
+    t0 = time.perf_counter()
+    splits = make_splits(df, labels, cfg.split)
+    manifest_data = {
         "path": str(cfg.data.path), "sha256": file_sha256(cfg.data.path),
         "rows_read": load_report.rows_read, "rows_kept": load_report.rows_kept,
         "dropped_missing_labels": load_report.dropped_missing_labels,
         "dropped_empty_texts": load_report.dropped_empty_texts, "generated_ids": load_report.generated_ids,
         "duplicate_rows": clean_report.duplicate_rows, "duplicate_groups": clean_report.duplicate_groups,
         "conflicting_duplicate_groups": clean_report.conflicting_groups,
-    })
-    if corrections is not None:
-        run.update_manifest(corrections=record_corrections(df, corrections, cfg.data.label_columns, run.root))
+        "split_seconds": round(time.perf_counter() - t0, 3),
+    }
     if clean_report.conflicting_groups:
         log.warning("%d group(s) of identical texts carry conflicting labels (see %s).",
-                    clean_report.conflicting_groups, run.conflicts.name)
-    return df
+                    clean_report.conflicting_groups, "duplicate_conflicts.parquet")
+    return PreparedInputs(data=df, conflicts=conflicts, splits=splits, manifest_data=manifest_data,
+                          ledger=ledger, manifest_corrections=corrections_block)
+
+
+def write_prepared(cfg: Config, run: RunDir, prepared: PreparedInputs) -> None:
+    """Write data.parquet, the duplicate conflicts, the applied ledger and splits.parquet (stages load, split)."""
+    with stage(run, "load"):
+        write_table(prepared.data, run.data)
+        conflicts = prepared.conflicts
+        write_table(conflicts.assign(ids=conflicts["ids"].map(list), values=conflicts["values"].map(list)),
+                    run.conflicts)
+        if prepared.ledger is not None:
+            write_table(prepared.ledger.assign(id=prepared.ledger["id"].astype(str)), run.root / APPLIED_FILE)
+        run.update_manifest(data=prepared.manifest_data, corrections=prepared.manifest_corrections)
+    with stage(run, "split"):
+        write_table(prepared.splits, run.splits)
 
 
 def fit_partition(cfg: Config, texts: pd.Series, Y: np.ndarray, part: dict[str, np.ndarray],
@@ -136,8 +202,11 @@ def fit_partition(cfg: Config, texts: pd.Series, Y: np.ndarray, part: dict[str, 
     thresholds = choose_thresholds(Y[va], P_val, method=cfg.thresholds.method, fixed=cfg.thresholds.fixed,
                                    label_names=labels)
     if refits(cfg):
-        model = build_model(cfg.model.kind, cfg.model.name, cfg.model.params)
-        model.fit(texts[tr | va].tolist(), Y[tr | va], label_names=labels)
+        refitted = build_model(cfg.model.kind, cfg.model.name, cfg.model.params)
+        refitted.fit(texts[tr | va].tolist(), Y[tr | va], label_names=labels)
+        # the thresholds were tuned on calibrated probabilities: the refitted model keeps the calibrator
+        # (as scikit-learn's CalibratedClassifierCV(ensemble=False) refits its estimator under one map)
+        model = CalibratedModel(refitted, model.calibrator) if isinstance(model, CalibratedModel) else refitted
     return model, thresholds, P_val
 
 
@@ -146,7 +215,8 @@ def refits(cfg: Config) -> bool:
 
     Measured on the ToS protocol, refitting TF-IDF on the extra 20% of data gains about +0.03 macro-F1
     (benchmarks/bench_tfidf_cv.py). Off by default for fine-tuned models (early stopping needs the
-    validation split) and with post-hoc calibration (the calibrator belongs to the first fit).
+    validation split) and with post-hoc calibration (its map was fitted to the first model's outputs); when
+    asked for together with calibration, the refitted model keeps that map (see :func:`fit_partition`).
     """
     if cfg.model.refit_on_val is not None:
         return cfg.model.refit_on_val
@@ -207,19 +277,12 @@ def _metrics(cfg: Config, Y, P, T, splits: pd.DataFrame, thresholds: np.ndarray,
 def save_model(run: RunDir, cfg: Config, model: TextClassifier, thresholds: np.ndarray) -> Path:
     """Save the model and its ``thresholds.json`` under ``models/<kind>/``."""
     directory = run.model_dir(cfg.model.kind)
-    model.save(directory)
-    write_json({"method": cfg.thresholds.method, "tuned_on": "val",
-                "thresholds": dict(zip(cfg.data.label_columns, map(float, thresholds)))},
-               directory / "thresholds.json")
+    with atomic_dir(directory) as tmp:  # model, calibration and thresholds appear together or not at all
+        model.save(tmp)
+        write_json({"method": cfg.thresholds.method, "tuned_on": "val",
+                    "thresholds": dict(zip(cfg.data.label_columns, map(float, thresholds)))},
+                   tmp / "thresholds.json")
     return directory
-
-
-def load_run_model(run: RunDir) -> tuple[TextClassifier, np.ndarray, Config]:
-    """The saved model of a run, its thresholds (in label order) and its config."""
-    cfg = run.load_config()
-    directory = run.model_dir(cfg.model.kind)
-    model = with_saved_calibration(TextClassifier.load(directory), directory)
-    return model, run.thresholds(cfg.model.kind, cfg.data.label_columns), cfg
 
 
 def _progress(items, description: str):

@@ -1,7 +1,9 @@
-"""Code new texts with a trained run: streamed in chunks, written atomically."""
+"""Code new texts with a trained run: streamed in chunks, written atomically, never over an input."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -9,12 +11,16 @@ import pandas as pd
 
 from .clean import clean_text
 from .errors import DataError
-from .io import atomic_path, count_rows, iter_table, table_format, write_table
-from .pipeline import load_run_model
+from .io import (atomic_path, compression_of, count_rows, iter_table, open_text_output, table_format, write_table,
+                 write_text_table)
 from .progress import track
 from .rundir import RunDir
+from .safety import neutralise_formulas as neutralise
 
 log = logging.getLogger(__name__)
+
+# formats a spreadsheet opens, whose cells are neutralised against formula injection
+SPREADSHEET_FORMATS = ("csv", "tsv", "xlsx")
 
 
 def predict_frame(model, thresholds: np.ndarray, labels: list[str], texts: pd.Series, clean_cfg
@@ -30,83 +36,147 @@ def predict_frame(model, thresholds: np.ndarray, labels: list[str], texts: pd.Se
 
 
 def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str | Path, *,
-                 text_column: str | None = None, id_column: str | None = None, chunksize: int = 5_000
-                 ) -> Path:
+                 text_column: str | None = None, id_column: str | None = None, chunksize: int = 5_000,
+                 overwrite: bool = False, neutralise_formulas: bool = True) -> Path:
     """Code every row of ``input_path`` with the model of ``run_dir``; write ``output_path``.
 
-    The output keeps the input's columns (ids included) and adds ``<label>_prob`` and ``<label>_pred``.
-    CSV/TSV/Parquet/JSONL inputs are streamed in chunks of ``chunksize`` rows (bounded memory); the output
-    appears only once complete (temporary file + rename).
+    The output keeps the input's columns (ids included) and adds ``<label>_prob`` and ``<label>_pred``
+    (input columns of those names are replaced, with a warning). CSV/TSV/Parquet/JSONL inputs are streamed
+    in chunks of ``chunksize`` rows (bounded memory); the output appears only once complete (temporary
+    file + rename), compressed when its name ends in ``.gz``, ``.bz2``, ``.xz``, ``.zip`` (or ``.zst``).
 
     Parameters
     ----------
     run_dir : a finished run directory
     input_path, output_path : tables in any supported format (by extension)
     text_column, id_column : column names in the input (default: those of the run's config)
+    overwrite : replace an existing ``output_path`` (never the input itself)
+    neutralise_formulas : in CSV/TSV/XLSX outputs, prefix ``'`` to text cells a spreadsheet would run as a
+        formula (see :func:`lexcoder.safety.neutralise_formulas`); Parquet/JSONL are written as they are
+
+    Raises
+    ------
+    DataError
+        When ``output_path`` is the input, lies inside a run folder, exists (without ``overwrite``) or has
+        an unsupported extension, or the input lacks the text column; nothing is written then.
     """
-    model, thresholds, cfg = load_run_model(RunDir(Path(run_dir)))
+    input_path, output_path = Path(input_path), Path(output_path)
+    check_output_path(input_path, output_path, overwrite=overwrite)
+    if chunksize < 1:
+        raise DataError(f"--chunksize must be at least 1 (got {chunksize}).")
+    model, thresholds, cfg = RunDir(Path(run_dir)).load_model()
     text_column = text_column or cfg.data.text_column
-    id_column = id_column or cfg.data.id_column
     labels = cfg.data.label_columns
-    out_fmt = table_format(output_path)
+    added = [f"{lab}_{kind}" for lab in labels for kind in ("prob", "pred")]
+    fmt = table_format(output_path)
+    safe = neutralise_formulas and fmt in SPREADSHEET_FORMATS
     total = count_rows(input_path)
-    chunks = iter_table(input_path, chunksize=chunksize)
     n_done = 0
-    with atomic_path(output_path) as tmp:
-        writer = _ChunkWriter(tmp, out_fmt, Path(output_path))
-        for chunk in track(chunks, description="Coding texts", total=_n_chunks(total, chunksize)):
-            if text_column not in chunk.columns:
-                raise DataError(f"{input_path}: no column {text_column!r} to code. Name the text column "
-                                "with --text-column.")
-            if id_column and id_column not in chunk.columns:
-                log.warning("%s has no id column %r; rows are kept in input order.", input_path, id_column)
-                id_column = None
+    with atomic_path(output_path) as tmp, _writer(tmp, output_path, input_path, added) as write:
+        for chunk in track(iter_table(input_path, chunksize=chunksize), description="Coding texts",
+                           total=_n_chunks(total, chunksize)):
+            if n_done == 0:
+                _check_input_columns(chunk, input_path, text_column, id_column or cfg.data.id_column, added)
+            chunk = chunk.drop(columns=[c for c in added if c in chunk.columns])
             coded = pd.concat([chunk, predict_frame(model, thresholds, labels, chunk[text_column], cfg.clean)],
                               axis=1)
-            writer.write(coded)
+            write(neutralise(coded) if safe else coded)
             n_done += len(chunk)
-        writer.close()
+        if n_done == 0:
+            raise DataError(f"{input_path}: no rows to code.")
     log.info("Coded %d rows into %s", n_done, output_path)
-    return Path(output_path)
+    return output_path
+
+
+def check_output_path(input_path: Path, output_path: Path, *, overwrite: bool) -> None:
+    """Refuse an output that would replace the input, write into a run folder, or silently replace a file."""
+    if output_path.exists() and input_path.exists() and output_path.resolve() == input_path.resolve():
+        raise DataError(f"--out {output_path} is the input file: lexcoder never modifies its inputs. Write "
+                        "the coded table to a new file.")
+    if output_path.is_dir():
+        raise DataError(f"--out {output_path} is a folder. Give a file name such as coded.csv or coded.parquet.")
+    if RunDir(output_path.parent).is_run():
+        raise DataError(f"--out {output_path} is inside the run folder {output_path.parent}, which holds only "
+                        "what the run wrote. Write the coded table elsewhere.")
+    if output_path.exists() and not overwrite:
+        raise DataError(f"--out {output_path} exists. Pass --overwrite to replace it, or choose a new name.")
+    table_format(output_path)
+    compression_of(output_path)
+
+
+def _check_input_columns(chunk: pd.DataFrame, input_path: Path, text_column: str, id_column: str | None,
+                         added: list[str]) -> None:
+    if text_column not in chunk.columns:
+        raise DataError(f"{input_path}: no column {text_column!r} to code (columns: "
+                        f"{', '.join(map(str, chunk.columns[:20]))}). Name the text column with --text-column.")
+    if id_column and id_column not in chunk.columns:
+        log.warning("%s has no id column %r; rows are kept in input order.", input_path, id_column)
+    replaced = [c for c in added if c in chunk.columns]
+    if replaced:
+        log.warning("%s already holds %s: replaced by this run's predictions in the output (the input file is "
+                    "unchanged).", input_path, ", ".join(replaced))
 
 
 def _n_chunks(total: int | None, chunksize: int) -> int | None:
     return None if total is None else max(1, -(-total // chunksize))
 
 
-class _ChunkWriter:
-    """Append chunks to one file; formats without appending are collected and written at the end."""
+@contextmanager
+def _writer(tmp: Path, final: Path, input_path: Path, added: list[str]) -> Iterator:
+    """A function that appends a coded chunk to ``tmp`` in the format (and compression) of ``final``."""
+    fmt = table_format(final)
+    if fmt in ("csv", "tsv", "jsonl"):
+        method = compression_of(final)
+        inner = final.name[: -len(final.suffix)] if method else final.name
+        with open_text_output(tmp, method, inner_name=inner) as fh:
+            first = [True]
 
-    def __init__(self, tmp: Path, fmt: str, final: Path) -> None:
-        self.tmp, self.fmt, self.final = tmp, fmt, final
-        self.parquet = None
-        self.pending: list[pd.DataFrame] = []
-        self.first = True
+            def write_text(df: pd.DataFrame) -> None:
+                write_text_table(df, fh, fmt, header=first[0])
+                first[0] = False
+            yield write_text
+    elif fmt == "parquet":
+        with _parquet_writer(tmp, input_path, added) as write_parquet:
+            yield write_parquet
+    else:  # xlsx / dta cannot be appended to: collect, then write once
+        pending: list[pd.DataFrame] = []
+        yield pending.append
+        if pending:
+            staged = tmp.with_name(tmp.name + final.suffix)  # write_table picks the format by extension
+            write_table(pd.concat(pending, ignore_index=True), staged)
+            staged.replace(tmp)
 
-    def write(self, df: pd.DataFrame) -> None:
-        if self.fmt in ("csv", "tsv"):
-            df.to_csv(self.tmp, mode="w" if self.first else "a", header=self.first, index=False,
-                      sep="," if self.fmt == "csv" else "\t")
-        elif self.fmt == "jsonl":
-            with open(self.tmp, "w" if self.first else "a", encoding="utf-8") as fh:
-                df.to_json(fh, orient="records", lines=True, force_ascii=False)
-        elif self.fmt == "parquet":
-            import pyarrow as pa
-            import pyarrow.parquet as pq
+
+@contextmanager
+def _parquet_writer(tmp: Path, input_path: Path, added: list[str]) -> Iterator:
+    """Append chunks to one Parquet file under a schema fixed up front, so no later chunk can break it.
+
+    A Parquet input keeps its own column types. Other inputs are text (CSV) or typed chunk by chunk
+    (JSONL, Excel), where a column can be empty in the first chunk and filled later: their columns are
+    written as text, the predicted columns as float64 / int8.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    typed = table_format(input_path) == "parquet"
+    writer = None
+    try:
+        def write(df: pd.DataFrame) -> None:
+            nonlocal writer
+            if not typed:
+                df = df.assign(**{c: _as_text(df[c]) for c in df.columns if c not in added})
             table = pa.Table.from_pandas(df, preserve_index=False)
-            if self.parquet is None:
-                self.parquet = pq.ParquetWriter(self.tmp, table.schema)
-            self.parquet.write_table(table.cast(self.parquet.schema))
-        else:
-            self.pending.append(df)
-        self.first = False
+            if writer is None:
+                schema = pa.schema([f.with_type(pa.string()) if pa.types.is_null(f.type) else f
+                                    for f in table.schema]).remove_metadata()
+                writer = pq.ParquetWriter(tmp, schema)
+            writer.write_table(table.cast(writer.schema))
+        yield write
+    finally:
+        if writer is not None:
+            writer.close()
 
-    def close(self) -> None:
-        if self.parquet is not None:
-            self.parquet.close()
-        if self.pending:
-            df = pd.concat(self.pending, ignore_index=True)
-            suffix = self.final.suffix
-            staged = self.tmp.with_name(self.tmp.name + suffix)  # writer picks the format by extension
-            write_table(df, staged)
-            staged.replace(self.tmp)
+
+def _as_text(values: pd.Series) -> pd.Series:
+    """Cells as text (missing stays missing): one type for a column, whatever each chunk holds."""
+    return values.map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA
+                      else str(v)).astype(object)

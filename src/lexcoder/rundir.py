@@ -1,16 +1,32 @@
-"""The run directory: named artifacts, the resolved config and the manifest (see DESIGN.md).
+"""The run directory: named artifacts, the resolved config, the manifest, and the rules that keep it honest.
 
-Every file is written atomically; the manifest records what produced the run (data hash, versions,
-seeds, git commit) and how long each stage took, and lets an interrupted run resume stage by stage.
+A run is a function of its inputs: the resolved config, the data file's sha256, the corrections ledger's
+sha256 and the lexcoder version (its *identity*, recorded in ``manifest.json``). lexcoder
+
+- writes only into a folder it owns: ``--out`` must be new, empty, or hold a lexcoder run;
+- lets one process write to a run folder at a time (a lock file, released when the process ends);
+- resumes only when the identity is unchanged, and says what changed otherwise;
+- records the run's ``status`` (running / failed / interrupted / finished), so a run that failed before
+  it produced a model is replaced by a plain rerun instead of blocking it.
+
+Every file is written atomically (:mod:`lexcoder.io`).
 """
 from __future__ import annotations
 
+import fnmatch
+import functools
 import hashlib
+import inspect
 import importlib.metadata
+import json
+import logging
+import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -18,16 +34,32 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, dump_config, load_config
-from .errors import LexcoderError
-from .io import read_json, write_json, write_text
+from .errors import ConfigError, LexcoderError
+from .io import file_sha256, read_json, write_json, write_text
+
+log = logging.getLogger(__name__)
 
 TRACKED_PACKAGES = ("lexcoder", "numpy", "pandas", "pyarrow", "scikit-learn", "scipy", "torch",
                     "transformers", "peft", "accelerate", "cleanlab", "krippendorff", "ppi-python")
+LOCK_FILE = ".lexcoder.lock"
+# what lexcoder writes into a run folder (anything else there belongs to the user and is never touched)
+OWNED_PATTERNS = ("config.toml", "manifest.json", "data.parquet", "duplicate_conflicts.parquet", "splits.parquet",
+                  "metrics.json", "predictions.parquet", "label_issues*.csv", "label_issues*.xlsx",
+                  "label_issues.parquet", "audit_*.json", "audit_*.parquet", "report.html", "report.md",
+                  "models", "checkpoints", "corrections_applied.parquet", "corrections_report.*", LOCK_FILE,
+                  ".*.tmp", ".*.old")
+
+
+_HELD: set[str] = set()  # run folders whose lock this process holds
+
+
+class RunDirError(LexcoderError):
+    """The run folder cannot be used as asked (not ours, busy, damaged, or its inputs changed)."""
 
 
 @dataclass(frozen=True)
 class RunDir:
-    """Paths of the artifacts in one run directory."""
+    """Paths of the artifacts in one run directory, and the one way to load its model."""
 
     root: Path
 
@@ -52,39 +84,191 @@ class RunDir:
     def thresholds(self, kind: str, labels: list[str], default: float | None = None):
         """The saved decision thresholds of model ``kind`` in ``labels`` order.
 
-        With ``default``, a missing file or label gives that value; without, a missing file is an error.
+        With ``default``, a missing file or label gives that value; without, either is an error.
         """
         import numpy as np
         path = self.model_dir(kind) / "thresholds.json"
         if not path.is_file():
             if default is None:
-                raise LexcoderError(f"{path} is missing: the run's training stage has not finished.")
+                raise RunDirError(f"{path} is missing: the run's training stage has not finished (or the run "
+                                  "folder is damaged). Finish it with `lexcoder run CONFIG --out "
+                                  f"{self.root} --resume`.")
             return np.full(len(labels), float(default))
-        saved = read_json(path)["thresholds"]
-        return np.array([saved[lab] if default is None else saved.get(lab, default) for lab in labels])
+        saved = self._read_artifact(path).get("thresholds")
+        missing = [lab for lab in labels if not isinstance(saved, dict) or lab not in saved]
+        if missing and default is None:
+            raise RunDirError(f"Run folder damaged: {path} has no threshold for label(s) {missing}. Rerun "
+                              "the training into a new folder.")
+        return np.array([saved[lab] if lab in saved else default for lab in labels], dtype=float)
+
+    def load_model(self):
+        """The run's model (with its saved calibration), its thresholds in label order, and its config.
+
+        The one loader of a run's model: ``predict``, the audit, the report and the Python API all see
+        the same probabilities. A missing or truncated model file raises :class:`RunDirError` naming it.
+        """
+        from .calibrate import with_saved_calibration
+        from .models import TextClassifier
+        cfg = self.load_config()
+        directory = self.model_dir(cfg.model.kind)
+        try:
+            model = with_saved_calibration(TextClassifier.load(directory), directory)
+        except LexcoderError:
+            raise
+        except Exception as err:  # a truncated .npy, a missing vocabulary, broken JSON, ...
+            where = getattr(err, "filename", None) or directory
+            raise RunDirError(f"Run folder damaged: cannot load the model in {where} ({type(err).__name__}: "
+                              f"{err}). Rerun the training into a new folder.") from None
+        thresholds = self.thresholds(cfg.model.kind, cfg.data.label_columns)
+        if list(model.label_names_) != list(cfg.data.label_columns):
+            raise RunDirError(f"Run folder damaged: the model in {directory} codes {model.label_names_} but the "
+                              f"run's config lists {cfg.data.label_columns}.")
+        return model, thresholds, cfg
 
     def split_by_id(self):
         """The split of every row ("train"/"val"/"test", or "cv" in k-fold mode), indexed by id as text."""
         import pandas as pd
         if not self.splits.is_file():
-            raise LexcoderError(f"{self.splits} is missing: the run has not finished its split stage.")
+            raise RunDirError(f"{self.splits} is missing: the run has not finished its split stage.")
         splits = pd.read_parquet(self.splits, columns=["id", "split"])
         return splits.set_index(splits["id"].astype(str))["split"]
 
     def load_config(self) -> Config:
         if not self.config.is_file():
-            raise LexcoderError(f"{self.root} is not a lexcoder run directory (no config.toml). "
-                                "Create one with `lexcoder run CONFIG --out DIR` or `lexcoder demo`.")
-        return load_config(self.config)
+            raise RunDirError(f"{self.root} is not a lexcoder run directory (no config.toml). "
+                              "Create one with `lexcoder run CONFIG --out DIR` or `lexcoder demo`.")
+        try:
+            return load_config(self.config)
+        except ConfigError as err:
+            raise RunDirError(f"Run folder damaged: {self.config} is not a valid lexcoder config ({err}).") from None
 
     def read_manifest(self) -> dict[str, Any]:
-        return read_json(self.manifest) if self.manifest.is_file() else {}
+        if not self.manifest.is_file():
+            return {}
+        manifest = self._read_artifact(self.manifest)
+        if not isinstance(manifest, dict):
+            raise RunDirError(f"Run folder damaged: {self.manifest} does not hold a JSON object.")
+        return manifest
 
     def update_manifest(self, **fields: Any) -> dict[str, Any]:
         manifest = self.read_manifest()
         manifest.update(fields)
         write_json(manifest, self.manifest)
         return manifest
+
+    def _read_artifact(self, path: Path) -> Any:
+        try:
+            return read_json(path)
+        except (OSError, ValueError) as err:
+            raise RunDirError(f"Run folder damaged: {path} cannot be read ({type(err).__name__}: {err}). "
+                              "Rerun into a new folder.") from None
+
+    # -- ownership ---------------------------------------------------------------------------------
+    def is_run(self) -> bool:
+        """Whether the folder holds a lexcoder run (a manifest lexcoder wrote)."""
+        if not self.manifest.is_file():
+            return False
+        try:
+            manifest = read_json(self.manifest)
+        except (OSError, ValueError):
+            return False
+        return isinstance(manifest, dict) and "config_hash" in manifest
+
+    def foreign_entries(self) -> list[str]:
+        """Names in the folder that lexcoder did not write (never modified or removed by lexcoder)."""
+        if not self.root.is_dir():
+            return []
+        return sorted(e.name for e in self.root.iterdir()
+                      if not any(fnmatch.fnmatch(e.name, pat) for pat in OWNED_PATTERNS))
+
+    def status(self) -> str | None:
+        """``running``/``failed``/``interrupted``/``finished``, or None where no run was started."""
+        manifest = self.read_manifest()
+        if not manifest:
+            return None
+        if "status" in manifest:
+            return manifest["status"]
+        return "finished" if manifest.get("stages", {}).get("train", {}).get("done") else "failed"
+
+    def has_model(self) -> bool:
+        return bool(self.read_manifest().get("stages", {}).get("train", {}).get("done"))
+
+    @contextmanager
+    def lock(self, command: str) -> Iterator[None]:
+        """Hold the folder's write lock for the block; a second writer gets a clear :class:`RunDirError`.
+
+        The lock is an ``flock`` on ``.lexcoder.lock`` (released by the system when the process ends, so
+        a killed run never leaves a stale lock). Platforms without ``fcntl`` run unlocked, with a warning.
+        """
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            log.warning("No file locking on this platform: do not run two lexcoder commands on %s at once.",
+                        self.root)
+            yield
+            return
+        key = str(self.root.resolve())
+        if key in _HELD:  # this process holds it already (e.g. the run stage rebuilding the report)
+            yield
+            return
+        if not self.root.is_dir():
+            raise RunDirError(f"{self.root} is not a folder. Give the folder of a lexcoder run.")
+        path = self.root / LOCK_FILE
+        try:
+            fh = open(path, "a+", encoding="utf-8")
+        except OSError as err:
+            raise RunDirError(f"Cannot write to {self.root}: {err.strerror}. Choose a folder you can write to.") from None
+        try:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                holder = fh.read().strip() or "another lexcoder process"
+                raise RunDirError(f"{self.root} is in use by another lexcoder command ({holder}). Wait for it "
+                                  "to finish, or use another --out folder.") from None
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"pid {os.getpid()}: lexcoder {command}, since "
+                     f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}\n")
+            fh.flush()
+            _HELD.add(key)
+            try:
+                yield
+            finally:
+                _HELD.discard(key)
+        finally:
+            fh.close()  # closing releases the flock
+
+
+def writes_to_run(command: str, parameter: str = "run_dir"):
+    """Decorate a function that writes into the run folder passed as ``parameter``: it runs under the lock.
+
+    A missing or foreign folder is refused before anything is created in it.
+    """
+    def decorate(fn):
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            target = signature.bind(*args, **kwargs).arguments[parameter]
+            run = target if isinstance(target, RunDir) else RunDir(Path(target))
+            if not run.config.is_file():
+                run.load_config()  # raises the "not a lexcoder run directory" error
+            with run.lock(command):
+                return fn(*args, **kwargs)
+        return wrapper
+    return decorate
+
+
+def ensure_dir(path: Path) -> None:
+    """Create ``path`` (and parents) or raise one clear error (a file in the way, no permission, ...)."""
+    if path.exists() and not path.is_dir():
+        raise RunDirError(f"{path} is a file, not a folder. Choose a new folder for --out.")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RunDirError(f"Cannot create the folder {path}: {err.strerror}. Choose a folder you can write "
+                          "to.") from None
 
 
 def config_hash(cfg: Config) -> str:
@@ -111,23 +295,154 @@ def git_commit() -> str | None:
         return None
 
 
-def start_run(run: RunDir, cfg: Config, *, resume: bool) -> dict[str, Any]:
-    """Create (or, with ``resume``, reopen) the run directory and write config + manifest header."""
-    if run.root.exists() and any(run.root.iterdir()) and not resume:
-        old = run.read_manifest()
-        if old:
-            raise LexcoderError(f"{run.root} already holds a run. Use --resume to continue it, or choose "
-                                "another --out directory.")
-    run.root.mkdir(parents=True, exist_ok=True)
-    manifest = run.read_manifest() if resume else {}
-    if resume and manifest.get("config_hash") not in (None, config_hash(cfg)):
-        # a changed config invalidates every finished stage
-        manifest["stages"] = {}
+@dataclass(frozen=True)
+class RunInputs:
+    """What a run is a function of; ``--resume`` continues only when all four are unchanged."""
+
+    config_hash: str
+    data_sha256: str
+    corrections_sha256: str | None
+    lexcoder_version: str | None
+
+    @classmethod
+    def of(cls, cfg: Config, corrections: str | Path | None = None) -> "RunInputs":
+        """The inputs of a run of ``cfg`` (hashing the data file and the ledger as they are now)."""
+        return cls(config_hash=config_hash(cfg), data_sha256=_sha256_of(cfg.data.path, "data file"),
+                   corrections_sha256=None if corrections is None else _sha256_of(corrections, "corrections ledger"),
+                   lexcoder_version=package_versions().get("lexcoder"))
+
+    @classmethod
+    def recorded(cls, manifest: dict[str, Any]) -> "RunInputs":
+        """The inputs a manifest recorded (manifests written before ``inputs`` existed included)."""
+        if "inputs" in manifest:
+            return cls(**manifest["inputs"])
+        return cls(config_hash=manifest.get("config_hash", ""),
+                   data_sha256=manifest.get("data", {}).get("sha256", ""),
+                   corrections_sha256=(manifest.get("corrections") or {}).get("sha256"),
+                   lexcoder_version=manifest.get("lexcoder_version"))
+
+
+def _sha256_of(path: str | Path, what: str) -> str:
+    from .errors import DataError
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{p}: {what} not found{' (it is a folder)' if p.is_dir() else ''}. Check the path.")
+    try:
+        return file_sha256(p)
+    except OSError as err:
+        raise DataError(f"{p}: the {what} cannot be read ({err.strerror}).") from None
+
+
+def prepare_out(run: RunDir, *, resume: bool) -> str:
+    """Check that ``run.root`` may receive this run; nothing is written.
+
+    Returns
+    -------
+    ``"new"`` (missing or empty folder), ``"replace"`` (a run that failed before producing a model: a plain
+    rerun replaces it) or ``"resume"``.
+
+    Raises
+    ------
+    RunDirError
+        When the folder holds files lexcoder did not write, or already holds a run (without ``resume``).
+    """
+    root = run.root
+    if root.exists() and not root.is_dir():
+        raise RunDirError(f"--out {root} is a file. Choose a new folder for the run.")
+    if not run.is_run():
+        if run.manifest.is_file() and not run.foreign_entries():
+            raise RunDirError(f"Run folder damaged: {run.manifest} is not a lexcoder manifest. Choose another "
+                              "--out, or delete the folder.")
+        # without a lexcoder manifest every file is the user's, even one named like ours (config.toml)
+        _refuse_foreign(root, [e.name for e in root.iterdir() if e.name != LOCK_FILE] if root.is_dir() else [])
+        return "new"
+    _refuse_foreign(root, run.foreign_entries())
+    if resume:
+        return "resume"
+    status = run.status()
+    if status == "failed" and not run.has_model():
+        return "replace"
+    hint = {"finished": "Use --resume to finish what is missing (nothing is retrained)",
+            "failed": "Use --resume to continue it", "interrupted": "Use --resume to continue it",
+            "running": "It is running or was killed; use --resume to continue it"}.get(status, "Use --resume")
+    raise RunDirError(f"--out {root} already holds a lexcoder run (status: {status}). {hint}, or choose "
+                      "another --out folder.")
+
+
+def _refuse_foreign(root: Path, names: list[str]) -> None:
+    if names:
+        names = sorted(names)
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        raise RunDirError(f"--out {root} holds files lexcoder did not create ({shown}). lexcoder only writes "
+                          "into a new folder, an empty folder or a folder holding a lexcoder run: choose "
+                          "another --out.")
+
+
+def check_resumable(run: RunDir, inputs: RunInputs, cfg: Config) -> None:
+    """Refuse to resume when the run's inputs changed, naming each change and how to start afresh."""
+    recorded = RunInputs.recorded(run.read_manifest())
+    changes = []
+    if recorded.config_hash != inputs.config_hash:
+        changes.append("the configuration changed (" + _config_changes(run, cfg) + ")")
+    if recorded.data_sha256 != inputs.data_sha256:
+        changes.append(f"the data file {cfg.data.path} changed (sha256 {recorded.data_sha256[:12]}… when the "
+                       f"run started, {inputs.data_sha256[:12]}… now)")
+    if recorded.corrections_sha256 != inputs.corrections_sha256:
+        if recorded.corrections_sha256 is None:
+            changes.append("--corrections is given now but the run was started without a ledger")
+        elif inputs.corrections_sha256 is None:
+            changes.append("the run was started with --corrections but none is given now")
+        else:
+            changes.append("the corrections ledger changed since the run started")
+    if recorded.lexcoder_version != inputs.lexcoder_version:
+        changes.append(f"lexcoder was updated ({recorded.lexcoder_version} → {inputs.lexcoder_version})")
+    if changes:
+        raise RunDirError(f"Cannot resume {run.root}: " + "; ".join(changes) + ". A resumed run must have the "
+                          "same inputs. Start afresh with another --out folder (or delete "
+                          f"{run.root}).")
+
+
+def _config_changes(run: RunDir, cfg: Config) -> str:
+    """``key: old → new`` for the keys whose resolved values differ (at most five listed)."""
+    from .config import tomllib
+    try:
+        before = _flatten(tomllib.loads(run.config.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return "config.toml of the run cannot be read"
+    after = _flatten(tomllib.loads(dump_config(cfg)))
+    keys = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    show = lambda side, k: repr(side[k]) if k in side else "unset"  # noqa: E731
+    shown = [f"{k}: {show(before, k)} → {show(after, k)}" for k in keys[:5]]
+    return "; ".join(shown) + (f"; and {len(keys) - 5} more" if len(keys) > 5 else "") or "resolved values"
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def start_run(run: RunDir, cfg: Config, inputs: RunInputs, *, mode: str) -> dict[str, Any]:
+    """Write config.toml and the manifest header of a new (or replaced, or resumed) run; hold the lock.
+
+    Call under :meth:`RunDir.lock`. ``mode`` comes from :func:`prepare_out`.
+    """
+    if mode == "replace":
+        clear_run(run)
+    remove_debris(run.root)
+    manifest = run.read_manifest() if mode == "resume" else {}
     write_text(dump_config(cfg), run.config)
     manifest.update({
-        "lexcoder_version": package_versions().get("lexcoder"),
+        "lexcoder_version": inputs.lexcoder_version,
         "created": manifest.get("created") or datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "config_hash": config_hash(cfg),
+        "config_hash": inputs.config_hash,
+        "inputs": inputs.__dict__.copy(),
+        "status": "running",
+        "error": None,
         "versions": package_versions(),
         "platform": platform.platform(),
         "git_commit": git_commit(),
@@ -138,6 +453,36 @@ def start_run(run: RunDir, cfg: Config, *, resume: bool) -> dict[str, Any]:
     manifest.setdefault("stages", {})
     write_json(manifest, run.manifest)
     return manifest
+
+
+def clear_run(run: RunDir) -> None:
+    """Remove what lexcoder wrote into ``run.root`` (the lock file stays: it is held right now)."""
+    for entry in run.root.iterdir():
+        if entry.name == LOCK_FILE or not any(fnmatch.fnmatch(entry.name, pat) for pat in OWNED_PATTERNS):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def remove_debris(root: Path) -> None:
+    """Delete temporary files a killed process left behind (``.name.XXXX.tmp``) anywhere in the run."""
+    if not root.is_dir():
+        return
+    for pattern in (".*.tmp", ".*.old"):
+        for leftover in root.rglob(pattern):
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover, ignore_errors=True)
+            elif leftover.exists():
+                leftover.unlink()
+
+
+def set_status(run: RunDir, status: str, error: str | None = None) -> None:
+    """Record how the run ended (``failed`` with the error message, ``interrupted``, ``finished``)."""
+    if run.manifest.is_file():
+        run.update_manifest(status=status, error=error,
+                            ended=datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 
 def stage_done(run: RunDir, name: str) -> bool:

@@ -33,7 +33,8 @@ def test_conflicting_duplicates_surface(small_run):
     assert dup["reason"].str.contains("coded 1 in 1 and 0 in 1 copies").all()
     # each twin's original copy (same text, other code) is in the queue too
     assert len(dup) == 4
-    assert audit.summary["labels"]["limitation_of_liability"]["conflicting_duplicates"] == 4
+    counts = audit.summary["labels"]["limitation_of_liability"]
+    assert counts["conflicting_duplicate_groups"] == 2 and counts["conflicting_duplicate_rows"] == 4
 
 
 def test_views_by_label_and_top(small_run):

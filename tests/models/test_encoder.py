@@ -1,6 +1,7 @@
 """Fine-tuned MiniLM (the bundled all-MiniLM-L6-v2) on small slices of the real ToS data."""
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -277,3 +278,79 @@ def test_negative_ratio_trains_every_positive_and_fresh_negatives_each_epoch(tos
     with pytest.raises(ConfigError, match="negative_ratio"):
         build_model("encoder", "minilm", {**FAST, "negative_ratio": 0}).fit(
             train["text"], Y, label_names=LABELS)
+
+
+# -- thread counts and devices ---------------------------------------------------------------------------
+def _tiny(name: str, **params) -> EncoderClassifier:
+    return EncoderClassifier(name=name, **{**FAST, "max_steps": 2, "patience": None, **params})
+
+
+def test_threads_are_set_only_while_lexcoder_works(tiny_bert, tos_small, forward_passes, tmp_path):
+    """fit/predict run with the model's thread count; the caller's count is back afterwards and the count
+    used is saved with the model."""
+    train, _ = tos_small
+    before = torch.get_num_threads()
+    wanted = 2 if before == 1 else 1
+    model = _tiny(tiny_bert, num_threads=wanted).fit(train["text"], train[LABELS].to_numpy(), label_names=LABELS)
+    assert forward_passes and {p.threads for p in forward_passes} == {wanted}
+    assert torch.get_num_threads() == before
+    forward_passes.clear()
+    model.predict_proba(train["text"].tolist())
+    assert {p.threads for p in forward_passes} == {wanted} and torch.get_num_threads() == before
+    model.save(tmp_path / "m")
+    assert json.loads((tmp_path / "m" / "training_history.json").read_text())["threads"] == wanted
+    assert load_model(tmp_path / "m").threads_ == wanted
+
+
+def test_default_thread_count_does_not_follow_the_load_average(monkeypatch):
+    import os
+
+    from lexcoder.models.transformer import default_threads
+    monkeypatch.delenv("LEXCODER_NUM_THREADS", raising=False)
+    quiet = default_threads()
+    monkeypatch.setattr(os, "getloadavg", lambda: (1e6, 1e6, 1e6))  # a machine busy beyond its cores
+    assert default_threads() == quiet and 1 <= quiet <= os.cpu_count()
+    monkeypatch.setenv("LEXCODER_NUM_THREADS", "3")
+    assert default_threads() == 3
+    monkeypatch.setenv("LEXCODER_NUM_THREADS", "all")
+    with pytest.raises(ConfigError, match="LEXCODER_NUM_THREADS = 'all'"):
+        default_threads()
+
+
+def _as_saved_on_a_gpu(directory: Path, **params) -> None:
+    """Edit a saved model's settings as a CUDA training run would have written them."""
+    meta_path = directory / "lexcoder_model.json"
+    meta = json.loads(meta_path.read_text())
+    meta["params"].update(params)
+    meta_path.write_text(json.dumps(meta))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="compares with predictions of the CPU-trained model")
+@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+def test_model_trained_on_a_gpu_predicts_on_a_cpu(fitted, tos_small, tmp_path, caplog, device):
+    _, val = tos_small
+    texts = val["text"].tolist()
+    fitted.save(tmp_path / "m")
+    _as_saved_on_a_gpu(tmp_path / "m", device=device)
+    with caplog.at_level("WARNING", logger="lexcoder.models.transformer"):
+        loaded = load_model(tmp_path / "m")
+    assert "no CUDA GPU is available here: predicting on the CPU" in caplog.text
+    assert loaded.device_.type == "cpu" and loaded.params["device"] == device  # the settings stay as saved
+    np.testing.assert_array_equal(loaded.predict_proba(texts), fitted.predict_proba(texts))
+    with pytest.raises(ConfigError, match="no CUDA GPU"):  # training, though, needs the GPU it asks for
+        loaded.fit(texts, val[LABELS].to_numpy())
+
+
+@pytest.mark.gpu
+def test_cuda_trained_encoder_loads_on_a_cpu_only_machine(tiny_bert, tos_small, tmp_path, monkeypatch):
+    """Trained on the GPU (bf16 autocast), loaded where torch sees no GPU: float32 on the CPU, same ranking."""
+    train, val = tos_small
+    model = _tiny(tiny_bert, device="cuda", max_steps=6, head="mean")
+    model.fit(train["text"], train[LABELS].to_numpy(), label_names=LABELS)
+    P = model.predict_proba(val["text"].tolist())
+    model.save(tmp_path / "m")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    loaded = load_model(tmp_path / "m")
+    assert {p.device.type for p in loaded.model_.parameters()} == {"cpu"}
+    assert {p.dtype for p in loaded.model_.parameters()} == {torch.float32}
+    np.testing.assert_allclose(loaded.predict_proba(val["text"].tolist()), P, atol=2e-2)

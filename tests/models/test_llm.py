@@ -17,27 +17,6 @@ pytest.importorskip("peft")
 
 
 @pytest.fixture(scope="session")
-def tiny_llama(tmp_path_factory, tos_full) -> str:
-    """A local HF directory: random 2-layer Llama + a word-level tokenizer trained on ToS (no pad token)."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
-    tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.train_from_iterator(tos_full["text"].tolist(), trainers.WordLevelTrainer(
-        vocab_size=3000, min_frequency=2, special_tokens=["<unk>", "<s>", "</s>"]))
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
-    config = LlamaConfig(vocab_size=tok.get_vocab_size(), hidden_size=64, intermediate_size=128,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=256, bos_token_id=1, eos_token_id=2)
-    torch.manual_seed(0)
-    directory = tmp_path_factory.mktemp("tiny_llama")
-    LlamaForCausalLM(config).save_pretrained(directory)
-    fast.save_pretrained(directory)
-    return str(directory)
-
-
-@pytest.fixture(scope="session")
 def tos_slice(tos_full):
     """Train/val/held-out texts from different ToS documents and three labels."""
     labels = ["limitation_of_liability", "unilateral_termination", "unilateral_change"]
@@ -238,18 +217,21 @@ def test_gpu_benchmark_script_cpu_guard_and_tiny_run(tmp_path, capsys):
     assert rows["qlora"]["status"].startswith("skipped: load_in_4bit = true (QLoRA) needs a CUDA GPU")
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU fallback")
-def test_qlora_model_predicts_on_cpu_with_full_precision_base(trained, tos_slice, tmp_path, caplog):
-    """A model trained with 4-bit weights on a GPU still loads on a CPU (with a warning)."""
+@pytest.mark.skipif(torch.cuda.is_available(), reason="compares with predictions of the CPU-trained model")
+@pytest.mark.parametrize("four_bit", [False, True], ids=["lora-bf16", "qlora-4bit"])
+def test_model_trained_on_a_gpu_predicts_on_a_cpu(trained, tos_slice, tmp_path, caplog, four_bit):
+    """A model trained on a GPU (bf16 or 4-bit base) still loads on a CPU, with a float32 base and a warning."""
     import logging
     trained.save(tmp_path / "m")
     meta_path = tmp_path / "m" / "lexcoder_model.json"
     meta = json.loads(meta_path.read_text())
-    meta["params"]["load_in_4bit"] = True  # as written by a QLoRA run
+    meta["params"].update(device="cuda", load_in_4bit=four_bit)  # as written by a (Q)LoRA run on a GPU
     meta_path.write_text(json.dumps(meta))
-    with caplog.at_level(logging.WARNING, logger="lexcoder.models.llm"):
+    with caplog.at_level(logging.WARNING, logger="lexcoder.models"):
         loaded = TextClassifier.load(tmp_path / "m")
-    assert "full-precision base weights" in caplog.text
+    assert "no CUDA GPU is available here: predicting on the CPU" in caplog.text
+    assert ("full-precision base weights" in caplog.text) == four_bit
+    assert {p.dtype for p in loaded.model_.parameters()} == {torch.float32}
     np.testing.assert_array_equal(loaded.predict_proba(tos_slice["test"]), trained.predict_proba(tos_slice["test"]))
 
 
@@ -282,8 +264,9 @@ def test_gpu_dtype_recipe_bf16_base_fp32_trainables(tiny_llama):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("four_bit", [False, True], ids=["lora-bf16", "qlora-4bit"])
-def test_cuda_lora_and_qlora_train_and_reload_identically(tiny_llama, tos_slice, tmp_path, four_bit):
-    """On a GPU: bf16 (or 4-bit NF4) frozen base, fp32 adapters + head; a reload reproduces the probabilities."""
+def test_cuda_lora_and_qlora_train_and_reload_identically(tiny_llama, tos_slice, tmp_path, four_bit, monkeypatch):
+    """On a GPU: bf16 (or 4-bit NF4) frozen base, fp32 adapters + head; a reload reproduces the probabilities,
+    and where torch sees no GPU the model loads on the CPU (float32 base)."""
     if four_bit:
         pytest.importorskip("bitsandbytes")
     model = _fit(tiny_llama, tos_slice, device="cuda", load_in_4bit=four_bit, gradient_checkpointing=four_bit)
@@ -300,3 +283,10 @@ def test_cuda_lora_and_qlora_train_and_reload_identically(tiny_llama, tos_slice,
     model.save(tmp_path / "m")
     loaded = TextClassifier.load(tmp_path / "m")
     np.testing.assert_array_equal(loaded.predict_proba(tos_slice["test"]), P)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    on_cpu = TextClassifier.load(tmp_path / "m")
+    assert {p.device.type for p in on_cpu.model_.parameters()} == {"cpu"}
+    P_cpu = on_cpu.predict_proba(tos_slice["test"])
+    assert P_cpu.shape == P.shape and np.isfinite(P_cpu).all()
+    if not four_bit:  # bf16 autocast vs float32 (the 4-bit base differs more from the full-precision one)
+        np.testing.assert_allclose(P_cpu, P, atol=2e-2)

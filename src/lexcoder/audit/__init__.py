@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from .compare import compare_runs
 from .crossfit import audit_folds, out_of_fold_proba
-from .ledger import (LEDGER_COLUMNS, append_ledger, apply_ledger, read_ledger, record_corrections,
+from .ledger import (LEDGER_COLUMNS, append_ledger, apply_ledger, read_ledger, check_corrections,
                      review_entries, training_table)
 from .queue import QUEUE_COLUMNS, build_queue, conflict_mask, select
 from .scoring import RANKERS, noise_estimates, score_pairs, self_confidence
@@ -22,6 +22,6 @@ __all__ = [
     "AuditResult", "LEDGER_COLUMNS", "QUEUE_COLUMNS", "RANKERS", "ReviewResult", "append_ledger",
     "compare_runs",
     "apply_ledger", "apply_review", "audit_folds", "audit_run", "build_queue", "conflict_mask",
-    "noise_estimates", "out_of_fold_proba", "read_ledger", "record_corrections", "review_entries",
+    "noise_estimates", "out_of_fold_proba", "read_ledger", "check_corrections", "review_entries",
     "score_pairs", "select", "self_confidence", "training_table",
 ]

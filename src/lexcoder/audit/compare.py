@@ -17,7 +17,7 @@ import pandas as pd
 
 from ..errors import LexcoderError
 from ..io import write_json, write_text
-from ..rundir import RunDir
+from ..rundir import RunDir, writes_to_run
 from ..stats import bootstrap_difference, confusion_counts, count_metrics
 from .ledger import training_table
 from .workflow import refresh_report
@@ -27,6 +27,7 @@ REPORT_MD = "corrections_report.md"
 _FIGURES = ("f1", "precision", "recall", "cohen_kappa")
 
 
+@writes_to_run("corrections report", "after")
 def compare_runs(before: str | Path, after: str | Path, *, bootstrap: int = 1000, seed: int = 42,
                  write: bool = True) -> dict[str, Any]:
     """Compare a run with the run retrained on corrected codes, on the same test rows.

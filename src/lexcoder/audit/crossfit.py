@@ -17,7 +17,7 @@ import pandas as pd
 
 from ..models import build_model
 from ..progress import track
-from ..split import assign_folds, reunite_duplicates, split_units, strata
+from ..split import assign_folds, split_units, strata
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +38,9 @@ def audit_folds(df: pd.DataFrame, label_columns: Sequence[str], *, n_folds: int 
     """
     st = strata(df["text"], df[list(label_columns)].to_numpy(), n_clusters=n_clusters,
                 min_stratum=min_stratum, seed=seed)
-    folds = assign_folds(st, split_units(df), n_folds, seed)
-    if "dup_group" in df:
-        folds, _ = reunite_duplicates(folds, df["dup_group"].to_numpy())
-    return folds
+    # identical texts never straddle folds (a copy in training would leak its code); groups stay whole
+    # apart from the texts they share with other groups
+    return assign_folds(st, split_units(df, "keep_duplicates"), n_folds, seed)
 
 
 def out_of_fold_proba(texts: Sequence[str], Y: np.ndarray, folds: np.ndarray, *, kind: str = "tfidf",

@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..data import id_to_str
 from ..errors import DataError, format_rows
-from ..io import file_sha256, read_table, write_table
+from ..io import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -157,11 +157,18 @@ def _binary(value, where: str) -> int:
     raise DataError(f"{where}: human_value must be 0 or 1, found {value!r}.")
 
 
-def record_corrections(df: pd.DataFrame, ledger_path: str | Path, label_columns: Sequence[str],
-                       run_root: Path) -> dict:
-    """Check a ledger against a new run's data and store it in the run (``corrections_applied.parquet``).
+def check_corrections(df: pd.DataFrame, ledger_path: str | Path, label_columns: Sequence[str]
+                      ) -> tuple[pd.DataFrame, dict]:
+    """Read a ledger and check that it applies to a new run's data; nothing is written.
 
-    Returns the manifest block: ledger path and hash, entries, and flips per label.
+    Returns
+    -------
+    the ledger, and the manifest block: ledger path and sha256, entries, and codes changed per label
+
+    Raises
+    ------
+    DataError
+        For a missing ledger, or an entry that does not apply to ``df`` (the message names the row).
     """
     ledger_path = Path(ledger_path)
     if not ledger_path.is_file():
@@ -169,10 +176,9 @@ def record_corrections(df: pd.DataFrame, ledger_path: str | Path, label_columns:
                         "`lexcoder corrections apply RUN_DIR reviewed.csv --reviewer NAME`.")
     ledger = read_ledger(ledger_path)
     corrected = apply_ledger(df, ledger, label_columns, source=str(ledger_path))
-    write_table(ledger.assign(id=ledger["id"].astype(str)), run_root / APPLIED_FILE)
     changed = {lab: int((corrected[lab] != df[lab]).sum()) for lab in label_columns}
-    return {"ledger": str(ledger_path.resolve()), "sha256": file_sha256(ledger_path), "entries": len(ledger),
-            "labels_changed": changed, "applied_file": APPLIED_FILE}
+    return ledger, {"ledger": str(ledger_path.resolve()), "sha256": file_sha256(ledger_path),
+                    "entries": len(ledger), "labels_changed": changed, "applied_file": APPLIED_FILE}
 
 
 def training_table(run_root: str | Path, df: pd.DataFrame, label_columns: Sequence[str]) -> pd.DataFrame:

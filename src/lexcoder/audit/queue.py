@@ -2,16 +2,19 @@
 
 One row per (text, label) pair that confident learning flags or whose text has an identical copy coded
 differently. The reviewer fills in ``decision`` (``keep`` or ``flip``) and optionally ``note``; the file
-is then fed to ``lexcoder corrections apply``.
+is then fed to ``lexcoder corrections apply``. Text cells that a spreadsheet would run as formulas are
+written with a leading ``'`` (see :mod:`lexcoder.safety`).
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..io import write_table
+from .. import safety
+from ..io import atomic_path, table_format, write_table
 
 QUEUE_COLUMNS = ["rank", "id", "label", "text", "human_value", "model_probability", "score", "reason",
                  "decision", "note", "source_row"]
@@ -89,10 +92,31 @@ def select(queue: pd.DataFrame, *, label: str | None = None, top: int | None = N
     return view.head(top) if top is not None else view
 
 
-def write_queue(view: pd.DataFrame, csv_path, *, parquet_path=None, full: pd.DataFrame | None = None) -> None:
-    """Write the view as CSV (UTF-8 with BOM, so Excel shows accents) and the full queue as Parquet."""
-    from ..io import atomic_path
-    with atomic_path(csv_path) as tmp:
-        view.to_csv(tmp, index=False, encoding="utf-8-sig")
+def write_queue(view: pd.DataFrame, path, *, parquet_path=None, full: pd.DataFrame | None = None,
+                neutralise_formulas: bool = True) -> Path:
+    """Write the view for review in a spreadsheet, and the full queue as Parquet.
+
+    Parameters
+    ----------
+    view : the rows to review (:func:`select`)
+    path : ``.csv`` (UTF-8 with BOM, so Excel shows accents) or any other table format by extension
+        (``.xlsx``, ``.tsv`` ...)
+    parquet_path : where to write ``full`` (or ``view``) unchanged, for programs
+    neutralise_formulas : prefix ``'`` to text cells that a spreadsheet would run as formulas (ids,
+        labels, texts starting with ``= + - @``, tab or CR; see :func:`lexcoder.safety.neutralise_formulas`).
+        ``lexcoder corrections apply`` removes the prefix again when it reads the reviewed file.
+
+    Returns
+    -------
+    ``path``
+    """
+    path = Path(path)
+    sheet = safety.neutralise_formulas(view) if neutralise_formulas else view
+    if table_format(path) == "csv" and path.suffix.lower() == ".csv":
+        with atomic_path(path) as tmp:
+            sheet.to_csv(tmp, index=False, encoding="utf-8-sig")
+    else:
+        write_table(sheet, path)
     if parquet_path is not None:
         write_table(view if full is None else full, parquet_path)
+    return path

@@ -5,9 +5,11 @@ Files written into the run directory:
 - ``audit_oof.parquet`` (+ ``audit_oof.json``): out-of-fold probabilities and the settings that made
   them (reused when the settings and labels are unchanged, so other views of the queue are instant)
 - ``label_issues.parquet``: the full review queue; ``label_issues.csv`` (or ``label_issues_<label>.csv``
-  with a label filter): the view to review in a spreadsheet
+  with a label filter, the label made file-name safe by :func:`lexcoder.safety.safe_filename`): the view
+  to review in a spreadsheet, with would-be formulas neutralised (:func:`lexcoder.safety.neutralise_formulas`)
 - ``audit_summary.json``: per label issues, estimated noise, reviewed / flipped counts, out-of-fold
-  agreement with the human codes before and after the corrections
+  agreement with the human codes before and after the corrections, and the conflicting duplicates
+  (groups and rows as defined in :func:`lexcoder.clean.conflict_counts`, counted on the codes audited)
 """
 from __future__ import annotations
 
@@ -21,12 +23,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..clean import find_conflicts
+from ..clean import conflict_counts, find_conflicts
 from ..config import Config
 from ..errors import ConfigError, DataError
 from ..evaluate import evaluate_predictions
 from ..io import read_json, read_table, write_json, write_table
-from ..rundir import RunDir
+from ..rundir import RunDir, writes_to_run
+from ..safety import check_inside, restore_quoted, safe_filename
 from .crossfit import audit_folds, out_of_fold_proba
 from .ledger import append_ledger, apply_ledger, read_ledger, review_entries, training_table
 from .queue import build_queue, conflict_mask, select, write_queue
@@ -48,9 +51,11 @@ class AuditResult:
     csv_path: Path
 
 
+@writes_to_run("audit")
 def audit_run(run_dir: str | Path, *, n_folds: int = 5, kind: str | None = None, name: str | None = None,
               params: dict[str, Any] | None = None, method: str = "loss", top: int | None = None,
-              label: str | None = None, isolate_test: bool = True) -> AuditResult:
+              label: str | None = None, isolate_test: bool = True, neutralise_formulas: bool = True
+              ) -> AuditResult:
     """Find likely human coding errors in a run's data with out-of-fold predictions.
 
     Parameters
@@ -60,12 +65,16 @@ def audit_run(run_dir: str | Path, *, n_folds: int = 5, kind: str | None = None,
     kind, name, params : model family for cross-fitting (default: the run's ``[model]``)
     method : ranking, ``"loss"`` (default) or ``"cleanlab"`` (see :mod:`lexcoder.audit.scoring`)
     top : keep only the ``top`` highest-ranked rows in the CSV view
-    label : only this label's rows in the CSV view (written to ``label_issues_<label>.csv``)
+    label : only this label's rows in the CSV view (written to ``label_issues_<label>.csv``, with the
+        label name made safe for a file name: :func:`lexcoder.safety.safe_filename`)
     isolate_test : keep the run's test rows out of every cross-fitting model's training data (they are
         scored by a model trained on all other rows). Then the flags on training rows, and so a retrained
         run's corrections, carry no information from the test codes, and the retrained run's test
         figures stay an honest comparison (see :func:`~lexcoder.audit.compare_runs`). No effect in
         k-fold mode, where every row is a test row once.
+    neutralise_formulas : write text cells of the CSV view that start with ``= + - @``, tab or CR with a
+        leading ``'``, so that a spreadsheet shows them as text instead of running them as formulas
+        (:func:`lexcoder.safety.neutralise_formulas`). :func:`apply_review` removes the prefix again.
     """
     t0 = time.perf_counter()
     run = RunDir(Path(run_dir))
@@ -81,13 +90,14 @@ def audit_run(run_dir: str | Path, *, n_folds: int = 5, kind: str | None = None,
     P = _oof(run, cfg, df, n_folds, model, holdout)
     Y = df[labels].to_numpy().astype(int)
     score, flagged = score_pairs(Y, P, method=method)
-    conflicts = conflict_mask(df, _conflicts(df, labels), labels)
+    conflict_table = _conflicts(df, labels)
+    conflicts = conflict_mask(df, conflict_table, labels)
     queue = build_queue(df, labels, P, score, flagged, conflicts)
     write_table(queue, run.root / "label_issues.parquet")
     view = select(queue, label=label, top=top)
-    csv_path = run.label_issues if label is None else run.root / f"label_issues_{label}.csv"
-    write_queue(view, csv_path)
-    summary = _summary(run, cfg, Y, P, flagged, conflicts, queue,
+    csv_path = run.label_issues if label is None else run.root / f"label_issues_{safe_filename(label)}.csv"
+    write_queue(view, check_inside(run.root, csv_path), neutralise_formulas=neutralise_formulas)
+    summary = _summary(run, cfg, Y, P, flagged, conflict_counts(conflict_table), queue,
                        settings={"folds": n_folds, "method": method, "test_rows_held_out": int(holdout.sum()),
                                  **model}, seconds=time.perf_counter() - t0)
     write_json(summary, run.root / SUMMARY_FILE)
@@ -160,18 +170,23 @@ def _thresholds(run: RunDir, cfg: Config) -> np.ndarray:
 
 
 def _summary(run: RunDir, cfg: Config, Y: np.ndarray, P: np.ndarray, flagged: np.ndarray,
-             conflicts: np.ndarray, queue: pd.DataFrame, *, settings: dict[str, Any], seconds: float
+             conflicts: dict[str, Any], queue: pd.DataFrame, *, settings: dict[str, Any], seconds: float
              ) -> dict[str, Any]:
+    """``conflicts``: :func:`lexcoder.clean.conflict_counts` of the audited codes."""
     labels = cfg.data.label_columns
     noise = noise_estimates(Y, P, labels)
     per_label = {}
     for j, lab in enumerate(labels):
+        dup = conflicts["labels"].get(lab, {})
         per_label[lab] = {"positives": int(Y[:, j].sum()), "flagged": int(flagged[:, j].sum()),
-                          "conflicting_duplicates": int(conflicts[:, j].sum()),
+                          "conflicting_duplicate_groups": dup.get("groups", 0),
+                          "conflicting_duplicate_rows": dup.get("rows", 0),
                           "in_queue": int((queue["label"] == lab).sum()),
                           **noise[lab], "reviewed": 0, "kept": 0, "flipped": 0}
     return {"run": str(run.root), "n_rows": int(len(Y)), "settings": settings, "seconds": round(seconds, 2),
             "labels": per_label, "total_in_queue": int(len(queue)),
+            # on the audited codes (original + recorded corrections); the manifest counts the original ones
+            "conflicting_duplicate_groups": conflicts["groups"], "conflicting_duplicate_rows": conflicts["rows"],
             "out_of_fold": {"thresholds": "the run's validation-tuned thresholds",
                             "before": evaluate_predictions(Y, P, _thresholds(run, cfg), labels), "after": None}}
 
@@ -186,6 +201,7 @@ class ReviewResult:
     summary: dict[str, Any] | None
 
 
+@writes_to_run("corrections apply")
 def apply_review(run_dir: str | Path, reviewed: str | Path, *, reviewer: str,
                  ledger: str | Path = "corrections.csv") -> ReviewResult:
     """Append the decisions of a reviewed queue to the corrections ledger (idempotent).
@@ -209,7 +225,7 @@ def apply_review(run_dir: str | Path, reviewed: str | Path, *, reviewer: str,
     original = pd.read_parquet(run.data)
     existing = read_ledger(ledger)
     current = apply_ledger(original, existing, labels, source=str(ledger))
-    table = read_table(reviewed)
+    table = _unquoted(read_table(reviewed), current, labels)
     added = review_entries(table, current, existing, labels, reviewer=str(reviewer).strip(),
                            source_run=str(run.root.resolve()), source=str(reviewed))
     if len(added):
@@ -218,6 +234,16 @@ def apply_review(run_dir: str | Path, reviewed: str | Path, *, reviewer: str,
     summary = _update_summary(run, labels, original, read_ledger(ledger), ledger)
     refresh_report(run)  # the audit summary table shows the reviewed / flipped counts
     return ReviewResult(ledger=Path(ledger), added=added, skipped=decided - len(added), summary=summary)
+
+
+def _unquoted(table: pd.DataFrame, current: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
+    """The review file with the ``'`` that :func:`~lexcoder.safety.neutralise_formulas` put before ids and
+    labels like ``=1`` removed again (only where the bare value is one of the run's ids or labels)."""
+    out = table.copy()
+    for column, known in (("id", current["id"].astype(str)), ("label", labels)):
+        if column in out:
+            out[column] = restore_quoted(out[column], known)
+    return out
 
 
 def _update_summary(run: RunDir, labels: list[str], original: pd.DataFrame, ledger: pd.DataFrame,

@@ -32,11 +32,17 @@ def friendly(fn):
         try:
             return fn(*args, **kwargs)
         except LexcoderError as err:
-            err_console.print(f"[bold red]Error:[/] {escape(str(err))}", markup=True, highlight=False)
+            err_console.print(f"[bold red]Error:[/] {escape(str(err))}", markup=True, highlight=False, soft_wrap=True)
             raise typer.Exit(code=2) from None
         except KeyboardInterrupt:
             err_console.print("[yellow]Interrupted.[/] Continue later with --resume (finished stages are kept).")
             raise typer.Exit(code=130) from None
+        except OSError as err:  # a file system refusal lexcoder did not anticipate: still no traceback
+            where = f" {err.filename}" if err.filename else ""
+            err_console.print(f"[bold red]Error:[/] {escape(err.strerror or str(err))}:{escape(where)}. Check the "
+                              "path, the free disk space and your permissions, then run the command again.",
+                              markup=True, highlight=False, soft_wrap=True)
+            raise typer.Exit(code=2) from None
     return wrapper
 
 

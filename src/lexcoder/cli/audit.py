@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from . import app, console, friendly
@@ -28,21 +29,28 @@ def audit(
                                                       "llm (default: the run's).")] = None,
     method: Annotated[str, typer.Option(help="Ranking: loss (default) or cleanlab.")] = "loss",
     top: Annotated[Optional[int], typer.Option(help="Keep only the N most likely errors in the CSV.")] = None,
-    label: Annotated[Optional[str], typer.Option(help="Only this label (writes label_issues_<label>.csv).")] = None,
+    label: Annotated[Optional[str], typer.Option(help="Only this label (writes label_issues_<label>.csv; "
+                                                      "characters unsafe in file names are replaced).")] = None,
     isolate_test: Annotated[bool, typer.Option(
         "--isolate-test/--no-isolate-test",
         help="Keep the run's test rows out of the cross-fitting models' training data, so corrections "
              "carry no information from the test codes into a retrained run's evaluation.")] = True,
+    keep_formulas: Annotated[bool, typer.Option(
+        "--keep-formulas",
+        help="Write cells starting with = + - @ as they are. By default they get a leading ' so that Excel "
+             "shows them as text instead of running them as formulas ('corrections apply' removes it).")]
+    = False,
 ) -> None:
     """Rank likely human coding errors with out-of-fold predictions; writes label_issues.csv."""
     from ..audit import audit_run
     result = audit_run(run_dir, n_folds=folds, kind=model, method=method, top=top, label=label,
-                       isolate_test=isolate_test)
+                       isolate_test=isolate_test, neutralise_formulas=not keep_formulas)
     show_summary(result.summary)
     show_queue(result.view.head(15))
-    console.print(f"Review queue: [bold]{result.csv_path}[/] ({len(result.view)} rows). Fill in "
+    path = escape(str(result.csv_path))
+    console.print(f"Review queue: [bold]{path}[/] ({len(result.view)} rows). Fill in "
                   "'decision' (keep/flip) and 'note', then run [bold]lexcoder corrections apply "
-                  f"{run_dir} {result.csv_path} --reviewer NAME[/]")
+                  f"{escape(str(run_dir))} {path} --reviewer NAME[/]")
 
 
 @corrections_app.command("apply")
@@ -59,8 +67,9 @@ def apply(
     from ..audit import apply_review
     res = apply_review(run_dir, reviewed, reviewer=reviewer, ledger=ledger)
     flips = int((res.added["old_value"] != res.added["new_value"]).sum())
-    console.print(f"Ledger {res.ledger}: {len(res.added)} new entr{'y' if len(res.added) == 1 else 'ies'} "
-                  f"({flips} flipped, {len(res.added) - flips} kept); {res.skipped} already recorded.")
+    entries = "entry" if len(res.added) == 1 else "entries"
+    console.print(f"Ledger {escape(str(res.ledger))}: {len(res.added)} new {entries} ({flips} flipped, "
+                  f"{len(res.added) - flips} kept); {res.skipped} already recorded.")
     if res.summary:
         show_summary(res.summary)
     console.print(f"Retrain on the corrected codes: [bold]lexcoder run CONFIG --corrections {ledger} "
@@ -88,7 +97,7 @@ def report(
         for col in ("label", "changed", "before", "after", "Δ", "CI of Δ"):
             table.add_column(col, justify="left" if col == "label" else "right", no_wrap=col == "label")
         for lab, r in res[key]["labels"].items():
-            table.add_row(lab, str(res["corrections"][lab]["changed"]), f"{r['before']['f1']:.3f}",
+            table.add_row(escape(lab), str(res["corrections"][lab]["changed"]), f"{r['before']['f1']:.3f}",
                           f"{r['after']['f1']:.3f}", f"{r['delta_f1']:+.3f}", format_interval(r["delta_f1_ci"]))
         m = res[key]["macro_f1"]
         table.add_row("macro", "", f"{m['before']:.3f}", f"{m['after']:.3f}", f"{m['delta']:+.3f}",
@@ -98,21 +107,32 @@ def report(
 
 
 def show_summary(summary: dict) -> None:
-    """Per-label table: issues, estimated noise, reviewed/flipped, out-of-fold agreement."""
+    """Per-label table: issues, conflicting duplicate groups, estimated noise, reviewed/flipped, out-of-fold
+    agreement; the caption gives the conflicting duplicate groups over all labels."""
     oof = summary.get("out_of_fold", {})
-    table = Table(title=f"Audit of {summary['run']} ({summary['settings']['folds']}-fold out-of-fold, "
-                        f"{summary['settings']['kind']})", title_justify="left")
-    for col in ("label", "n pos", "issues", "dup. confl.", "est. noise", "reviewed", "flipped", "AP before",
-                "AP after"):
+    # data strings (labels, ids, texts, paths) are escaped: rich would read "[...]" in them as markup
+    table = Table(title=f"Audit of {escape(summary['run'])} ({summary['settings']['folds']}-fold out-of-fold, "
+                        f"{summary['settings']['kind']})", title_justify="left",
+                  caption=_conflict_caption(summary), caption_justify="left")
+    for col in ("label", "n pos", "issues", "confl. dup. groups", "est. noise", "reviewed", "flipped",
+                "AP before", "AP after"):
         table.add_column(col, justify="left" if col == "label" else "right", no_wrap=col == "label")
     f = lambda v, fmt="{:.3f}": "—" if v is None else fmt.format(v)  # noqa: E731
     for lab, m in summary["labels"].items():
         before = (oof.get("before") or {}).get("labels", {}).get(lab, {})
         after = (oof.get("after") or {}).get("labels", {}).get(lab, {})
-        table.add_row(lab, str(m["positives"]), str(m["in_queue"]), str(m["conflicting_duplicates"]),
-                      f(m["estimated_noise_rate"], "{:.2%}"), str(m["reviewed"]), str(m["flipped"]),
+        table.add_row(escape(lab), str(m["positives"]), str(m["in_queue"]),
+                      str(m.get("conflicting_duplicate_groups", "—")), f(m["estimated_noise_rate"], "{:.2%}"), str(m["reviewed"]), str(m["flipped"]),
                       f(before.get("average_precision")), f(after.get("average_precision")))
     console.print(table)
+
+
+def _conflict_caption(summary: dict) -> str | None:
+    if "conflicting_duplicate_groups" not in summary:  # a summary written by an older lexcoder
+        return None
+    return (f"Conflicting duplicate groups (identical texts coded differently on at least one label): "
+            f"{summary['conflicting_duplicate_groups']} ({summary['conflicting_duplicate_rows']} rows); per "
+            "label: the groups coded differently on that label.")
 
 
 def show_queue(view) -> None:
@@ -121,5 +141,6 @@ def show_queue(view) -> None:
         table.add_column(col, overflow="fold" if col == "text" else "ellipsis")
     for r in view.itertuples():
         text = r.text if len(r.text) <= 90 else r.text[:87] + "..."
-        table.add_row(str(r.rank), str(r.id), r.label, str(r.human_value), f"{r.model_probability:.2f}", text)
+        table.add_row(str(r.rank), escape(str(r.id)), escape(r.label), str(r.human_value),
+                      f"{r.model_probability:.2f}", escape(text))
     console.print(table)

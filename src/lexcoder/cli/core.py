@@ -44,12 +44,21 @@ def demo(
 @friendly
 def init(path: Annotated[Path, typer.Argument(help="Config file to write.")] = Path("lexcoder.toml"),
          force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False) -> None:
-    """Write a commented example configuration to edit."""
+    """Write a commented example configuration to edit (missing folders on its path are created)."""
+    from ..errors import ConfigError
+    from ..io import write_text
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder; give a file name, e.g. lexcoder init {path / 'lexcoder.toml'}")
     if path.exists() and not force:
-        from ..errors import ConfigError
         raise ConfigError(f"{path} exists; pass --force to overwrite it.")
-    path.write_text(EXAMPLE_CONFIG, encoding="utf-8")
-    console.print(f"Wrote {path}. Edit [data] (path, text_column, label_columns), then: "
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise ConfigError(f"{blocker} is a file, so it cannot hold {path}. Choose another path.")
+    new_folder = not path.parent.exists()
+    write_text(EXAMPLE_CONFIG, path)  # atomic: an interrupted init leaves no half-written config
+    if new_folder:
+        console.print(f"Created the folder {path.parent}.")
+    console.print(f"Wrote {path}. Edit \\[data] (path, text_column, label_columns), then: "
                   f"[bold]lexcoder run {path} --out runs/exp1[/]")
 
 
@@ -71,10 +80,15 @@ def predict(
     text_column: Annotated[Optional[str], typer.Option(help="Text column of INPUT (default: as in the run).")] = None,
     id_column: Annotated[Optional[str], typer.Option(help="Id column of INPUT (default: as in the run).")] = None,
     chunksize: Annotated[int, typer.Option(help="Rows per chunk (bounds memory on large inputs).")] = 5000,
+    overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists (never the input).")] = False,
+    keep_formulas: Annotated[bool, typer.Option(
+        help="Write cells starting with = + - @ as they are (by default a ' is put before them in CSV/XLSX "
+             "so that a spreadsheet shows them as text instead of running them).")] = False,
 ) -> None:
     """Code new texts with a trained run; adds <label>_prob and <label>_pred columns."""
     t0 = time.perf_counter()
-    predict_file(run_dir, input, out, text_column=text_column, id_column=id_column, chunksize=chunksize)
+    predict_file(run_dir, input, out, text_column=text_column, id_column=id_column, chunksize=chunksize,
+                 overwrite=overwrite, neutralise_formulas=not keep_formulas)
     console.print(f"Wrote {out} in {time.perf_counter() - t0:.1f} s.")
 
 

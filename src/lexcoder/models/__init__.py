@@ -33,9 +33,14 @@ def get_model_class(kind: str) -> type[TextClassifier]:
 
 
 def build_model(kind: str, name: str | None = None, params: dict[str, Any] | None = None) -> TextClassifier:
-    """A new, unfitted classifier of family ``kind`` (``name`` = pretrained model for encoder/llm)."""
+    """A new, unfitted classifier of family ``kind`` (``name`` = pretrained model for encoder/llm).
+
+    ``params`` are checked against the family's constructor first (:mod:`lexcoder.models.params`):
+    an unknown key, a wrong type or an out-of-range value raises one :class:`ConfigError`.
+    """
+    from .params import check_model_params
     klass = get_model_class(kind)
-    params = dict(params or {})
+    params = check_model_params(kind, name, params, source="[model]")
     if name is not None:
         params["name"] = name
     try:
@@ -45,8 +50,19 @@ def build_model(kind: str, name: str | None = None, params: dict[str, Any] | Non
 
 
 def load_model(directory) -> TextClassifier:
-    """Load any saved lexcoder classifier."""
-    return TextClassifier.load(directory)
+    """Load a saved lexcoder classifier, or the model of a run directory, with its saved calibration.
+
+    ``directory`` is either a model folder (``model.save(DIR)``, or ``RUN/models/<kind>``) or a run
+    directory. Either way the probabilities are those ``lexcoder predict`` writes: one model, one scale.
+    """
+    from pathlib import Path
+
+    from ..calibrate import with_saved_calibration
+    from ..rundir import RunDir
+    run = RunDir(Path(directory))
+    if run.config.is_file() and run.is_run():
+        return run.load_model()[0]
+    return with_saved_calibration(TextClassifier.load(directory), directory)
 
 
 __all__ = ["TextClassifier", "get_model_class", "build_model", "load_model"]

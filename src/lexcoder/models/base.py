@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import LexcoderError
+from ..io import atomic_dir
 
 META_FILE = "lexcoder_model.json"
 
@@ -52,13 +53,17 @@ class TextClassifier(ABC):
     def _load(cls, directory: Path, meta: dict[str, Any]) -> "TextClassifier": ...
 
     def save(self, directory: str | Path) -> Path:
-        """Save into ``directory`` (created if needed)."""
+        """Save into ``directory`` (created if needed; a model saved there before is replaced).
+
+        The files are written into a temporary folder beside ``directory`` that replaces it only once
+        complete, so an interrupted save (disk full, killed process) leaves the previous model intact.
+        """
         self._check_fitted()
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        self._save(directory)
-        meta = {"kind": self.kind, "params": self.params, "label_names": list(self.label_names_)}
-        (directory / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        with atomic_dir(directory) as tmp:
+            self._save(tmp)
+            meta = {"kind": self.kind, "params": self.params, "label_names": list(self.label_names_)}
+            (tmp / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
         return directory
 
     @classmethod

@@ -45,7 +45,8 @@ class MeanPoolingClassifier(torch.nn.Module):
         super().__init__()
         self.encoder = encoder
         cfg = encoder.config
-        self.dropout = torch.nn.Dropout(getattr(cfg, "hidden_dropout_prob", None) or getattr(cfg, "dropout", 0.1))
+        rate = getattr(cfg, "hidden_dropout_prob", None)  # BERT-style name; DistilBERT calls it "dropout"
+        self.dropout = torch.nn.Dropout(getattr(cfg, "dropout", 0.1) if rate is None else rate)
         self.classifier = torch.nn.Linear(cfg.hidden_size, num_labels)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
@@ -127,13 +128,13 @@ class EncoderClassifier(TransformerClassifier):
             super()._save_weights(directory)
 
     @classmethod
-    def _load_weights(cls, directory: Path, meta: dict[str, Any]) -> torch.nn.Module:
+    def _load_weights(cls, directory: Path, meta: dict[str, Any], device: torch.device) -> torch.nn.Module:
         if not (directory / _MEAN_HEAD_FILE).is_file():
-            return super()._load_weights(directory, meta)
+            return super()._load_weights(directory, meta, device)
         from transformers import AutoModel
-        model = MeanPoolingClassifier(AutoModel.from_pretrained(directory / "model", local_files_only=True),
-                                      len(meta["label_names"]))
-        model.classifier.load_state_dict(load_file(directory / _MEAN_HEAD_FILE))
+        encoder = AutoModel.from_pretrained(directory / "model", local_files_only=True, dtype=torch.float32)
+        model = MeanPoolingClassifier(encoder, len(meta["label_names"]))
+        model.classifier.load_state_dict(load_file(directory / _MEAN_HEAD_FILE, device="cpu"))
         return model
 
     # -- one binary model per label ------------------------------------------------------------------

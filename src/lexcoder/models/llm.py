@@ -101,18 +101,22 @@ class LLMClassifier(TransformerClassifier):
         (directory / _STATE).write_text(json.dumps(state, indent=2), encoding="utf-8")
 
     @classmethod
-    def _load_weights(cls, directory: Path, meta: dict[str, Any]) -> torch.nn.Module:
+    def _load_weights(cls, directory: Path, meta: dict[str, Any], device: torch.device) -> torch.nn.Module:
+        """The saved adapters and head on a rebuilt base model (or the merged model) on ``device``.
+
+        On a CPU (no CUDA GPU here), a model trained on a GPU loads with a float32 base, and a QLoRA model's
+        4-bit base is replaced by the full-precision weights (bitsandbytes' 4-bit layers need CUDA).
+        """
         from peft import set_peft_model_state_dict
         from safetensors.torch import load_file
         from transformers import AutoModelForSequenceClassification
         params = {**cls().params, **meta["params"]}
-        if params["load_in_4bit"] and not torch.cuda.is_available():
-            log.warning("This model was trained with 4-bit base weights (QLoRA) and no CUDA GPU is available: "
+        if params["load_in_4bit"] and device.type != "cuda":
+            log.warning("This model was trained with 4-bit base weights (QLoRA) and no CUDA GPU is used here: "
                         "predicting with full-precision base weights instead (probabilities differ slightly).")
             params["load_in_4bit"] = False
         check_llm_params(params)
         state = json.loads((directory / _STATE).read_text(encoding="utf-8"))
-        device = _device(params["device"])
         if state["merged"]:
             return AutoModelForSequenceClassification.from_pretrained(
                 directory / "merged", local_files_only=True, dtype=_base_dtype(device),
@@ -223,8 +227,3 @@ def add_lora(model: torch.nn.Module, params: dict[str, Any], device: torch.devic
 
 def _base_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if device.type == "cuda" else torch.float32
-
-
-def _device(device: str | None) -> torch.device:
-    from .transformer import pick_device
-    return pick_device(device)

@@ -8,14 +8,16 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
+from pydantic import Field
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score
 
+from ..errors import DataError
 from .base import TextClassifier, check_training_data, sigmoid
 
 _C_GRID = (0.3, 1.0, 3.0, 10.0, 30.0)
@@ -37,9 +39,12 @@ class TfidfClassifier(TextClassifier):
 
     kind = "tfidf"
 
-    def __init__(self, *, ngram_max: int = 2, min_df: int = 2, char_ngrams: bool = False,
-                 C: float | str = 10.0, class_weight: str | None = "balanced",
-                 max_features: int | None = None, seed: int = 0) -> None:
+    # the annotations are the parameter constraints (checked by lexcoder.models.params before any data is read)
+    def __init__(self, *, ngram_max: Annotated[int, Field(ge=1)] = 2, min_df: Annotated[int, Field(ge=1)] = 2,
+                 char_ngrams: bool = False, C: Annotated[float, Field(gt=0)] | Literal["auto"] = 10.0,
+                 class_weight: Literal["balanced"] | None = "balanced",
+                 max_features: Annotated[int, Field(ge=1)] | None = None,
+                 seed: Annotated[int, Field(ge=0, lt=2**32)] = 0) -> None:
         super().__init__(ngram_max=ngram_max, min_df=min_df, char_ngrams=char_ngrams, C=C,
                          class_weight=class_weight, max_features=max_features, seed=seed)
 
@@ -53,14 +58,29 @@ class TfidfClassifier(TextClassifier):
                                         sublinear_tf=True, max_features=p["max_features"], dtype=np.float64))
         return vecs
 
+    def _fit_vectorizers(self, texts: list[str]) -> sp.csr_matrix:
+        """Learn the vocabularies; texts without (enough shared) words get a clear error, not sklearn's."""
+        self.vectorizers_ = self._vectorizers()
+        try:
+            return sp.hstack([v.fit_transform(texts) for v in self.vectorizers_], format="csr")
+        except ValueError as err:
+            if "vocabulary" not in str(err) and "no terms remain" not in str(err) and "max_df" not in str(err):
+                raise
+        examples = list(dict.fromkeys(texts))[:5]
+        min_df = self.params["min_df"]
+        raise DataError(
+            f"The {len(texts)} training texts give TF-IDF no words to learn from: a word is a run of two or "
+            f"more letters or digits, and it must occur in at least min_df = {min_df} text(s). The first "
+            f"texts are {examples}. Check that text_column names the column with the texts"
+            + (", or lower min_df in [model.params]." if min_df > 1 else ".")) from None
+
     def _features(self, texts: Sequence[str]) -> sp.csr_matrix:
         return sp.hstack([v.transform(texts) for v in self.vectorizers_], format="csr")
 
     # -- interface ------------------------------------------------------------------------------
     def fit(self, texts, Y, val_texts=None, val_Y=None, *, label_names=None) -> "TfidfClassifier":
         texts, Y = check_training_data(texts, Y)
-        self.vectorizers_ = self._vectorizers()
-        X = sp.hstack([v.fit_transform(texts) for v in self.vectorizers_], format="csr")
+        X = self._fit_vectorizers(texts)
         Xv = self._features([str(t) for t in val_texts]) if val_texts is not None else None
         coefs, intercepts, self.C_ = [], [], []
         for j in range(Y.shape[1]):

@@ -10,9 +10,18 @@ Subclasses only say how to build and save the network (``_build_model``, ``_buil
 Texts longer than ``max_length`` tokens are cut into windows that overlap by ``stride`` tokens; a text's
 logits are pooled over its windows (``"max"``: the most confident window; ``"mean"``: mean probability)
 both during training (the loss sees the pooled text-level prediction) and prediction.
+
+No forward pass holds more than ``max_tokens_per_batch`` tokens (windows x longest window, padding
+included), so a batch of long judgments cannot exhaust the GPU's memory: a training batch is cut into
+micro-batches of whole texts whose gradients add up to the batch's, and a text with more windows than one
+pass may hold runs its windows in checkpointed chunks (each chunk's activations are recomputed in the
+backward pass, one chunk at a time).
+
+Torch's CPU thread count is set only while lexcoder fits or predicts, and put back afterwards.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -30,7 +39,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from ..errors import ConfigError, LexcoderError
-from ..io import write_json
+from ..io import atomic_dir, write_json
 from ..progress import track
 from ..thresholds import f1_optimal_threshold
 from .base import TextClassifier, check_training_data, sigmoid
@@ -40,6 +49,10 @@ log = logging.getLogger(__name__)
 
 _POOLING = ("max", "mean")
 _LATEST = "latest.json"
+_THREADS_ENV = "LEXCODER_NUM_THREADS"
+# settings that change how much memory a step takes, not what it computes (beyond float rounding): a run
+# that ran out of memory can be resumed from its checkpoint with a smaller cap
+_MEMORY_ONLY = ("max_tokens_per_batch",)
 
 
 @dataclass
@@ -92,6 +105,10 @@ class TransformerClassifier(TextClassifier):
     pooling : ``"max"`` or ``"mean"``: how window probabilities become the text's probability
     batch_size : texts per training batch
     eval_batch_size : windows per prediction batch
+    max_tokens_per_batch : most tokens (windows x longest window, padding included) in one forward pass,
+        training or prediction; at least ``max_length``. None: ``batch_size * max_length`` in training and
+        ``eval_batch_size * max_length`` in prediction, so only batches with multi-window texts are split.
+        Lower it if long texts exhaust the GPU's memory: the update stays that of the whole batch
     epochs : passes over the training texts (early stopping may end sooner)
     max_steps : stop after this many optimizer steps (0 or None: no limit)
     lr : peak learning rate of AdamW (after linear warm-up, decays linearly to 0)
@@ -109,7 +126,8 @@ class TransformerClassifier(TextClassifier):
     checkpoint_steps : with ``checkpoint_dir`` set, checkpoint every this many steps (and every epoch)
     quantize_int8 : CPU prediction with dynamic int8 quantisation of the linear layers (faster)
     inference_bf16 : CPU prediction under bfloat16 autocast (fast on CPUs with AMX; check agreement)
-    num_threads : torch CPU threads (0 or None: one per core not kept busy by other processes)
+    num_threads : torch CPU threads while fitting/predicting (0 or None: ``$LEXCODER_NUM_THREADS``, else the
+        cores this process may use); the caller's setting is restored afterwards
     device : ``"cpu"``, ``"cuda"``, or ``"auto"``/None (CUDA when available; bf16 autocast on CUDA)
     seed : seeds weight initialisation, batch order and dropout
     """
@@ -117,7 +135,8 @@ class TransformerClassifier(TextClassifier):
     kind = "transformer"
 
     def __init__(self, *, name: str = "minilm", max_length: int = 256, stride: int | None = None, pooling: str = "max",
-                 batch_size: int = 16, eval_batch_size: int = 64, epochs: int = 3, max_steps: int | None = None,
+                 batch_size: int = 16, eval_batch_size: int = 64, max_tokens_per_batch: int | None = None,
+                 epochs: int = 3, max_steps: int | None = None,
                  lr: float = 5e-5, head_lr: float | None = None, weight_decay: float = 0.01,
                  warmup_ratio: float = 0.1, pos_weight_cap: float = 10.0, focal_gamma: float = 0.0,
                  negative_ratio: float | None = None,
@@ -125,7 +144,8 @@ class TransformerClassifier(TextClassifier):
                  quantize_int8: bool = False, inference_bf16: bool = False, num_threads: int | None = None,
                  device: str | None = None, seed: int = 0, **extra: Any) -> None:
         super().__init__(name=name, max_length=max_length, stride=stride, pooling=pooling,
-                         batch_size=batch_size, eval_batch_size=eval_batch_size, epochs=epochs,
+                         batch_size=batch_size, eval_batch_size=eval_batch_size,
+                         max_tokens_per_batch=max_tokens_per_batch, epochs=epochs,
                          max_steps=max_steps, lr=lr, head_lr=head_lr, weight_decay=weight_decay,
                          warmup_ratio=warmup_ratio, pos_weight_cap=pos_weight_cap, focal_gamma=focal_gamma,
                          negative_ratio=negative_ratio,
@@ -162,10 +182,11 @@ class TransformerClassifier(TextClassifier):
         self.model_.save_pretrained(directory / "model", safe_serialization=True)
 
     @classmethod
-    def _load_weights(cls, directory: Path, meta: dict[str, Any]) -> torch.nn.Module:
-        """Load the network saved by :meth:`_save_weights`."""
+    def _load_weights(cls, directory: Path, meta: dict[str, Any], device: torch.device) -> torch.nn.Module:
+        """Load the network saved by :meth:`_save_weights` for ``device`` (float32, as it was trained)."""
         from transformers import AutoModelForSequenceClassification
-        return AutoModelForSequenceClassification.from_pretrained(directory / "model", local_files_only=True)
+        return AutoModelForSequenceClassification.from_pretrained(directory / "model", local_files_only=True,
+                                                                  dtype=torch.float32)
 
     def _source(self) -> str:
         """Local path (or cached id) of the pretrained model."""
@@ -247,12 +268,42 @@ class TransformerClassifier(TextClassifier):
             return torch.autocast("cpu", dtype=torch.bfloat16)
         return torch.autocast("cpu", enabled=False)
 
+    def _token_cap(self, *, training: bool) -> int:
+        """Most tokens (windows x longest window) one forward pass may hold."""
+        p = self.params
+        return int(p["max_tokens_per_batch"] or (p["batch_size"] if training else p["eval_batch_size"])
+                   * p["max_length"])
+
+    def _forward(self, model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor
+                 ) -> torch.Tensor:
+        """Float32 window logits ``(n_windows, n_labels)`` of one padded batch."""
+        with self._autocast(model.training):
+            return model(input_ids=input_ids, attention_mask=attention_mask).logits.float()
+
+    def _window_logits(self, model: torch.nn.Module, windows: list[list[int]]) -> torch.Tensor:
+        """Logits of ``windows`` for training, in forward passes of at most ``_token_cap`` tokens.
+
+        Windows that do not fit one pass (a text longer than the cap allows) run in chunks under activation
+        checkpointing: only the chunks' logits stay in memory, and each chunk's forward pass is recomputed
+        (with the same dropout: the collated tensors are arguments, so their device's RNG is replayed) when
+        the backward pass reaches it.
+        """
+        chunks = pack(np.ones(len(windows), dtype=np.int64), np.array([len(w) for w in windows]),
+                      self._token_cap(training=True))
+        if len(chunks) == 1:
+            return self._forward(model, **self._collate(windows))
+        from torch.utils.checkpoint import checkpoint
+        parts = []
+        for chunk in chunks:
+            batch = self._collate(windows[chunk])
+            parts.append(checkpoint(self._forward, model, batch["input_ids"], batch["attention_mask"],
+                                    use_reentrant=False))
+        return torch.cat(parts)
+
     def _text_logits(self, model: torch.nn.Module, enc: Encoded, texts: np.ndarray) -> torch.Tensor:
         """Pooled logits, shape ``(len(texts), n_labels)``, for the text indices ``texts`` of ``enc``."""
         wins = np.concatenate([self._windows[t] for t in texts])
-        batch = self._collate([enc.ids[w] for w in wins])
-        with self._autocast(model.training):
-            logits = model(**batch).logits.float()
+        logits = self._window_logits(model, [enc.ids[w] for w in wins])
         if len(wins) == len(texts):
             return logits
         local = torch.as_tensor(np.repeat(np.arange(len(texts)), [len(self._windows[t]) for t in texts]),
@@ -284,6 +335,12 @@ class TransformerClassifier(TextClassifier):
         if coded.shape != (len(texts),):
             raise ValueError(f"coded has shape {coded.shape}; expected ({len(texts)},)")
         self._check_params()
+        with torch_threads(self.params["num_threads"]) as threads:
+            self.threads_ = threads
+            self._fit(texts, Y, val_texts, val_Y, label_names=label_names, coded=coded)
+        return self
+
+    def _fit(self, texts: list[str], Y: np.ndarray, val_texts, val_Y, *, label_names, coded: np.ndarray) -> None:
         self.label_names_ = list(label_names) if label_names is not None else [str(j) for j in range(Y.shape[1])]
         self._setup(Y.shape[1])
         enc = self._encode(texts)
@@ -295,7 +352,6 @@ class TransformerClassifier(TextClassifier):
         self.pos_weight_ = torch.tensor(np.clip((1 - prevalence) / prevalence, 1.0, self.params["pos_weight_cap"]),
                                         dtype=torch.float32, device=self.device_)
         self._train(enc, torch.as_tensor(Y, dtype=torch.float32), val, self._fingerprint(texts, Y, val, coded))
-        return self
 
     def _check_params(self) -> None:
         p = self.params
@@ -309,10 +365,13 @@ class TransformerClassifier(TextClassifier):
         if p["negative_ratio"] is not None and not p["negative_ratio"] > 0:
             raise ConfigError(f"[model.params] negative_ratio = {p['negative_ratio']}: use a number > 0 (e.g. 3: "
                               "three texts without a positive code per text with one), or leave it out.")
+        cap = p["max_tokens_per_batch"]
+        if cap is not None and not cap >= p["max_length"]:
+            raise ConfigError(f"[model.params] max_tokens_per_batch = {cap} is smaller than one window "
+                              f"(max_length = {p['max_length']}): use at least max_length, or leave it out.")
 
     def _setup(self, num_labels: int) -> None:
-        """Threads, device, seed, tokenizer and a freshly initialised network."""
-        set_threads(self.params["num_threads"])
+        """Device, seed, tokenizer and a freshly initialised network."""
         self.device_ = pick_device(self.params["device"])
         torch.manual_seed(self.params["seed"])
         self.tokenizer_ = self._build_tokenizer()
@@ -358,6 +417,7 @@ class TransformerClassifier(TextClassifier):
     def _loop(self, enc, Y, val, opt, sched, state: TrainState, best, total: int, fingerprint: str):
         p = self.params
         self._windows = enc.windows_of()
+        self._window_lengths = np.array([len(w) for w in enc.ids])
         lengths = enc.text_lengths()
         per_epoch = -(-self._epoch_size() // p["batch_size"])
         ckpt_every, eval_every = p["checkpoint_steps"], p["eval_steps"]
@@ -399,14 +459,38 @@ class TransformerClassifier(TextClassifier):
     def _train_step(self, enc: Encoded, Y: torch.Tensor, batch: np.ndarray, opt, sched) -> torch.Tensor:
         """One optimizer step; returns the batch's summed loss as a 0-d tensor on the device."""
         self.model_.train()
-        logits = self._text_logits(self.model_, enc, batch)
-        loss = self._loss(logits, Y[torch.as_tensor(batch)].to(self.device_))
-        loss.backward()
+        loss = self._backward(enc, Y, batch)
         torch.nn.utils.clip_grad_norm_(self._trainable_parameters(), 1.0)
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
-        return loss.detach().float() * len(batch)
+        return loss * len(batch)
+
+    def _backward(self, enc: Encoded, Y: torch.Tensor, batch: np.ndarray) -> torch.Tensor:
+        """Accumulate the gradient of the batch's loss (the mean over its texts and labels); returns the loss.
+
+        The batch runs in micro-batches of whole texts that fit one forward pass (see :meth:`_micro_batches`);
+        each micro-batch's mean loss is weighted by its share of the batch's texts, so the summed gradient is
+        the whole batch's (up to float rounding).
+        """
+        total = torch.zeros((), device=self.device_)
+        for part in self._micro_batches(batch):
+            loss = self._loss(self._text_logits(self.model_, enc, part), Y[torch.as_tensor(part)].to(self.device_))
+            if len(part) < len(batch):
+                loss = loss * (len(part) / len(batch))
+            loss.backward()
+            total += loss.detach().float()
+        return total
+
+    def _micro_batches(self, batch: np.ndarray) -> list[np.ndarray]:
+        """``batch`` cut into consecutive groups of texts whose windows fit one forward pass.
+
+        A text whose windows alone exceed the cap is a group of its own (its windows are then chunked by
+        :meth:`_window_logits`). Texts in a batch have similar lengths, so in-order packing pads little.
+        """
+        counts = np.array([len(self._windows[t]) for t in batch])
+        longest = np.array([self._window_lengths[self._windows[t]].max() for t in batch])
+        return [batch[part] for part in pack(counts, longest, self._token_cap(training=True))]
 
     def _after_step(self, step: int) -> None:
         """Called after every optimizer step (and checkpoint); a no-op hook (tests interrupt here)."""
@@ -449,7 +533,8 @@ class TransformerClassifier(TextClassifier):
     # -- checkpoints ------------------------------------------------------------------------------
     def _fingerprint(self, texts: list[str], Y: np.ndarray, val, coded: np.ndarray) -> str:
         """Identifies the training problem, so a checkpoint is only resumed for the same one."""
-        h = hashlib.sha256(json.dumps({k: v for k, v in self.params.items()}, sort_keys=True, default=str).encode())
+        settings = {k: v for k, v in self.params.items() if k not in _MEMORY_ONLY}
+        h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
         for t in texts:
             h.update(t.encode("utf-8", "surrogatepass") + b"\0")
         h.update(np.ascontiguousarray(Y).tobytes())
@@ -472,26 +557,27 @@ class TransformerClassifier(TextClassifier):
         return path if path.is_dir() else None
 
     def _checkpoint(self, opt, sched, state: TrainState, best, fingerprint: str) -> None:
-        """Write a complete checkpoint, then atomically point ``latest.json`` at it (safe under kill -9)."""
+        """Write a complete checkpoint, then atomically point ``latest.json`` at it.
+
+        The files are written into a temporary folder beside the checkpoint, flushed to disk and renamed
+        (:func:`~lexcoder.io.atomic_dir`); ``latest.json`` is replaced atomically only after that, so a
+        crash (kill -9, power loss) at any moment leaves ``latest.json`` pointing at a complete checkpoint.
+        """
         if self.checkpoint_dir is None:
             return
         root = Path(self.checkpoint_dir)
         name = f"step-{state.global_step:07d}"
-        tmp = root / f".{name}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        save_file(self._trainable_state(), tmp / "trainable.safetensors")
-        if best is not None:
-            save_file(best, tmp / "best.safetensors")
-        tensors, groups = flatten_optimizer(opt.state_dict())
-        tensors.update(rng_state())
-        save_file(tensors, tmp / "optimizer_rng.safetensors")
-        write_json({"train": state.__dict__, "param_groups": groups, "scheduler": sched.state_dict(),
-                    "threads": torch.get_num_threads()}, tmp / "state.json")
-        shutil.rmtree(root / name, ignore_errors=True)
-        os.replace(tmp, root / name)
+        with atomic_dir(root / name) as tmp:
+            save_file(self._trainable_state(), tmp / "trainable.safetensors")
+            if best is not None:
+                save_file(best, tmp / "best.safetensors")
+            tensors, groups = flatten_optimizer(opt.state_dict())
+            tensors.update(rng_state())
+            save_file(tensors, tmp / "optimizer_rng.safetensors")
+            write_json({"train": state.__dict__, "param_groups": groups, "scheduler": sched.state_dict(),
+                        "threads": torch.get_num_threads()}, tmp / "state.json")
         write_json({"path": name, "fingerprint": fingerprint}, root / _LATEST)
-        for old in root.glob("step-*"):
+        for old in [*root.glob("step-*"), *root.glob(".step-*")]:  # older ones; debris of a killed write
             if old.name != name:
                 shutil.rmtree(old, ignore_errors=True)
         log.debug("checkpoint %s", root / name)
@@ -505,7 +591,9 @@ class TransformerClassifier(TextClassifier):
         sched.load_state_dict(info["scheduler"])
         set_rng_state(tensors)
         if info.get("threads") and not self.params["num_threads"]:
-            torch.set_num_threads(int(info["threads"]))  # same reduction order as before the interruption
+            # the same reduction order as before the interruption (fit() restores the caller's count)
+            self.threads_ = int(info["threads"])
+            torch.set_num_threads(self.threads_)
         best = load_file(path / "best.safetensors") if (path / "best.safetensors").is_file() else None
         log.info("Resuming from checkpoint %s (step %d%s).", path, state.global_step,
                  ", already finished" if state.finished else "")
@@ -515,7 +603,8 @@ class TransformerClassifier(TextClassifier):
     def predict_proba(self, texts) -> np.ndarray:
         """Probabilities ``(len(texts), n_labels)``: windows sorted by length, pooled per text."""
         self._check_fitted()
-        return self._predict([str(t) for t in texts], self._inference_model())
+        with torch_threads(self.params["num_threads"]):
+            return self._predict([str(t) for t in texts], self._inference_model())
 
     def _predict(self, texts: list[str], model: torch.nn.Module) -> np.ndarray:
         n_labels = len(self.label_names_)
@@ -523,15 +612,15 @@ class TransformerClassifier(TextClassifier):
             return np.zeros((0, n_labels))
         model.eval()
         enc = self._encode(texts)
-        order = np.argsort([len(w) for w in enc.ids], kind="stable")
+        lengths = np.array([len(w) for w in enc.ids])
+        order = np.argsort(lengths, kind="stable")
         logits = np.empty((len(enc.ids), n_labels), dtype=np.float32)
-        bs = self.params["eval_batch_size"]
+        passes = pack(np.ones(len(order), dtype=np.int64), lengths[order], self._token_cap(training=False),
+                      max_count=self.params["eval_batch_size"])
         with torch.inference_mode():
-            for start in range(0, len(order), bs):
-                idx = order[start:start + bs]
-                with self._autocast(training=False):
-                    out = model(**self._collate([enc.ids[i] for i in idx])).logits
-                logits[idx] = out.float().cpu().numpy()
+            for part in passes:
+                idx = order[part]
+                logits[idx] = self._forward(model, **self._collate([enc.ids[i] for i in idx])).cpu().numpy()
         return pool_probabilities(logits, enc.owner, len(texts), self.params["pooling"])
 
     def _inference_model(self) -> torch.nn.Module:
@@ -548,19 +637,22 @@ class TransformerClassifier(TextClassifier):
     def _save(self, directory: Path) -> None:
         self._save_weights(directory)
         self.tokenizer_.save_pretrained(directory / "tokenizer")
-        write_json({"history": getattr(self, "history_", [])}, directory / "training_history.json")
+        write_json({"history": getattr(self, "history_", []), "threads": getattr(self, "threads_", None)},
+                   directory / "training_history.json")
 
     @classmethod
     def _load(cls, directory: Path, meta: dict[str, Any]) -> "TransformerClassifier":
         from transformers import AutoTokenizer
         model = cls(**meta["params"])
-        set_threads(model.params["num_threads"])
-        model.device_ = pick_device(model.params["device"])
+        model.device_ = load_device(model.params["device"])
         model.tokenizer_ = AutoTokenizer.from_pretrained(directory / "tokenizer", local_files_only=True)
-        model.model_ = cls._load_weights(directory, meta).to(model.device_).eval()
+        model.model_ = cls._load_weights(directory, meta, model.device_).to(model.device_).eval()
         model._infer_model = None
         hist = directory / "training_history.json"
-        model.history_ = json.loads(hist.read_text(encoding="utf-8"))["history"] if hist.is_file() else []
+        info = json.loads(hist.read_text(encoding="utf-8")) if hist.is_file() else {}
+        model.history_ = info.get("history", [])
+        if info.get("threads"):
+            model.threads_ = int(info["threads"])
         return model
 
 
@@ -642,26 +734,62 @@ def set_rng_state(tensors: dict[str, torch.Tensor]) -> None:
         torch.cuda.set_rng_state_all(cuda)
 
 
-def set_threads(num_threads: int | None) -> None:
-    """Use ``num_threads`` CPU threads; None: one per core not already kept busy by other processes.
-
-    On a shared machine, more threads than free cores make every matrix product wait for descheduled
-    threads (measured 4x slower with 2 threads than with 1 on 2 busy cores), so the 1-minute load average
-    lowers the default.
-    """
-    n = num_threads or default_threads()
-    if torch.get_num_threads() != n:
-        torch.set_num_threads(int(n))
+@contextlib.contextmanager
+def torch_threads(num_threads: int | None) -> Iterator[int]:
+    """Run the block with ``num_threads`` torch CPU threads (0/None: :func:`default_threads`); yields the
+    count and restores the caller's count afterwards, so lexcoder's setting never leaks into the process."""
+    previous = torch.get_num_threads()
+    n = int(num_threads or default_threads())
+    if n != previous:
+        torch.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        if torch.get_num_threads() != previous:
+            torch.set_num_threads(previous)
 
 
 def default_threads() -> int:
-    """Cores available to this process minus those other processes keep busy (at least 1)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    try:
-        busy = int(os.getloadavg()[0])
-    except OSError:  # pragma: no cover - not available on this platform
-        busy = 0
-    return max(1, min(cores, cores - busy + 1))
+    """``$LEXCODER_NUM_THREADS``, else the number of cores this process may run on.
+
+    Deterministic on purpose: the thread count sets the order of float reductions, so a default that
+    followed the machine's momentary load would make results depend on how busy it was. On a shared
+    machine, set ``$LEXCODER_NUM_THREADS`` (or ``num_threads``) to the cores you may use: more threads than
+    free cores make every matrix product wait for descheduled threads.
+    """
+    env = os.environ.get(_THREADS_ENV, "").strip()
+    if env:
+        if not env.isdigit() or int(env) < 1:
+            raise ConfigError(f"${_THREADS_ENV} = {env!r}: use a whole number of threads >= 1, or unset it.")
+        return int(env)
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1  # pragma: no cover - macOS and Windows have no CPU affinity call
+
+
+def pack(counts: np.ndarray, longest: np.ndarray, cap: int, *, max_count: int | None = None) -> list[slice]:
+    """Cut items into consecutive groups that fit one forward pass.
+
+    Parameters
+    ----------
+    counts : (n,) windows of each item (1 for a window)
+    longest : (n,) tokens of each item's longest window
+    cap : most padded tokens in a group: ``sum(counts) * max(longest)``
+    max_count : most windows in a group (None: no limit)
+
+    Returns
+    -------
+    Slices of ``range(n)``, in order; an item that alone exceeds the limits is a group of its own.
+    """
+    groups, start, n_windows, top = [], 0, 0, 0
+    for i, (count, length) in enumerate(zip(counts, longest)):
+        grown, wider = n_windows + int(count), max(top, int(length))
+        if i > start and (grown * wider > cap or (max_count is not None and grown > max_count)):
+            groups.append(slice(start, i))
+            grown, wider, start = int(count), int(length), i
+        n_windows, top = grown, wider
+    groups.append(slice(start, len(counts)))
+    return groups
 
 
 def declared_params(klass: type) -> set[str]:
@@ -676,12 +804,32 @@ def declared_params(klass: type) -> set[str]:
 
 
 def pick_device(device: str | None) -> torch.device:
-    """``"cpu"``, ``"cuda[:i]"``, or CUDA when available for ``"auto"``/None."""
+    """``"cpu"``, ``"cuda[:i]"``, or CUDA when available for ``"auto"``/None (for training)."""
     if device in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"[model.params] device = {device!r} but no CUDA GPU is available; use \"cpu\".")
     return torch.device(device)
+
+
+def load_device(device: str | None) -> torch.device:
+    """Where a saved model predicts: the device it was trained with, else one that exists here.
+
+    A model trained on a GPU must still predict on a laptop: a CUDA device that is not available falls
+    back to the CPU (float32; the GPU computed under bfloat16 autocast, so probabilities may differ in the
+    last digits), and a GPU index this machine lacks to the first GPU.
+    """
+    if str(device or "").startswith("cuda"):
+        wanted = torch.device(device)
+        if not torch.cuda.is_available():
+            log.warning("This model was trained on device = %r and no CUDA GPU is available here: predicting "
+                        "on the CPU instead.", device)
+            return torch.device("cpu")
+        if wanted.index is not None and wanted.index >= torch.cuda.device_count():
+            log.warning("This model was trained on device = %r; this machine has %d GPU(s): using cuda:0.",
+                        device, torch.cuda.device_count())
+            return torch.device("cuda", 0)
+    return pick_device(device)
 
 
 def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:

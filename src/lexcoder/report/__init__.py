@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import LexcoderError
 from ..io import write_text
-from ..rundir import RunDir
+from ..rundir import RunDir, writes_to_run
 from . import context as ctx
 
 log = logging.getLogger(__name__)
@@ -26,6 +26,7 @@ class ReportPaths:
     md: Path
 
 
+@writes_to_run("report")
 def build_report(run_dir: str | Path | RunDir, *, top_issues: int | None = None) -> ReportPaths:
     """Write ``report.html`` and ``report.md`` into the run directory.
 
@@ -92,9 +93,12 @@ def _environment():
     except ImportError as err:
         raise LexcoderError(f"The report needs the 'report' extra ({err.name} is missing): "
                             "pip install 'lexcoder[report]'.") from None
-    return jinja2.Environment(loader=jinja2.PackageLoader("lexcoder", "templates"),
-                              autoescape=jinja2.select_autoescape(["html", "html.j2"]),
-                              trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+    env = jinja2.Environment(loader=jinja2.PackageLoader("lexcoder", "templates"),
+                             autoescape=jinja2.select_autoescape(["html", "html.j2"]),
+                             trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+    # report.md is not autoescaped: every data string in it goes through `md` (see ctx.md_cell)
+    env.filters.update(md=ctx.md_cell, md_fence=ctx.md_fence)
+    return env
 
 
 def report_available() -> bool:

@@ -3,20 +3,30 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..audit.ledger import training_table
+from ..clean import conflict_counts
 from ..errors import LexcoderError
 from ..io import read_json
 from ..rundir import RunDir
+from ..safety import unquote_cell
 from ..split import prevalence_table
 
 log = logging.getLogger(__name__)
 
 TEXT_CHARS = 300  # texts in tables are cut to this many characters
+
+# Markdown table cells: a data string may neither end the cell (|), nor the row (newlines), nor open
+# HTML (<, &), code (`), links or images ([ ]), nor math ($, rendered by GitHub); a backslash is doubled
+# so it cannot escape our "\|".
+_MD_CELL = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\\": "\\\\", "|": "\\|", "`": "\\`",
+                          "$": "\\$", "[": "\\[", "]": "\\]", "\n": " ", "\r": " ", "\u2028": " ",
+                          "\u2029": " ", "\x00": "\ufffd"})
 
 
 def fmt(value: Any, digits: int = 3) -> str:
@@ -26,6 +36,17 @@ def fmt(value: Any, digits: int = 3) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def md_cell(value: Any) -> str:
+    """``value`` as text that stays inside one Markdown table cell (or list item) and renders literally."""
+    return ("" if value is None else str(value)).translate(_MD_CELL)
+
+
+def md_fence(text: str) -> str:
+    """A code fence (backticks) longer than any run of backticks in ``text``, so ``text`` cannot close it."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    return "`" * max(3, longest + 1)
 
 
 def fmt_ci(block: dict[str, Any], key: str) -> str:
@@ -49,7 +70,12 @@ def load_artifacts(run: RunDir) -> dict[str, Any]:
 
 
 def dataset_summary(run: RunDir, art: dict[str, Any]) -> dict[str, Any]:
-    """Rows read/kept/dropped, duplicates and conflicts, and label prevalence per split."""
+    """Rows read/kept/dropped, duplicates and conflicts, and label prevalence per split.
+
+    ``n_conflicts`` counts conflicting duplicate groups and ``n_conflict_rows`` their rows
+    (:func:`lexcoder.clean.conflict_counts`); ``conflicts`` lists (group, label) pairs, ``n_conflict_pairs``
+    of them.
+    """
     labels = art["cfg"].data.label_columns
     data = art["manifest"].get("data", {})
     prev = prevalence_table(art["df"], art["splits"], labels)
@@ -57,6 +83,7 @@ def dataset_summary(run: RunDir, art: dict[str, Any]) -> dict[str, Any]:
                   "rows": [{"label": str(lab), "values": [f"{int(v):,}" if lab == "rows" else f"{v:.1%}"
                                                           for v in row]} for lab, row in prev.iterrows()]}
     conflicts = pd.read_parquet(run.conflicts) if run.conflicts.is_file() else pd.DataFrame()
+    counts = conflict_counts(conflicts)
     return {"facts": [(k.replace("_", " "), fmt(data.get(k))) for k in
                       ("rows_read", "rows_kept", "dropped_missing_labels", "dropped_empty_texts",
                        "duplicate_rows", "duplicate_groups", "conflicting_duplicate_groups") if k in data],
@@ -64,7 +91,8 @@ def dataset_summary(run: RunDir, art: dict[str, Any]) -> dict[str, Any]:
             "conflicts": [{"label": r.label, "ids": ", ".join(map(str, r.ids)),
                            "values": ", ".join(map(str, r.values)), "text": _cut(r.text)}
                           for r in conflicts.head(20).itertuples()],
-            "n_conflicts": int(len(conflicts))}
+            "n_conflicts": counts["groups"], "n_conflict_rows": counts["rows"],
+            "n_conflict_pairs": int(len(conflicts))}
 
 
 def metric_rows(metrics: dict[str, Any]) -> list[dict[str, str]]:
@@ -107,14 +135,21 @@ def label_issues(run: RunDir, top: int) -> dict[str, Any] | None:
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         log.warning("%s could not be read (%s); left out of the report.", run.label_issues, err)
         return None
-    return {"columns": list(issues.columns),
-            "rows": [[_cut(v) for v in row] for row in issues.itertuples(index=False)],
+    return {"columns": list(issues.columns),  # shown as the data are, without the CSV's formula guard
+            "rows": [[_cut(unquote_cell(v)) for v in row] for row in issues.itertuples(index=False)],
             "total": _count_lines(run.label_issues)}
 
 
-def audit_rows(run: RunDir) -> list[dict[str, str]] | None:
-    """Per label from ``audit_summary.json``: issues, estimated noise, reviewed/flipped, out-of-fold AP
-    against the human codes before and after the recorded corrections; ``None`` without an audit."""
+def audit_rows(run: RunDir) -> dict[str, Any] | None:
+    """The audit from ``audit_summary.json``, or ``None`` without an audit.
+
+    Returns
+    -------
+    ``rows``: per label issues, conflicting duplicate groups on that label, estimated noise,
+    reviewed/flipped, out-of-fold AP against the human codes before and after the recorded corrections;
+    ``conflict_groups`` / ``conflict_rows``: conflicting duplicate groups over all labels and their rows
+    ("—" in a summary written before these counts existed)
+    """
     from ..audit.workflow import SUMMARY_FILE
     path = run.root / SUMMARY_FILE
     if not path.is_file():
@@ -123,13 +158,15 @@ def audit_rows(run: RunDir) -> list[dict[str, str]] | None:
     oof = summary.get("out_of_fold", {})
     before = (oof.get("before") or {}).get("labels", {})
     after = (oof.get("after") or {}).get("labels", {})
-    return [{"label": lab, "positives": fmt(m.get("positives")), "issues": fmt(m.get("in_queue")),
-             "conflicts": fmt(m.get("conflicting_duplicates")),
+    rows = [{"label": lab, "positives": fmt(m.get("positives")), "issues": fmt(m.get("in_queue")),
+             "conflicts": fmt(m.get("conflicting_duplicate_groups")),
              "noise": "—" if m.get("estimated_noise_rate") is None else f"{m['estimated_noise_rate']:.2%}",
              "reviewed": fmt(m.get("reviewed")), "flipped": fmt(m.get("flipped")),
              "ap_before": fmt(before.get(lab, {}).get("average_precision")),
              "ap_after": fmt(after.get(lab, {}).get("average_precision"))}
             for lab, m in summary.get("labels", {}).items()]
+    return {"rows": rows, "conflict_groups": fmt(summary.get("conflicting_duplicate_groups")),
+            "conflict_rows": fmt(summary.get("conflicting_duplicate_rows"))}
 
 
 def corrections_rows(run: RunDir) -> dict[str, Any] | None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import io
+import unicodedata
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,10 +32,17 @@ def _unit_axes(ax, **labels: str) -> None:
     ax.set(xlim=(0, 1), ylim=(0, 1.02), xticks=_TICKS, yticks=_TICKS, **labels)
 
 
+def plain_text(value) -> str:
+    """A data string as matplotlib can draw it: control characters (NUL, newlines ...) become spaces."""
+    return "".join(" " if unicodedata.category(c) in ("Cc", "Cs") else c for c in str(value))
+
+
 def to_data_uri(fig) -> str:
     """PNG of ``fig`` as a base64 data URI."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, pil_kwargs={"compress_level": 1})  # fast; size hardly matters
+    with warnings.catch_warnings():  # a label in a script the font lacks is drawn as boxes, not an error
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font", category=UserWarning)
+        fig.savefig(buf, format="png", dpi=DPI, pil_kwargs={"compress_level": 1})  # fast; size hardly matters
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
@@ -135,7 +144,8 @@ def f1_forest(rows: Sequence[dict[str, Any]]) -> str:
         if r.get("f1_ci"):
             ax.plot(r["f1_ci"], [y_pos, y_pos], color=_BLUE, lw=2)
         ax.plot(r["f1"], y_pos, "o", color=_BLUE)
-    ax.set(yticks=ys, yticklabels=[r["label"] for r in rows], xlim=(0, 1), xticks=np.linspace(0, 1, 6),
-           xlabel="F1 (95% bootstrap interval)")
+    ax.set(yticks=ys, xlim=(0, 1), xticks=np.linspace(0, 1, 6), xlabel="F1 (95% bootstrap interval)")
+    # label names are data: drawn as plain text, never parsed as mathtext ("a$b$" would fail or mangle)
+    ax.set_yticklabels([plain_text(r["label"]) for r in rows], parse_math=False)
     ax.grid(axis="x", alpha=0.3)
     return to_data_uri(fig)
