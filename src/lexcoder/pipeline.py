@@ -179,6 +179,7 @@ def write_prepared(cfg: Config, run: RunDir, prepared: PreparedInputs) -> None:
         run.update_manifest(data=prepared.manifest_data, corrections=prepared.manifest_corrections)
     with stage(run, "split"):
         write_table(prepared.splits, run.splits)
+        run.update_manifest(split=prepared.splits.attrs.get("split_facts"))
 
 
 def fit_partition(cfg: Config, texts: pd.Series, Y: np.ndarray, part: dict[str, np.ndarray],

@@ -95,6 +95,10 @@ def predict(
 def _run_and_show(cfg, out: Path, resume: bool, corrections: Optional[Path] = None) -> RunResult:
     t0 = time.perf_counter()
     result = run_pipeline(cfg, out, resume=resume, corrections=corrections)
+    facts = result.run.read_manifest().get("split")
+    if facts:
+        from ..split import SplitFacts
+        console.print(SplitFacts(**facts).summary(), highlight=False)
     show_prevalence(result)
     show_metrics(result.metrics)
     console.print(f"Run directory: [bold]{out}[/] ({time.perf_counter() - t0:.1f} s)")
