@@ -313,3 +313,14 @@ def test_error_bad_inclusion_probabilities(coded, tmp_path):
     g.to_csv(tmp_path / "g.csv", index=False)
     res = _estimate(run, corpus, tmp_path / "g.csv", "--weights", "p")
     assert res.exit_code == 2 and "'p'" in res.text and "rows 5 do not" in res.text
+
+
+def test_cli_estimate_never_writes_over_an_input_or_an_existing_file(coded, tmp_path):
+    run, corpus, gold, _ = coded
+    before = gold.read_bytes()
+    res = _estimate(run, corpus, gold, "--out", str(gold), "--overwrite")
+    assert res.exit_code == 2 and "is an input of this command" in res.text and gold.read_bytes() == before
+    (tmp_path / "mine.csv").write_text("my own table")
+    res = _estimate(run, corpus, gold, "--out", str(tmp_path / "mine.csv"))
+    assert res.exit_code == 2 and "--overwrite" in res.text
+    assert (tmp_path / "mine.csv").read_text() == "my own table"

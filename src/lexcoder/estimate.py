@@ -246,11 +246,11 @@ def _yhat_column(label: str, yhat: YhatKind) -> str:
 
 
 def _require(df: pd.DataFrame, columns: list[str], name: str, hint: str) -> None:
-    from .data import _did_you_mean
+    from .errors import did_you_mean
     missing = [c for c in columns if c not in df.columns]
     if missing:
         first = missing[0]
-        raise DataError(f"{name}: missing column(s) {missing}{_did_you_mean(first, df.columns)}. {hint}")
+        raise DataError(f"{name}: missing column(s) {missing}{did_you_mean(first, df.columns)}. {hint}")
 
 
 def _unique_ids(df: pd.DataFrame, id_column: str, name: str) -> pd.Series:

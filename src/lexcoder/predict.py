@@ -14,7 +14,7 @@ from .errors import DataError
 from .io import (atomic_path, compression_of, count_rows, iter_table, open_text_output, table_format, write_table,
                  write_text_table)
 from .progress import track
-from .rundir import RunDir
+from .rundir import RunDir, check_output_file
 from .safety import neutralise_formulas as neutralise
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str |
         an unsupported extension, or the input lacks the text column; nothing is written then.
     """
     input_path, output_path = Path(input_path), Path(output_path)
-    check_output_path(input_path, output_path, overwrite=overwrite)
+    check_output_file(output_path, inputs=[input_path], overwrite=overwrite)
     if chunksize < 1:
         raise DataError(f"--chunksize must be at least 1 (got {chunksize}).")
     model, thresholds, cfg = RunDir(Path(run_dir)).load_model()
@@ -86,22 +86,6 @@ def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str |
             raise DataError(f"{input_path}: no rows to code.")
     log.info("Coded %d rows into %s", n_done, output_path)
     return output_path
-
-
-def check_output_path(input_path: Path, output_path: Path, *, overwrite: bool) -> None:
-    """Refuse an output that would replace the input, write into a run folder, or silently replace a file."""
-    if output_path.exists() and input_path.exists() and output_path.resolve() == input_path.resolve():
-        raise DataError(f"--out {output_path} is the input file: lexcoder never modifies its inputs. Write "
-                        "the coded table to a new file.")
-    if output_path.is_dir():
-        raise DataError(f"--out {output_path} is a folder. Give a file name such as coded.csv or coded.parquet.")
-    if RunDir(output_path.parent).is_run():
-        raise DataError(f"--out {output_path} is inside the run folder {output_path.parent}, which holds only "
-                        "what the run wrote. Write the coded table elsewhere.")
-    if output_path.exists() and not overwrite:
-        raise DataError(f"--out {output_path} exists. Pass --overwrite to replace it, or choose a new name.")
-    table_format(output_path)
-    compression_of(output_path)
 
 
 def _check_input_columns(chunk: pd.DataFrame, input_path: Path, text_column: str, id_column: str | None,

@@ -260,6 +260,33 @@ def writes_to_run(command: str, parameter: str = "run_dir"):
     return decorate
 
 
+def check_output_file(output: str | Path, *, inputs: list[str | Path], overwrite: bool) -> None:
+    """Refuse an output file that is one of the command's inputs, lies in a run folder, or exists already.
+
+    Raises
+    ------
+    DataError
+        Naming the path and the fix (another name, or ``--overwrite`` for an existing file that is not
+        an input); nothing has been written then.
+    """
+    from .errors import DataError
+    from .io import compression_of, table_format
+    output = Path(output)
+    for source in map(Path, inputs):
+        if output.exists() and source.exists() and output.resolve() == source.resolve():
+            raise DataError(f"--out {output} is an input of this command ({source}): lexcoder never modifies its "
+                            "inputs. Write to a new file.")
+    if output.is_dir():
+        raise DataError(f"--out {output} is a folder. Give a file name such as coded.csv or coded.parquet.")
+    if RunDir(output.parent).is_run():
+        raise DataError(f"--out {output} is inside the run folder {output.parent}, which holds only what the "
+                        "run wrote. Write the table elsewhere.")
+    if output.exists() and not overwrite:
+        raise DataError(f"--out {output} exists. Pass --overwrite to replace it, or choose a new name.")
+    table_format(output)
+    compression_of(output)
+
+
 def ensure_dir(path: Path) -> None:
     """Create ``path`` (and parents) or raise one clear error (a file in the way, no permission, ...)."""
     if path.exists() and not path.is_dir():

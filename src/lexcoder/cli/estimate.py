@@ -10,6 +10,7 @@ from rich.table import Table
 
 from ..estimate import MIN_GOLD_POSITIVES, estimate_regression, estimate_run
 from ..io import read_table, write_table
+from ..rundir import RunDir, check_output_file
 from . import app, console, friendly
 
 RunArg = Annotated[Path, typer.Argument(help="The run directory whose model coded the corpus.")]
@@ -21,6 +22,7 @@ WeightsOpt = Annotated[Optional[str], typer.Option(
 AlphaOpt = Annotated[float, typer.Option(min=0.001, max=0.5, help="Error level: 0.05 gives 95% intervals.")]
 YhatOpt = Annotated[str, typer.Option(help="Model output used: prob (default, more precise) or pred (0/1).")]
 OutOpt = Annotated[Optional[Path], typer.Option("--out", "-o", help="Also write the table (csv, parquet, xlsx...).")]
+OverwriteOpt = Annotated[bool, typer.Option(help="Replace --out if it exists (never an input).")]
 
 
 @app.command()
@@ -32,13 +34,15 @@ def estimate(
     labels: Annotated[Optional[str], typer.Option(help="Comma-separated labels (default: all of the run).")] = None,
     id_column: IdOpt = None, yhat: YhatOpt = "prob",
     min_positives: Annotated[int, typer.Option(help="Warn below this many human-coded positives.")] = MIN_GOLD_POSITIVES,
-    out: OutOpt = None,
+    out: OutOpt = None, overwrite: OverwriteOpt = False,
 ) -> None:
     """Prevalence of each label in the corpus with valid confidence intervals (prediction-powered inference).
 
     Shows the naive estimate (model codes only, biased where the model errs), the classical one (human
     sample only) and the PPI++ estimate that corrects the model's codes with the human sample.
     """
+    if out:
+        check_output_file(out, inputs=[corpus, gold], overwrite=overwrite)
     table = estimate_run(run_dir, corpus, gold, labels=_split(labels), id_column=id_column, by=by,
                          weight_column=weights, alpha=alpha, yhat=yhat, min_positives=min_positives)
     _show_prevalence(table, by, alpha)
@@ -56,14 +60,15 @@ def regress(
                                           "or a corpus column; text columns become indicators.")],
     logistic: Annotated[bool, typer.Option(help="Logistic regression (0/1 outcome) instead of a linear model.")] = False,
     weights: WeightsOpt = None, alpha: AlphaOpt = 0.05, id_column: IdOpt = None, yhat: YhatOpt = "prob",
-    out: OutOpt = None,
+    out: OutOpt = None, overwrite: OverwriteOpt = False,
 ) -> None:
     """Regression with coded labels as outcome or predictors, with valid confidence intervals (PPI++).
 
     Labels are taken from the human codes in --gold and from the model's outputs in --corpus; other
     variables are corpus columns known for every text.
     """
-    from ..rundir import RunDir
+    if out:
+        check_output_file(out, inputs=[corpus, gold], overwrite=overwrite)
     cfg = RunDir(run_dir).load_config()
     id_column = id_column or cfg.data.id_column or "id"
     table = estimate_regression(read_table(corpus), read_table(gold), outcome, list(on),
