@@ -44,6 +44,7 @@ _OTHER_FORMATS = {
 }
 _DELIMITERS = {",": "commas", ";": "semicolons", "\t": "tabs", "|": "vertical bars"}
 _SAMPLE_BYTES = 64 * 1024  # enough lines to tell the delimiter; smaller than csv's field size limit
+_CONTROL_BYTES = bytes([*range(0, 9), *range(14, 32), 127])  # not tab, newline, form feed, carriage return
 # what a file is, from its first bytes: kind -> (signature, description, extension that reads it)
 _SIGNATURES = {
     "zip": (b"PK\x03\x04", "a zip archive (an .xlsx workbook is one)", ".xlsx"),
@@ -100,7 +101,8 @@ def read_table(path: str | Path, *, sheet: str | int | None = None) -> pd.DataFr
             return pd.read_csv(p, **options)
     with _reading(p, fmt):
         if fmt == "jsonl":
-            return next(_iter_jsonl(p, None))
+            with contextlib.closing(_iter_jsonl(p, None)) as frames:
+                return next(frames)
         if fmt == "xlsx":
             return _read_excel(p, sheet)
         df = pd.read_parquet(p) if fmt == "parquet" else _read_stata(p)
@@ -203,7 +205,7 @@ def _open_check(path: str | Path) -> tuple[Path, str]:
     if p.stat().st_size == 0:
         raise DataError(f"{p}: the file is empty (0 bytes). Check that it was saved completely and that "
                         "this is the file you meant.")
-    _check_signature(p, fmt, _head(p, 16))
+    _check_signature(p, fmt, _head(p, 4096))
     return p, fmt
 
 
@@ -254,9 +256,11 @@ def _kind(head: bytes) -> str:
     for kind, (signature, _, _) in _SIGNATURES.items():
         if head.startswith(signature):
             return kind
-    if bom_encoding(head) != "utf-8" or b"\x00" not in head:
+    if bom_encoding(head) != "utf-8":
         return "text"
-    return "binary"
+    # text has next to no control characters (a stray one in a cell is fine); binary data has ~10 %
+    control = len(head) - len(head.translate(None, _CONTROL_BYTES))
+    return "binary" if control > 0.05 * len(head) else "text"
 
 
 def _check_signature(p: Path, fmt: str, head: bytes) -> None:
@@ -483,7 +487,9 @@ def _iter_parquet(p: Path, chunksize: int) -> Iterator[pd.DataFrame]:
 def _read_excel(p: Path, sheet: str | int | None) -> pd.DataFrame:
     with pd.ExcelFile(p) as book:
         name = _pick_sheet(p, book.sheet_names, sheet)
-        cells = pd.read_excel(book, sheet_name=name, header=None, dtype=object)
+        # only an empty cell is missing: "NA", "None" or "null" typed in a cell are text (as in CSV)
+        cells = pd.read_excel(book, sheet_name=name, header=None, dtype=object, keep_default_na=False,
+                              na_values=[""])
     if cells.empty:
         return pd.DataFrame()
     names = [_header_name(v, i) for i, v in enumerate(cells.iloc[0])]
@@ -712,10 +718,24 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
         elif fmt == "parquet":
             df.to_parquet(tmp, index=False)
         elif fmt == "xlsx":
-            df.to_excel(tmp, index=False, engine="openpyxl")
+            _write_xlsx(df, tmp)
         else:
             df.to_stata(tmp, write_index=False, version=118)
     return path
+
+
+def _write_xlsx(df: pd.DataFrame, path: Path) -> None:
+    """Write ``df`` to one sheet; text is always stored as text, never as a live formula.
+
+    (openpyxl stores any string starting with ``=`` as a formula; a text read from data that Excel would
+    run is still text to lexcoder. :func:`lexcoder.safety.neutralise_formulas` guards the cells users edit.)
+    """
+    with pd.ExcelWriter(path, engine="openpyxl") as writer:
+        df.to_excel(writer, index=False)
+        for row in writer.sheets[next(iter(writer.sheets))].iter_rows():
+            for cell in row:
+                if cell.data_type == "f":
+                    cell.data_type = "s"
 
 
 def write_json(obj: Any, path: str | Path) -> Path:
