@@ -32,7 +32,9 @@ def friendly(fn):
         try:
             return fn(*args, **kwargs)
         except LexcoderError as err:
-            err_console.print(f"[bold red]Error:[/] {escape(str(err))}", markup=True, highlight=False, soft_wrap=True)
+            # soft_wrap: long paths stay whole (copyable); the terminal wraps the line
+            err_console.print(f"[bold red]Error:[/] {escape(str(err))}", markup=True, highlight=False,
+                              soft_wrap=True)
             raise typer.Exit(code=2) from None
         except KeyboardInterrupt:
             err_console.print("[yellow]Interrupted.[/] Continue later with --resume (finished stages are kept).")
