@@ -9,6 +9,8 @@ Label names, ids and texts come from the user's data, so they can hold anything:
 - **Spreadsheet cells** (:func:`neutralise_formulas`): a text cell that Excel, LibreOffice or Google Sheets
   would run as a formula gets a leading ``'`` (the OWASP "CSV injection" rule), so it is shown as text.
   :func:`restore_quoted` undoes it when a reviewed file is read back.
+- **Markdown** (:func:`md_cell`, :func:`md_fence`): a data string in a Markdown table stays in its cell and
+  renders literally (no HTML, links, images, code or math from the data).
 """
 from __future__ import annotations
 
@@ -37,6 +39,13 @@ _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 1
                      *(f"LPT{i}" for i in range(1, 10))}
 _HASH_CHARS = 8
 
+# Markdown table cells: a data string may neither end the cell (|), nor the row (newlines), nor open
+# HTML (<, &), code (`), links or images ([ ]), nor math ($, rendered by GitHub); a backslash is doubled
+# so it cannot escape our "\|".
+_MD_CELL = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\\": "\\\\", "|": "\\|", "`": "\\`",
+                          "$": "\\$", "[": "\\[", "]": "\\]", "\n": " ", "\r": " ", "\u2028": " ",
+                          "\u2029": " ", "\x00": "\ufffd"})
+
 
 def safe_filename(name: Any, *, max_length: int = 80) -> str:
     """A readable, portable file-name part made from any string (a label name, an id, ...).
@@ -50,8 +59,9 @@ def safe_filename(name: Any, *, max_length: int = 80) -> str:
        name that reads as a command-line option);
     3. if anything changed, the name is a Windows reserved device name (``CON``, ``nul.txt``, ``COM1`` ...;
        its dots then become ``_``) or longer than ``max_length``, it is cut to fit and ``-`` plus the
-       first 8 hex digits of the SHA-256 of the original string is appended. Two different names therefore never give the same
-       result unless one of them already looks exactly like another's hashed form.
+       first 8 hex digits of the SHA-256 of the original string is appended. Two different names
+       therefore never give the same result unless one of them already looks exactly like another's
+       hashed form.
 
     An unchanged name (``limitation_of_liability``) is returned as it is. Names that differ only in case
     stay distinct here but share a file on case-insensitive file systems (macOS, Windows).
@@ -165,3 +175,14 @@ def restore_quoted(values: pd.Series, known: Iterable[Any]) -> pd.Series:
         return bare if bare in known else value
 
     return values.map(restore)
+
+
+def md_cell(value: Any) -> str:
+    """``value`` as text that stays inside one Markdown table cell (or list item) and renders literally."""
+    return ("" if value is None else str(value)).translate(_MD_CELL)
+
+
+def md_fence(text: str) -> str:
+    """A code fence (backticks) longer than any run of backticks in ``text``, so ``text`` cannot close it."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    return "`" * max(3, longest + 1)

@@ -18,6 +18,7 @@ import pandas as pd
 from ..errors import LexcoderError
 from ..io import write_json, write_text
 from ..rundir import RunDir, writes_to_run
+from ..safety import md_cell
 from ..stats import bootstrap_difference, confusion_counts, count_metrics
 from .ledger import training_table
 from .workflow import refresh_report
@@ -151,20 +152,20 @@ def _num(x) -> float | None:
 
 def render_markdown(result: dict[str, Any]) -> str:
     """The comparison as a Markdown page (``corrections_report.md``)."""
-    lines = [f"# Corrections report: {result['before']} → {result['after']}", "",
+    lines = [f"# Corrections report: {md_cell(result['before'])} → {md_cell(result['after'])}", "",
              f"Both runs' test predictions on the same {result['test_rows']:,} test rows, scored against the "
              "original human codes and against the corrected codes. Δ = after − before; intervals: paired "
              f"{result['resampling']['unit']} bootstrap ({result['resampling']['resamples']} resamples).", "",
              "## Codes changed by the review", "", "| label | changed | in test rows | in training rows |",
              "|---|---|---|---|"]
     for lab, c in result["corrections"].items():
-        lines.append(f"| {lab} | {c['changed']} | {c['changed_in_test']} | {c['changed_in_training']} |")
+        lines.append(f"| {md_cell(lab)} | {c['changed']} | {c['changed_in_test']} | {c['changed_in_training']} |")
     for key, title in (("original", "against the original codes"), ("corrected", "against the corrected codes")):
         block = result[key]
         lines += ["", f"## F1 {title}", "", "| label | before | after | Δ | 95% CI of Δ |", "|---|---|---|---|---|"]
         for lab, r in block["labels"].items():
-            lines.append(f"| {lab} | {r['before']['f1']:.3f} | {r['after']['f1']:.3f} | {r['delta_f1']:+.3f} | "
-                         f"{format_interval(r['delta_f1_ci'])} |")
+            lines.append(f"| {md_cell(lab)} | {r['before']['f1']:.3f} | {r['after']['f1']:.3f} | "
+                         f"{r['delta_f1']:+.3f} | {format_interval(r['delta_f1_ci'])} |")
         m = block["macro_f1"]
         lines.append(f"| **macro** | {m['before']:.3f} | {m['after']:.3f} | {m['delta']:+.3f} | "
                      f"{format_interval(m['delta_ci'])} |")

@@ -122,8 +122,9 @@ def show_summary(summary: dict) -> None:
         before = (oof.get("before") or {}).get("labels", {}).get(lab, {})
         after = (oof.get("after") or {}).get("labels", {}).get(lab, {})
         table.add_row(escape(lab), str(m["positives"]), str(m["in_queue"]),
-                      str(m.get("conflicting_duplicate_groups", "—")), f(m["estimated_noise_rate"], "{:.2%}"), str(m["reviewed"]), str(m["flipped"]),
-                      f(before.get("average_precision")), f(after.get("average_precision")))
+                      str(m.get("conflicting_duplicate_groups", "—")), f(m["estimated_noise_rate"], "{:.2%}"),
+                      str(m["reviewed"]), str(m["flipped"]), f(before.get("average_precision")),
+                      f(after.get("average_precision")))
     console.print(table)
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from ..errors import LexcoderError
 from ..io import write_text
 from ..rundir import RunDir, writes_to_run
+from ..safety import md_cell, md_fence
 from . import context as ctx
 
 log = logging.getLogger(__name__)
@@ -96,8 +97,8 @@ def _environment():
     env = jinja2.Environment(loader=jinja2.PackageLoader("lexcoder", "templates"),
                              autoescape=jinja2.select_autoescape(["html", "html.j2"]),
                              trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
-    # report.md is not autoescaped: every data string in it goes through `md` (see ctx.md_cell)
-    env.filters.update(md=ctx.md_cell, md_fence=ctx.md_fence)
+    # report.md is not autoescaped: every data string in it goes through `md` (lexcoder.safety.md_cell)
+    env.filters.update(md=md_cell, md_fence=md_fence)
     return env
 
 

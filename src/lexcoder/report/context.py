@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from typing import Any
 
 import numpy as np
@@ -21,12 +20,6 @@ log = logging.getLogger(__name__)
 
 TEXT_CHARS = 300  # texts in tables are cut to this many characters
 
-# Markdown table cells: a data string may neither end the cell (|), nor the row (newlines), nor open
-# HTML (<, &), code (`), links or images ([ ]), nor math ($, rendered by GitHub); a backslash is doubled
-# so it cannot escape our "\|".
-_MD_CELL = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\\": "\\\\", "|": "\\|", "`": "\\`",
-                          "$": "\\$", "[": "\\[", "]": "\\]", "\n": " ", "\r": " ", "\u2028": " ",
-                          "\u2029": " ", "\x00": "\ufffd"})
 
 
 def fmt(value: Any, digits: int = 3) -> str:
@@ -36,17 +29,6 @@ def fmt(value: Any, digits: int = 3) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return f"{value:,}" if isinstance(value, int) else str(value)
-
-
-def md_cell(value: Any) -> str:
-    """``value`` as text that stays inside one Markdown table cell (or list item) and renders literally."""
-    return ("" if value is None else str(value)).translate(_MD_CELL)
-
-
-def md_fence(text: str) -> str:
-    """A code fence (backticks) longer than any run of backticks in ``text``, so ``text`` cannot close it."""
-    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
-    return "`" * max(3, longest + 1)
 
 
 def fmt_ci(block: dict[str, Any], key: str) -> str:
@@ -86,7 +68,8 @@ def dataset_summary(run: RunDir, art: dict[str, Any]) -> dict[str, Any]:
     counts = conflict_counts(conflicts)
     return {"facts": [(k.replace("_", " "), fmt(data.get(k))) for k in
                       ("rows_read", "rows_kept", "dropped_missing_labels", "dropped_empty_texts",
-                       "duplicate_rows", "duplicate_groups", "conflicting_duplicate_groups") if k in data],
+                       "duplicate_rows", "duplicate_groups", "conflicting_duplicate_groups",
+                       "conflicting_duplicate_rows") if k in data],
             "source": data.get("path"), "prevalence": prevalence,
             "conflicts": [{"label": r.label, "ids": ", ".join(map(str, r.ids)),
                            "values": ", ".join(map(str, r.values)), "text": _cut(r.text)}
