@@ -36,6 +36,8 @@ def write_config(tmp_path, data_path, labels, **data_extra) -> "os.PathLike":
     import tomli_w
     cfg = {"data": {"path": str(data_path), "text_column": "text", "id_column": "id",
                     "label_columns": list(labels), **data_extra}}
+    if "group_column" in data_extra:  # ToS documents share numbering lines ("1.", "2."): linking documents
+        cfg["split"] = {"duplicates": "keep_groups"}  # through them would chain them into one unit
     path = tmp_path / "config.toml"
     path.write_text(tomli_w.dumps(cfg), encoding="utf-8")
     return path

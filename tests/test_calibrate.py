@@ -76,7 +76,7 @@ def test_pipeline_tunes_thresholds_on_calibrated_validation_and_predict_applies_
     labels = tos_labels[:4]
     cfg = config_from_dict({
         "data": {"path": str(data), "id_column": "id", "label_columns": labels, "group_column": "doc_id"},
-        "split": {"n_clusters": 10}, "model": {"params": {"ngram_max": 1}}, "evaluate": {"bootstrap": 50},
+        "split": {"n_clusters": 10, "duplicates": "keep_groups"}, "model": {"params": {"ngram_max": 1}}, "evaluate": {"bootstrap": 50},
         "calibration": {"method": "isotonic"}, "report": {"enabled": False}})
     run = run_pipeline(cfg, tmp_path / "run").run
     model_dir = run.model_dir("tfidf")

@@ -319,3 +319,12 @@ def test_json_lines_written_by_pandas_read_back_the_same(tmp_path, table):
     df = read_table(tmp_path / "d.jsonl")
     assert df.columns.tolist() == table.columns.tolist()
     assert [json.loads(line) for line in (tmp_path / "d.jsonl").read_text().splitlines()][0]["id"] == df["id"][0]
+
+
+def test_random_bytes_named_csv_and_a_stray_control_character_in_a_cell(tmp_path):
+    import random
+    (tmp_path / "noise.csv").write_bytes(random.Random(0).randbytes(20_000))
+    with pytest.raises(DataError, match="the file is binary data"):
+        read_table(tmp_path / "noise.csv")
+    (tmp_path / "d.csv").write_bytes(b'id,text,x\n1,"arbi\x00tration clause",1\n2,plain,0\n')
+    assert read_table(tmp_path / "d.csv")["text"].tolist() == ["arbi\x00tration clause", "plain"]  # cleaned later

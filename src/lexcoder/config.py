@@ -147,7 +147,7 @@ def _explain(err: ValidationError, source: str) -> ConfigError:
         where = ".".join(str(p) for p in e["loc"]) or "(top level)"
         if e["type"] == "extra_forbidden":
             lines.append(f"  - {where}: unknown key{did_you_mean(e['loc'][-1], _keys_at(e['loc'][:-1]))}")
-        elif e["type"] == "missing":
+        elif e["type"] == "missing" or isinstance(e["input"], dict):  # a whole section: too long to show
             lines.append(f"  - {where}: {e['msg']}")
         else:
             lines.append(f"  - {where} = {e['input']!r}: {e['msg']}")

@@ -186,7 +186,7 @@ def _check_one_role_each(wanted: list[tuple[str, str]], source: str) -> None:
     for key, col in wanted:
         roles.setdefault(col, []).append(key)
     for col, keys in roles.items():
-        if len(keys) > 1:
+        if len(keys) > 1 and set(keys) != {"id_column", "group_column"}:  # one row per group: harmless
             raise DataError(f"{source}: column {col!r} is named both as {' and as '.join(keys)} in [data]; a "
                             "column can play one part only. Fix the [data] section of your config.")
 

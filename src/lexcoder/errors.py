@@ -35,7 +35,7 @@ def did_you_mean(name: object, choices) -> str:
     choices = [str(c) for c in choices]
     same = [c for c in choices if c.strip().lower() == str(name).strip().lower()]
     if same:
-        spaces = " (the name there has extra spaces)" if same[0].strip() != same[0] else ""
+        spaces = " It has spaces around the name." if same[0].strip() != same[0] else ""
         return f" (did you mean {same[0]!r}?{spaces})"
     close = difflib.get_close_matches(str(name), choices, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""

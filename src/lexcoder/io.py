@@ -450,8 +450,8 @@ def _json_record(p: Path, line: str, number: int) -> dict:
         value = json.loads(line)
     except json.JSONDecodeError as err:
         hint = " (a pretty-printed JSON file is not JSON lines)" if line.strip() == "{" else ""
-        raise DataError(f"{p}: line {number} is not valid JSON ({err.msg}, character {err.colno}): "
-                        f"{_preview(line)}. Each line must be one complete JSON object such as "
+        raise DataError(f"{p}: line {number} is not valid JSON ({err.msg.removesuffix(' at')} at character "
+                        f"{err.colno}): {_preview(line)}. Each line must be one complete JSON object such as "
                         f'{{"id": "a1", "text": "...", "remorse": 0}}{hint}: fix or delete that line.') from None
     if not isinstance(value, dict):
         raise DataError(f"{p}: line {number} holds a JSON {type(value).__name__}, not an object: "

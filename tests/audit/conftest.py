@@ -59,7 +59,8 @@ def small_run(tos_slice, tmp_path_factory):
     from lexcoder.audit import audit_run
 
     root = tmp_path_factory.mktemp("audit_run")
-    docs = sorted(tos_slice["doc_id"].unique())[:8]
+    sizes = tos_slice["doc_id"].value_counts()
+    docs = sorted(sizes.index[sizes <= 400])[:8]  # no document larger than the test split's share
     part = tos_slice[tos_slice["doc_id"].isin(docs)].reset_index(drop=True)
     twin = part.iloc[[0, 1]].copy()  # identical texts in another document, coded the other way
     twin["id"] = ["twin_a", "twin_b"]
@@ -68,7 +69,9 @@ def small_run(tos_slice, tmp_path_factory):
     data = root / "slice.csv"
     pd.concat([part, twin], ignore_index=True).to_csv(data, index=False)
     cfg = config_from_dict({"data": {"path": str(data), "text_column": "text", "id_column": "id",
-                                     "label_columns": AUDIT_LABELS, "group_column": "doc_id"}})
+                                     "label_columns": AUDIT_LABELS, "group_column": "doc_id"},
+                           # documents share numbering lines ("1."): keep documents whole, not linked
+                           "split": {"duplicates": "keep_groups"}})
     run_dir = root / "run"
     run_pipeline(cfg, run_dir)
     return run_dir, data, audit_run(run_dir, n_folds=4)

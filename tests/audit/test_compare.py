@@ -24,7 +24,8 @@ def retrained(small_run, audit_labels, tmp_path_factory):
     reviewed.to_csv(root / "reviewed.csv", index=False)
     apply_review(run_dir, root / "reviewed.csv", reviewer="A. Coder", ledger=root / "corrections.csv")
     cfg = config_from_dict({"data": {"path": str(data), "text_column": "text", "id_column": "id",
-                                     "label_columns": audit_labels, "group_column": "doc_id"}})
+                                     "label_columns": audit_labels, "group_column": "doc_id"},
+                           "split": {"duplicates": "keep_groups"}})
     run_pipeline(cfg, root / "exp2", corrections=root / "corrections.csv")
     return run_dir, root / "exp2", reviewed, cfg
 

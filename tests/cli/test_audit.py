@@ -17,11 +17,12 @@ LABELS = ["limitation_of_liability", "unilateral_termination", "unilateral_chang
 @pytest.fixture(scope="module")
 def workspace(tos_full, tmp_path_factory):
     root = tmp_path_factory.mktemp("cli_audit")
-    docs = sorted(tos_full["doc_id"].unique())[10:16]
+    sizes = tos_full["doc_id"].value_counts()
+    docs = sorted(sizes.index[sizes <= 500])[6:12]  # six documents, none larger than the test split's share
     tos_full[tos_full["doc_id"].isin(docs)][["id", "doc_id", "text", *LABELS]].to_csv(root / "tos.csv", index=False)
     (root / "my.toml").write_text(tomli_w.dumps({"data": {
         "path": "tos.csv", "text_column": "text", "id_column": "id", "label_columns": LABELS,
-        "group_column": "doc_id"}}), encoding="utf-8")
+        "group_column": "doc_id"}, "split": {"duplicates": "keep_groups"}}), encoding="utf-8")
     return root
 
 

@@ -33,7 +33,8 @@ def run_dir(tmp_path_factory, tos_docs):
     cfg = config_from_dict({
         "data": {"path": str(tmp / "tos.csv"), "id_column": "id", "label_columns": LABELS,
                  "group_column": "doc_id", "second_coder_suffix": "_coder2"},
-        "split": {"n_clusters": 10}, "model": {"params": {"ngram_max": 1}}, "evaluate": {"bootstrap": 200}})
+        "split": {"n_clusters": 10, "duplicates": "keep_groups"}, "model": {"params": {"ngram_max": 1}},
+        "evaluate": {"bootstrap": 200}})
     run_pipeline(cfg, tmp / "run")
     return tmp / "run"
 

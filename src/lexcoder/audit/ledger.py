@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,12 +21,14 @@ import pandas as pd
 from ..data import id_to_str
 from ..errors import DataError, format_rows
 from ..io import file_sha256
+from ..safety import neutralise_formulas, unquote_cell
 
 log = logging.getLogger(__name__)
 
 LEDGER_COLUMNS = ["id", "label", "old_value", "new_value", "reviewer", "timestamp", "note", "source_run"]
 APPLIED_FILE = "corrections_applied.parquet"
 DECISIONS = {"keep": 0, "flip": 1}
+TEXT_COLUMNS = ["id", "label", "reviewer", "timestamp", "note", "source_run"]
 
 
 def read_ledger(path: str | Path) -> pd.DataFrame:
@@ -44,16 +47,39 @@ def read_ledger(path: str | Path) -> pd.DataFrame:
             raise DataError(f"{path}: column '{col}' must be 0 or 1; ledger rows "
                             f"{format_rows(np.flatnonzero(bad) + 2)} hold something else.")
         ledger[col] = ledger[col].astype(int)
+    for col in TEXT_COLUMNS:  # undo the export's formula guard (see append_ledger)
+        ledger[col] = ledger[col].map(unquote_cell)
     return ledger[LEDGER_COLUMNS]
 
 
 def append_ledger(entries: pd.DataFrame, path: str | Path) -> Path:
-    """Append ``entries`` (``LEDGER_COLUMNS``) to the ledger CSV; existing rows are never rewritten."""
+    """Append ``entries`` (``LEDGER_COLUMNS``) to the ledger CSV; existing rows are never rewritten.
+
+    The new rows are written in one go under an exclusive lock on the ledger (two reviewers applying at
+    once wait for each other) and flushed to disk; if the write fails (disk full) the ledger is cut back
+    to its previous end, so it never holds half a row. Text cells a spreadsheet would run as formulas get
+    a leading ``'`` (:func:`lexcoder.safety.neutralise_formulas`), which :func:`read_ledger` removes.
+    """
+    import fcntl
     path = Path(path)
-    new_file = not path.is_file() or path.stat().st_size == 0
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8", newline="") as fh:
-        entries[LEDGER_COLUMNS].to_csv(fh, header=new_file, index=False, quoting=csv.QUOTE_MINIMAL)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(path, "a+b")
+    except OSError as err:
+        raise DataError(f"Cannot write the ledger {path}: {err.strerror}. Choose a writable --ledger path.") from None
+    with fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        end = fh.seek(0, os.SEEK_END)
+        rows = neutralise_formulas(entries[LEDGER_COLUMNS].astype(str), TEXT_COLUMNS)
+        text = rows.to_csv(index=False, header=end == 0, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
+        try:
+            fh.write(text.encode("utf-8"))
+            fh.flush()
+            os.fsync(fh.fileno())
+        except OSError as err:
+            fh.truncate(end)
+            raise DataError(f"Cannot write the ledger {path}: {err.strerror}. It is unchanged; free space "
+                            "and apply the review again.") from None
     return path
 
 
