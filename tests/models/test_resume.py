@@ -89,8 +89,8 @@ def test_interrupted_run_resumes_to_the_same_result(config, uninterrupted, tmp_p
     _same_result(out, uninterrupted)
 
 
-def test_finished_checkpoint_is_reused_and_foreign_one_ignored(config, uninterrupted, tmp_path, monkeypatch):
-    """A resumed run whose training had finished does not train again; changed settings start afresh."""
+def test_finished_checkpoint_is_reused(config, uninterrupted, monkeypatch):
+    """A resumed run whose training had finished does not train again."""
     trained = []
     monkeypatch.setattr(TransformerClassifier, "_after_step", lambda self, step: trained.append(step))
     manifest = json.loads((uninterrupted / "manifest.json").read_text())
@@ -99,15 +99,6 @@ def test_finished_checkpoint_is_reused_and_foreign_one_ignored(config, uninterru
     result = CliRunner().invoke(app, ["run", str(config), "--out", str(uninterrupted), "--resume"])
     assert result.exit_code == 0, result.output
     assert trained == []
-
-    out = tmp_path / "other"
-    (out / "checkpoints").mkdir(parents=True)
-    import shutil
-    shutil.copytree(uninterrupted / "checkpoints" / "part0", out / "checkpoints" / "part0")
-    result = CliRunner().invoke(app, ["run", str(config), "--out", str(out), "--resume",
-                                      "--set", "model.params.seed=6", "--set", "model.params.epochs=1"])
-    assert result.exit_code == 0, result.output
-    assert trained == list(range(1, 9))  # the other seed's problem trained from step 1
 
 
 @pytest.mark.slow
@@ -190,6 +181,33 @@ def test_crash_while_writing_a_checkpoint_leaves_the_previous_one(tiny_bert, sen
     assert steps == [3, 4, 5]
     np.testing.assert_array_equal(resumed.predict_proba(sentences[0]), expected)
     assert sorted(p.name for p in root.iterdir()) == ["latest.json", "step-0000005"]
+
+
+def test_checkpoint_of_other_settings_is_ignored_but_a_new_memory_cap_resumes(tiny_bert, sentences, tmp_path,
+                                                                               monkeypatch, caplog):
+    """A checkpoint resumes only the same training problem: another seed starts afresh; a lower
+    ``max_tokens_per_batch`` (after running out of memory) continues it, to the same weights up to rounding."""
+    root = tmp_path / "ckpt"
+    monkeypatch.setattr(TransformerClassifier, "_after_step", _interrupt_at(3))
+    with pytest.raises(KeyboardInterrupt):
+        _fit_tiny(tiny_bert, sentences, root, num_threads=1)
+    steps = []
+    monkeypatch.setattr(TransformerClassifier, "_after_step", lambda self, step: steps.append(step))
+    with caplog.at_level("WARNING", logger="lexcoder.models.transformer"):
+        _fit_tiny(tiny_bert, sentences, root, num_threads=1, seed=6)
+    assert steps == [1, 2, 3, 4, 5] and "Ignoring the checkpoint" in caplog.text  # trained from step 1
+
+    root = tmp_path / "oom"
+    monkeypatch.setattr(TransformerClassifier, "_after_step", _interrupt_at(3))
+    with pytest.raises(KeyboardInterrupt):
+        _fit_tiny(tiny_bert, sentences, root, num_threads=1)
+    steps.clear()
+    monkeypatch.setattr(TransformerClassifier, "_after_step", lambda self, step: steps.append(step))
+    resumed = _fit_tiny(tiny_bert, sentences, root, num_threads=1, max_tokens_per_batch=TINY["max_length"])
+    assert steps == [4, 5]
+    whole = _fit_tiny(tiny_bert, sentences, num_threads=1)
+    for key, value in whole._trainable_state().items():
+        torch.testing.assert_close(resumed._trainable_state()[key], value, rtol=0, atol=1e-5)
 
 
 def test_resume_uses_the_thread_count_of_the_checkpoint(tiny_bert, sentences, tmp_path, monkeypatch,
