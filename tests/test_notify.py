@@ -134,7 +134,7 @@ def test_pipeline_notifies_finish_with_macro_f1(tmp_path, tos_docs, tos_labels, 
     data.to_csv(tmp_path / "tos.csv", index=False)
     labels = [lab for lab in tos_labels if data[lab].sum() >= 15][:3]
     cfg = load_config(write_config(tmp_path, tmp_path / "tos.csv", labels, group_column="doc_id"),
-                      overrides=["evaluate.bootstrap=0"])
+                      overrides=["evaluate.bootstrap=0", "split.duplicates=keep_groups"])
     monkeypatch.setenv("LEXCODER_WEBHOOK_URL", f"{server.url}/runs")
     result = run_pipeline(cfg, tmp_path / "run1")
     (path, body), = server.received

@@ -101,6 +101,17 @@ def test_bad_input_writes_nothing(small, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_bad_input_found_only_by_training_leaves_nothing(small, tmp_path):
+    """Texts that hold no word (single digits) pass validation; TF-IDF finds them empty: no folder is left."""
+    table = pd.read_csv(small / "data.csv")
+    table["text"] = [str(i % 10) for i in range(len(table))]
+    table.to_csv(tmp_path / "digits.csv", index=False)
+    res = runner.invoke(app, ["run", str(small / "config.toml"), "--out", str(tmp_path / "run"),
+                              "--set", f"data.path={tmp_path / 'digits.csv'}"])
+    assert res.exit_code == 2 and "no words" in said(res) and "Traceback" not in said(res), res.output
+    assert not (tmp_path / "run").exists()
+
+
 # -- A2: identity and resume ------------------------------------------------------------------------------
 def test_resume_refuses_changed_data_config_ledger_version(small, finished, tmp_path, monkeypatch):
     import shutil
@@ -275,7 +286,7 @@ def test_predict_never_replaces_its_input_or_an_existing_file(finished, small, t
     data.write_bytes((small / "data.csv").read_bytes())
     before = sha(data)
     res = runner.invoke(app, ["predict", str(finished), str(data), "--out", str(data)])
-    assert res.exit_code == 2 and "is the input file" in said(res)
+    assert res.exit_code == 2 and "is an input of this command" in said(res)
     res = runner.invoke(app, ["predict", str(finished), str(data), "--out", str(data), "--overwrite"])
     assert res.exit_code == 2
     assert sha(data) == before

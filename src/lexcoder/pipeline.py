@@ -21,12 +21,13 @@ from .audit.ledger import APPLIED_FILE, check_corrections, training_table
 from .clean import clean
 from .config import Config
 from .data import load_dataset
+from .errors import ConfigError, DataError
 from .evaluate import evaluate_options, evaluate_predictions
 from .io import atomic_dir, file_sha256, read_json, write_json, write_table
 from .models import TextClassifier, build_model
 from .notify import watch_run
-from .rundir import (RunDir, RunInputs, check_resumable, ensure_dir, prepare_out, set_status, stage, stage_done,
-                     start_run)
+from .rundir import (RunDir, RunInputs, check_resumable, discard_run, ensure_dir, prepare_out, set_status, stage,
+                     stage_done, start_run)
 from .split import cv_partitions, make_splits, prevalence_table
 from .thresholds import choose_thresholds
 
@@ -66,35 +67,51 @@ def run_pipeline(cfg: Config, out: str | Path, *, resume: bool = False,
         For bad input (nothing written), a folder lexcoder may not write to, a busy folder, or a resume
         on changed inputs.
     """
-    run = RunDir(Path(out))
+    n = cfg.notify
+    with watch_run(Path(out).name, enabled=n.enabled, on=n.on, timeout=n.timeout) as watch:
+        result = _run_locked(cfg, RunDir(Path(out)), resume=resume, corrections=corrections)
+        watch.finished(result.metrics)  # [notify]: message with macro-F1 and wall time (or the error)
+    return result
+
+
+def _run_locked(cfg: Config, run: RunDir, *, resume: bool, corrections: str | Path | None) -> RunResult:
     inputs = RunInputs.of(cfg, corrections)
     mode = prepare_out(run, resume=resume)
     if mode == "resume":
         check_resumable(run, inputs, cfg)
     prepared = None if mode == "resume" and stage_done(run, "split") else prepare_inputs(cfg, corrections)
+    created = not run.root.exists()
     ensure_dir(run.root)
     with run.lock("run"):
         mode = prepare_out(run, resume=resume)  # again: another process may have written a run meanwhile
         if mode == "resume":
             check_resumable(run, inputs, cfg)
-        n = cfg.notify
-        with watch_run(run.root.name, enabled=n.enabled, on=n.on, timeout=n.timeout) as watch:
-            start_run(run, cfg, inputs, mode=mode)
-            with recorded_outcome(run):
-                if prepared is None and not stage_done(run, "split"):
-                    prepared = prepare_inputs(cfg, corrections)
-                result = _run_stages(cfg, run, prepared)
-            watch.finished(result.metrics)  # [notify]: message with macro-F1 and wall time (or the error)
-    return result
+        start_run(run, cfg, inputs, mode=mode)
+        with recorded_outcome(run, fresh=mode != "resume", created=created):
+            if prepared is None and not stage_done(run, "split"):
+                prepared = prepare_inputs(cfg, corrections)
+            return _run_stages(cfg, run, prepared)
 
 
 @contextmanager
-def recorded_outcome(run: RunDir):
-    """Mark the run ``finished``, ``interrupted`` (Ctrl-C) or ``failed`` (with the error) in its manifest."""
+def recorded_outcome(run: RunDir, *, fresh: bool, created: bool):
+    """Mark the run ``finished``, ``interrupted`` (Ctrl-C) or ``failed`` (with the error) in its manifest.
+
+    A fresh run stopped by bad input (a :class:`~lexcoder.errors.DataError` or ``ConfigError`` that only
+    training could detect, e.g. texts without a single word) before any model was saved leaves nothing:
+    what it wrote is removed, and so is the folder if this run created it. A crash, a full disk or Ctrl-C
+    keep the folder (marked), so that ``--resume`` can continue once the cause is fixed.
+    """
     try:
         yield
     except KeyboardInterrupt:
         set_status(run, "interrupted")
+        raise
+    except (DataError, ConfigError) as err:
+        if fresh and not run.has_model():
+            discard_run(run, remove_folder=created)
+        else:
+            set_status(run, "failed", error=f"{type(err).__name__}: {err}")
         raise
     except BaseException as err:
         set_status(run, "failed", error=f"{type(err).__name__}: {err}")

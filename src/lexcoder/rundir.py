@@ -493,6 +493,17 @@ def clear_run(run: RunDir) -> None:
             entry.unlink()
 
 
+def discard_run(run: RunDir, *, remove_folder: bool) -> None:
+    """Remove everything a run wrote (the lock file included), and the folder itself if ``remove_folder``.
+
+    Only lexcoder's own files are removed; the folder stays if anything else is in it.
+    """
+    clear_run(run)
+    (run.root / LOCK_FILE).unlink(missing_ok=True)
+    if remove_folder and not any(run.root.iterdir()):
+        run.root.rmdir()
+
+
 def remove_debris(root: Path) -> None:
     """Delete temporary files a killed process left behind (``.name.XXXX.tmp``) anywhere in the run."""
     if not root.is_dir():
