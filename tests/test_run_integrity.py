@@ -352,3 +352,13 @@ def test_damaged_run_folder_is_named(finished, small, tmp_path, damage):
     assert res.exit_code == 2 and "Traceback" not in said(res), res.output
     assert ("damaged" in said(res) or "not a lexcoder run" in said(res)), res.output
     assert not (tmp_path / "c.csv").exists()
+
+
+def test_resume_accepts_settings_that_do_not_change_results(small, finished, tmp_path):
+    """Threads, the forward-pass cap and notifications may change on --resume; anything else may not."""
+    import shutil
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    run_pipeline(config(small, "notify.timeout=9"), run, resume=True)
+    with pytest.raises(RunDirError, match=r"configuration changed \(evaluate.bootstrap: 0 → 5\)"):
+        run_pipeline(config(small, "evaluate.bootstrap=5", "notify.timeout=9"), run, resume=True)

@@ -298,8 +298,21 @@ def ensure_dir(path: Path) -> None:
                           "to.") from None
 
 
+# settings that change how a run computes or reports, never what it computes: a run may be resumed with other
+# values (e.g. a lower max_tokens_per_batch after running out of GPU memory)
+RESUME_SAFE_KEYS = ("model.params.max_tokens_per_batch", "model.params.num_threads", "notify")
+
+
 def config_hash(cfg: Config) -> str:
-    return hashlib.sha256(dump_config(cfg).encode()).hexdigest()[:16]
+    """Hash of the resolved config without :data:`RESUME_SAFE_KEYS`: what a run's results depend on."""
+    raw = cfg.model_dump(mode="json", exclude_none=True)
+    for key in RESUME_SAFE_KEYS:
+        *parents, leaf = key.split(".")
+        node = raw
+        for part in parents:
+            node = node.get(part, {})
+        node.pop(leaf, None)
+    return hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def package_versions() -> dict[str, str]:
@@ -437,7 +450,8 @@ def _config_changes(run: RunDir, cfg: Config) -> str:
     except (OSError, ValueError):
         return "config.toml of the run cannot be read"
     after = _flatten(tomllib.loads(dump_config(cfg)))
-    keys = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    keys = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k)
+                  and not any(k == safe or k.startswith(safe + ".") for safe in RESUME_SAFE_KEYS))
     show = lambda side, k: repr(side[k]) if k in side else "unset"  # noqa: E731
     shown = [f"{k}: {show(before, k)} → {show(after, k)}" for k in keys[:5]]
     return "; ".join(shown) + (f"; and {len(keys) - 5} more" if len(keys) > 5 else "") or "resolved values"
