@@ -75,7 +75,10 @@ def test_keep_groups_invariants(prepared, tos_labels):
 @pytest.mark.parametrize("data", ["tos", "isc"])
 def test_link_refuses_when_shared_texts_join_most_groups(data, prepared, tos_labels, request):
     """Issue #10, defect 1: boilerplate shared by documents used to be moved afterwards, so documents straddled."""
-    df, labels, column = (prepared, tos_labels, "doc_id") if data == "tos" else (*request.getfixturevalue("isc"), "group")
+    if data == "tos":
+        df, labels, column = prepared, tos_labels, "doc_id"
+    else:
+        (df, labels), column = request.getfixturevalue("isc"), "group"
     with pytest.raises(DataError) as err:
         make_splits(df, labels, SplitConfig(), group_column=column)
     msg = str(err.value)
@@ -110,7 +113,8 @@ def test_empty_group_cells_are_groups_of_their_own(tos_docs, tos_labels, caplog)
     raw.loc[blank, "doc_id"] = None
     df = _prepare(raw, tos_labels, "doc_id")
     with caplog.at_level(logging.WARNING, logger="lexcoder.split"):
-        splits, facts = split_with_facts(df, tos_labels, SplitConfig(duplicates="keep_groups"), group_column="doc_id")
+        splits, facts = split_with_facts(df, tos_labels, SplitConfig(duplicates="keep_groups"),
+                                         group_column="doc_id")
     assert facts.empty_group_rows == int(blank.sum())
     assert splits.loc[blank.to_numpy(), "unit"].nunique() == blank.sum()  # one unit per row
     assert splits.loc[blank.to_numpy(), "split"].nunique() == 3
@@ -133,7 +137,8 @@ def test_too_small_a_share_for_the_largest_group_is_explained_in_the_users_terms
         make_splits(prepared, tos_labels, cfg, group_column="doc_id")
     msg = str(err.value)
     biggest = prepared["group"].value_counts()
-    assert "split.val = 0.01" in msg and f"{biggest.index[0]!r} (group_column 'doc_id'), holds {biggest.iloc[0]:,} rows" in msg
+    assert "split.val = 0.01" in msg
+    assert f"{biggest.index[0]!r} (group_column 'doc_id'), holds {biggest.iloc[0]:,} rows" in msg
     assert "fold" not in msg  # no internal fold counts the user never asked for
 
 

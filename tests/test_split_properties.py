@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from hypothesis import HealthCheck, given, reject, settings
+from hypothesis import HealthCheck, event, given, reject, settings
 from hypothesis import strategies as st
 
 from lexcoder.clean import clean
@@ -30,19 +30,20 @@ FAST = settings(max_examples=30, deadline=None, suppress_health_check=[HealthChe
 
 @st.composite
 def tables(draw) -> pd.DataFrame:
-    """A cleaned table of 12-60 rows: groups with empty cells, texts repeated across groups, two 0/1 labels.
+    """A cleaned table of 20-60 rows: groups with empty cells, texts repeated across groups, two 0/1 labels.
 
     Hypothesis draws the shape (rows, groups, share of empty cells, how often texts repeat, seed); a seeded
     generator fills the cells, which keeps generation fast.
     """
-    n = draw(st.integers(12, 60))
-    n_groups = draw(st.integers(2, max(2, n // 2)))
+    n = draw(st.integers(20, 60))
+    n_groups = draw(st.integers(3, n // 2))
     empty = draw(st.sampled_from([0.0, 0.1, 0.5]))
-    n_texts = draw(st.integers(max(2, n // 4), n))
+    n_texts = draw(st.integers((2 * n) // 3, n))  # most texts unique, some repeated across groups
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     pool = [" ".join(rng.choice(WORDS, size=rng.integers(2, 7))) + f" item{i}" for i in range(n_texts)]
     raw = pd.DataFrame({"id": [f"r{i}" for i in range(n)], "text": rng.choice(pool, size=n),
-                        "case": [None if rng.random() < empty else f"case{g}" for g in rng.integers(0, n_groups, n)]})
+                        "case": [None if rng.random() < empty else f"case{g}"
+                                 for g in rng.integers(0, n_groups, n)]})
     for label in LABELS:
         raw[label] = (rng.random(n) < rng.uniform(0.2, 0.6)).astype(int)
     df, _ = validate_table(raw, DataConfig(path="generated", id_column="id", label_columns=LABELS,
@@ -52,10 +53,10 @@ def tables(draw) -> pd.DataFrame:
 
 @st.composite
 def configs(draw) -> SplitConfig:
-    weights = draw(st.lists(st.integers(2, 8), min_size=3, max_size=3))
+    weights = draw(st.lists(st.integers(3, 8), min_size=3, max_size=3))
     train, val, test = (w / sum(weights) for w in weights)
-    return SplitConfig(method=draw(st.sampled_from(["cluster_stratified", "kfold"])), n_folds=draw(st.integers(3, 4)),
-                       train=train, val=val, test=1 - train - val, n_clusters=4,
+    return SplitConfig(method=draw(st.sampled_from(["cluster_stratified", "kfold"])),
+                       n_folds=draw(st.integers(3, 4)), train=train, val=val, test=1 - train - val, n_clusters=4,
                        duplicates=draw(st.sampled_from(["link", "keep_groups", "keep_duplicates"])),
                        seed=draw(st.integers(0, 2**16)))
 
@@ -69,6 +70,7 @@ def _split_or_reject(df: pd.DataFrame, cfg: SplitConfig):
         assert "split." in msg or msg.startswith("Label '"), msg  # names the setting (or label) to change
         if cfg.method == "cluster_stratified":
             assert "fold" not in msg, msg  # never internal fold counts the user did not ask for
+        event("refused: " + ("label" if msg.startswith("Label") else "unit too large"))
         reject()
 
 
@@ -129,12 +131,14 @@ def test_allocation_bound_holds_for_any_units_strata_and_fractions(data):
     strata_ = np.array(data.draw(st.lists(st.sampled_from("abcdef"), min_size=n, max_size=n)), dtype=object)
     fractions = data.draw(st.lists(st.floats(0.01, 1), min_size=2, max_size=6))
     seed = data.draw(st.integers(0, 1000))
-    part = allocate_units(units, strata_, fractions, seed=seed)
+    labels = np.array(data.draw(st.lists(st.lists(st.integers(0, 1), min_size=2, max_size=2), min_size=n,
+                                         max_size=n))) if data.draw(st.booleans()) else None
+    part = allocate_units(units, strata_, fractions, seed=seed, labels=labels)
     largest = pd.Series(units).value_counts().max()
     rows = np.bincount(part, minlength=len(fractions))
     assert (np.abs(rows - np.asarray(fractions) / sum(fractions) * n) < largest).all()
     assert (pd.DataFrame({"u": units, "p": part}).groupby("u")["p"].nunique() == 1).all()
-    np.testing.assert_array_equal(part, allocate_units(units, strata_, fractions, seed=seed))
+    np.testing.assert_array_equal(part, allocate_units(units, strata_, fractions, seed=seed, labels=labels))
 
 
 @settings(max_examples=50, deadline=None)

@@ -167,7 +167,7 @@ def prepare_inputs(cfg: Config, corrections: str | Path | None = None) -> Prepar
     df, conflicts, clean_report = clean(df, labels, cfg.clean)
     ledger, corrections_block = (None, None) if corrections is None else check_corrections(df, corrections, labels)
     t0 = time.perf_counter()
-    splits = make_splits(df, labels, cfg.split)
+    splits = make_splits(df, labels, cfg.split, group_column=cfg.data.group_column)
     manifest_data = {
         "path": str(cfg.data.path), "sha256": file_sha256(cfg.data.path),
         "rows_read": load_report.rows_read, "rows_kept": load_report.rows_kept,

