@@ -365,3 +365,11 @@ def test_semicolon_csv_runs_end_to_end(tmp_path, coded, monkeypatch):
     df, _ = load_dataset(load_config(tmp_path / "my.toml").data)
     assert df["id"].tolist() == coded["id"].astype(str).tolist()
     assert df["text"].tolist() == coded["text"].tolist()
+
+
+@pytest.mark.parametrize("name", ["a\x00b", "tab\there", " ", "bell\x07"])
+def test_label_names_with_control_characters_are_refused_in_the_config(name):
+    from lexcoder.config import config_from_dict
+    from lexcoder.errors import ConfigError
+    with pytest.raises(ConfigError, match="control characters"):
+        config_from_dict({"data": {"path": "x.csv", "label_columns": ["ok", name]}})

@@ -45,6 +45,11 @@ class DataConfig(_Section):
         dupes = sorted({c for c in v if v.count(c) > 1})
         if dupes:
             raise ValueError(f"label_columns lists {dupes} more than once")
+        # a label name ends up in file names, CSV headers and the report: no invisible control characters
+        odd = [c for c in v if not c.strip() or any(ord(ch) < 32 or ord(ch) == 127 for ch in c)]
+        if odd:
+            raise ValueError(f"label_columns {odd} are empty or hold control characters (e.g. a tab or NUL); "
+                             "rename those columns in the data")
         return v
 
 

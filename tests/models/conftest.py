@@ -81,3 +81,24 @@ def forward_passes(monkeypatch) -> list[ForwardPass]:
             return network
         monkeypatch.setattr(klass, "_build_model", build)
     return passes
+
+
+@pytest.fixture(scope="session")
+def sampled_split(tos_full):
+    """A function drawing a small table with a ``split`` column by whole documents (documents 0-29 train,
+    30-39 val, 40-49 test): per split, ``n_pos`` sentences with any of ``labels`` and ``n_neg`` without,
+    from sentences shorter than ``max_chars``."""
+    import pandas as pd
+
+    def draw(labels: list[str], counts: dict[str, tuple[int, int]], *, seed: int, max_chars: int) -> pd.DataFrame:
+        short = tos_full[tos_full["text"].str.len() < max_chars]
+        docs = sorted(short["doc_id"].unique())
+        slices = {"train": docs[:30], "val": docs[30:40], "test": docs[40:]}
+        parts = []
+        for split, (n_pos, n_neg) in counts.items():
+            rows = short[short["doc_id"].isin(slices[split])]
+            has = rows[labels].sum(axis=1) > 0
+            parts.append(pd.concat([rows[has].sample(n_pos, random_state=seed),
+                                    rows[~has].sample(n_neg, random_state=seed)]).assign(split=split))
+        return pd.concat(parts)[["id", "text", "split", *labels]]
+    return draw

@@ -27,18 +27,9 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def data(tos_full, tmp_path_factory):
+def data(sampled_split, tmp_path_factory):
     """~240 short sentences, split by whole documents (split column), and a ledger flipping 4 test codes."""
-    short = tos_full[tos_full["text"].str.len() < 160]
-    docs = sorted(short["doc_id"].unique())
-    parts = []
-    for split, doc_slice, n_pos, n_neg in (("train", docs[:30], 50, 70), ("val", docs[30:40], 25, 35),
-                                           ("test", docs[40:], 25, 35)):
-        rows = short[short["doc_id"].isin(doc_slice)]
-        has = rows[LABELS].sum(axis=1) > 0
-        parts.append(pd.concat([rows[has].sample(n_pos, random_state=2), rows[~has].sample(n_neg, random_state=2)])
-                     .assign(split=split))
-    table = pd.concat(parts)[["id", "text", "split", *LABELS]]
+    table = sampled_split(LABELS, {"train": (50, 70), "val": (25, 35), "test": (25, 35)}, seed=2, max_chars=160)
     folder = tmp_path_factory.mktemp("combos")
     table.to_csv(folder / "data.csv", index=False)
     flipped = table[table["split"] == "test"].head(4)

@@ -30,19 +30,11 @@ PARAMS = {"max_length": 40, "batch_size": 8, "eval_batch_size": 32, "epochs": 2,
 
 
 @pytest.fixture(scope="module")
-def config(tos_full, tmp_path_factory):
+def config(sampled_split, tmp_path_factory):
     """A small table (train/val/test by whole documents) and an encoder config for it."""
-    short = tos_full[tos_full["text"].str.len() < 200]
-    docs = sorted(short["doc_id"].unique())
-    parts = []
-    for split, doc_slice, n_pos, n_neg in (("train", docs[:30], 28, 36), ("val", docs[30:40], 10, 14),
-                                           ("test", docs[40:], 10, 14)):
-        rows = short[short["doc_id"].isin(doc_slice)]
-        has = rows[LABELS].sum(axis=1) > 0
-        parts.append(pd.concat([rows[has].sample(n_pos, random_state=1), rows[~has].sample(n_neg, random_state=1)])
-                     .assign(split=split))
+    table = sampled_split(LABELS, {"train": (28, 36), "val": (10, 14), "test": (10, 14)}, seed=1, max_chars=200)
     folder = tmp_path_factory.mktemp("resume")
-    pd.concat(parts)[["id", "text", "split", *LABELS]].to_csv(folder / "data.csv", index=False)
+    table.to_csv(folder / "data.csv", index=False)
     cfg = {"data": {"path": str(folder / "data.csv"), "id_column": "id", "label_columns": LABELS},
            "split": {"method": "column", "column": "split"},
            "model": {"kind": "encoder", "name": "minilm", "params": PARAMS},
