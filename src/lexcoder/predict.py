@@ -71,12 +71,15 @@ def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str |
     fmt = table_format(output_path)
     safe = neutralise_formulas and fmt in SPREADSHEET_FORMATS
     total = count_rows(input_path)
-    n_done = 0
+    n_done, checked = 0, False
     with atomic_path(output_path) as tmp, _writer(tmp, output_path, input_path, added) as write:
         for chunk in track(iter_table(input_path, chunksize=chunksize), description="Coding texts",
                            total=_n_chunks(total, chunksize)):
-            if n_done == 0:
+            if n_done == 0 and not checked:
+                checked = True
                 _check_input_columns(chunk, input_path, text_column, id_column or cfg.data.id_column, added)
+            if not len(chunk):  # e.g. a header without rows: nothing to code
+                continue
             chunk = chunk.drop(columns=[c for c in added if c in chunk.columns])
             coded = pd.concat([chunk, predict_frame(model, thresholds, labels, chunk[text_column], cfg.clean)],
                               axis=1)

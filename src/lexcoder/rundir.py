@@ -156,12 +156,51 @@ class RunDir:
         write_json(manifest, self.manifest)
         return manifest
 
+    def read_table(self, path: Path):
+        """A Parquet artifact of the run; a truncated or unreadable file is a :class:`RunDirError` naming it."""
+        import pandas as pd
+        try:
+            return pd.read_parquet(path)
+        except (OSError, ValueError) as err:  # pyarrow's errors derive from these
+            raise RunDirError(f"Run folder damaged: {path} cannot be read ({type(err).__name__}: {err}). "
+                              "Rerun into a new folder.") from None
+
     def _read_artifact(self, path: Path) -> Any:
         try:
             return read_json(path)
         except (OSError, ValueError) as err:
             raise RunDirError(f"Run folder damaged: {path} cannot be read ({type(err).__name__}: {err}). "
                               "Rerun into a new folder.") from None
+
+    @contextmanager
+    def all_or_nothing(self, paths: list[Path]) -> Iterator[None]:
+        """Files written in the block all change together or not at all.
+
+        Each existing file in ``paths`` is hard-linked to a hidden backup first (no extra disk space); if the
+        block fails (disk full, Ctrl-C, an error) every file is put back as it was and new ones are removed,
+        so a command such as the audit never leaves a queue that its summary or report does not match.
+        """
+        backups = {}
+        for path in paths:
+            if path.is_file():
+                backup = path.with_name(f".{path.name}.{os.getpid()}.old")
+                backup.unlink(missing_ok=True)
+                os.link(path, backup)
+                backups[path] = backup
+        try:
+            yield
+        except BaseException:
+            for path in paths:
+                if path not in backups:
+                    path.unlink(missing_ok=True)
+                elif not (path.exists() and os.path.samefile(path, backups[path])):
+                    # (renaming a hard link onto its twin does nothing: an unchanged file keeps its backup,
+                    # which the finally clause removes)
+                    os.replace(backups.pop(path), path)
+            raise
+        finally:
+            for backup in backups.values():
+                backup.unlink(missing_ok=True)
 
     # -- ownership ---------------------------------------------------------------------------------
     def is_run(self) -> bool:
@@ -389,6 +428,10 @@ def prepare_out(run: RunDir, *, resume: bool) -> str:
     root = run.root
     if root.exists() and not root.is_dir():
         raise RunDirError(f"--out {root} is a file. Choose a new folder for the run.")
+    outer = next((p for p in root.resolve().parents if RunDir(p).is_run()), None)
+    if outer is not None:
+        raise RunDirError(f"--out {root} lies inside the run folder {outer}, which holds only what that run wrote. "
+                          "Choose a folder outside it.")
     if not run.is_run():
         if run.manifest.is_file() and not run.foreign_entries():
             raise RunDirError(f"Run folder damaged: {run.manifest} is not a lexcoder manifest. Choose another "

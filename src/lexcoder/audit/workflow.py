@@ -33,7 +33,7 @@ from ..safety import check_inside, restore_quoted, safe_filename
 from .crossfit import audit_folds, out_of_fold_proba
 from .ledger import append_ledger, apply_ledger, read_ledger, review_entries, training_table
 from .queue import build_queue, conflict_mask, select, write_queue
-from .scoring import noise_estimates, score_pairs
+from .scoring import RANKERS, noise_estimates, score_pairs
 
 log = logging.getLogger(__name__)
 
@@ -84,24 +84,30 @@ def audit_run(run_dir: str | Path, *, n_folds: int = 5, kind: str | None = None,
         raise ConfigError(f"--label {label!r} is not one of the run's labels: {', '.join(labels)}.")
     if n_folds < 2:
         raise ConfigError(f"--folds must be at least 2 (got {n_folds}).")
+    if method not in RANKERS:  # checked before any work, so a typo costs nothing and changes nothing
+        raise ConfigError(f"--method {method!r} is not a ranking; use one of {', '.join(RANKERS)}.")
+    if top is not None and top < 1:
+        raise ConfigError(f"--top must be a positive number of rows (got {top}).")
     model = _model_settings(cfg, kind, name, params)
-    df = training_table(run.root, pd.read_parquet(run.data), labels)
-    holdout = _test_rows(run, df) if isolate_test else np.zeros(len(df), dtype=bool)
-    P = _oof(run, cfg, df, n_folds, model, holdout)
-    Y = df[labels].to_numpy().astype(int)
-    score, flagged = score_pairs(Y, P, method=method)
-    conflict_table = _conflicts(df, labels)
-    conflicts = conflict_mask(df, conflict_table, labels)
-    queue = build_queue(df, labels, P, score, flagged, conflicts)
-    write_table(queue, run.root / "label_issues.parquet")
-    view = select(queue, label=label, top=top)
     csv_path = run.label_issues if label is None else run.root / f"label_issues_{safe_filename(label)}.csv"
-    write_queue(view, check_inside(run.root, csv_path), neutralise_formulas=neutralise_formulas)
-    summary = _summary(run, cfg, Y, P, flagged, conflict_counts(conflict_table), queue,
-                       settings={"folds": n_folds, "method": method, "test_rows_held_out": int(holdout.sum()),
-                                 **model}, seconds=time.perf_counter() - t0)
-    write_json(summary, run.root / SUMMARY_FILE)
-    refresh_report(run)
+    outputs = [run.root / name for name in ("label_issues.parquet", SUMMARY_FILE, OOF_FILE, "audit_oof.json")]
+    with run.all_or_nothing([*outputs, check_inside(run.root, csv_path), run.report_html, run.report_md]):
+        df = training_table(run.root, pd.read_parquet(run.data), labels)
+        holdout = _test_rows(run, df) if isolate_test else np.zeros(len(df), dtype=bool)
+        P = _oof(run, cfg, df, n_folds, model, holdout)
+        Y = df[labels].to_numpy().astype(int)
+        score, flagged = score_pairs(Y, P, method=method)
+        conflict_table = _conflicts(df, labels)
+        conflicts = conflict_mask(df, conflict_table, labels)
+        queue = build_queue(df, labels, P, score, flagged, conflicts)
+        write_table(queue, run.root / "label_issues.parquet")
+        view = select(queue, label=label, top=top)
+        write_queue(view, csv_path, neutralise_formulas=neutralise_formulas)
+        summary = _summary(run, cfg, Y, P, flagged, conflict_counts(conflict_table), queue,
+                           settings={"folds": n_folds, "method": method, "test_rows_held_out": int(holdout.sum()),
+                                     **model}, seconds=time.perf_counter() - t0)
+        write_json(summary, run.root / SUMMARY_FILE)
+        refresh_report(run)
     return AuditResult(queue=queue, view=view, summary=summary, csv_path=csv_path)
 
 

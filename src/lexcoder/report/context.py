@@ -46,9 +46,9 @@ def load_artifacts(run: RunDir) -> dict[str, Any]:
                             f"first (`lexcoder run CONFIG --out {run.root} --resume`).")
     return {"cfg": cfg, "manifest": run.read_manifest(), "metrics": read_json(run.metrics),
             # the codes the metrics were computed against: the original ones plus reviewed corrections
-            "df": training_table(run.root, pd.read_parquet(run.data), cfg.data.label_columns),
-            "splits": pd.read_parquet(run.splits),
-            "preds": pd.read_parquet(run.predictions)}
+            "df": training_table(run.root, run.read_table(run.data), cfg.data.label_columns),
+            "splits": run.read_table(run.splits),
+            "preds": run.read_table(run.predictions)}
 
 
 def dataset_summary(run: RunDir, art: dict[str, Any]) -> dict[str, Any]:
