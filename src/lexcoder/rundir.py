@@ -497,7 +497,9 @@ def _config_changes(run: RunDir, cfg: Config) -> str:
                   and not any(k == safe or k.startswith(safe + ".") for safe in RESUME_SAFE_KEYS))
     show = lambda side, k: repr(side[k]) if k in side else "unset"  # noqa: E731
     shown = [f"{k}: {show(before, k)} → {show(after, k)}" for k in keys[:5]]
-    return "; ".join(shown) + (f"; and {len(keys) - 5} more" if len(keys) > 5 else "") or "resolved values"
+    if not shown:  # same values, other hash: a manifest written before the identity existed
+        return "the run was written by an earlier lexcoder that recorded no comparable config hash"
+    return "; ".join(shown) + (f"; and {len(keys) - 5} more" if len(keys) > 5 else "")
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
