@@ -62,3 +62,18 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    """A function: the path of a data set in the project's shared/data folder (beside the repository, as in
+    CI; or /work/shared), skipping the test where it is not available."""
+    from pathlib import Path
+    roots = [Path(__file__).resolve().parents[2] / "shared" / "data", Path("/work/shared/data")]
+
+    def find(relative: str) -> Path:
+        for root in roots:
+            if (root / relative).is_file():
+                return root / relative
+        pytest.skip(f"shared data {relative} is not available")
+    return find

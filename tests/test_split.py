@@ -6,7 +6,6 @@ Data: the bundled ToS sentences (group = ``doc_id``) and the Indian Supreme Cour
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,7 +17,7 @@ from lexcoder.data import validate_table
 from lexcoder.errors import DataError
 from lexcoder.split import cv_partitions, make_splits, part_names, split_with_facts
 
-ISC = Path("/work/shared/data/indian_sc_rhetorical_roles/texts.csv.gz")
+ISC = "indian_sc_rhetorical_roles/texts.csv.gz"
 
 
 def _prepare(raw: pd.DataFrame, labels: list[str], group: str | None) -> pd.DataFrame:
@@ -32,11 +31,9 @@ def prepared(tos_docs, tos_labels):
 
 
 @pytest.fixture(scope="module")
-def isc():
+def isc(shared_data):
     """Indian Supreme Court sentences, one 0/1 column per rhetorical role; returns (table, labels)."""
-    if not ISC.is_file():
-        pytest.skip(f"{ISC} is not available")
-    raw = pd.read_csv(ISC)
+    raw = pd.read_csv(shared_data(ISC))
     roles = pd.get_dummies(raw["label"]).astype(int)
     roles.columns = [c.lower().replace(" ", "_") for c in roles.columns]
     labels = list(roles.columns)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -18,17 +17,15 @@ from typer.testing import CliRunner
 from lexcoder import config_from_dict, run_pipeline
 from lexcoder.cli import app
 
-INDIAN_SC = Path("/work/shared/data/indian_sc_rhetorical_roles/texts.csv.gz")
+INDIAN_SC = "indian_sc_rhetorical_roles/texts.csv.gz"
 DOCUMENTED_GROUPS, DOCUMENTED_ROWS = 24, 115  # /work/shared/data/README.md
 
 
 @pytest.fixture(scope="module")
-def audited(tmp_path_factory):
+def audited(tmp_path_factory, shared_data):
     """A TF-IDF run on every repeated sentence plus 6 whole judgments, audited through the CLI."""
-    if not INDIAN_SC.is_file():
-        pytest.skip(f"{INDIAN_SC} not available")
     root = tmp_path_factory.mktemp("dup_counts")
-    raw = pd.read_csv(INDIAN_SC)
+    raw = pd.read_csv(shared_data(INDIAN_SC))
     labels = {role: re.sub(r"\W+", "_", role.lower()) for role in sorted(raw["label"].unique())}
     for role, column in labels.items():
         raw[column] = (raw["label"] == role).astype(int)
