@@ -44,7 +44,7 @@ test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: install
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/run_all.py $(or $(BENCH),--all)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

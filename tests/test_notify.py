@@ -5,13 +5,14 @@ import json
 import logging
 import socket
 import threading
-import time
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import tomli_w
 
 from lexcoder.config import load_config
+from lexcoder.errors import DataError
 from lexcoder.notify import channels_from_env, send, watch_run
 from lexcoder.pipeline import run_pipeline
 
@@ -21,11 +22,14 @@ class _Recorder(BaseHTTPRequestHandler):
     def do_POST(self):  # noqa: N802 (http.server API)
         body = self.rfile.read(int(self.headers["Content-Length"]))
         self.server.received.append((self.path, json.loads(body)))
-        time.sleep(self.server.delay)
-        self.send_response(self.server.status)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(b'{"ok": true}')
+        self.server.answer.wait(timeout=30)  # a test may hold the answer back (cleared) to force a timeout
+        try:
+            self.send_response(self.server.status)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"ok": true}')
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up waiting (the timeout test)
+            pass
 
     def log_message(self, *args):  # keep pytest output clean
         pass
@@ -41,13 +45,16 @@ def _no_real_channels(monkeypatch):
 
 @pytest.fixture
 def server():
-    """A local HTTP server recording (path, json body) of every POST; ``status``/``delay`` adjustable."""
+    """A local HTTP server recording (path, json body) of every POST; ``status`` adjustable, and the answer
+    held back while ``answer`` (a threading.Event) is cleared."""
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
-    httpd.received, httpd.status, httpd.delay = [], 200, 0.0
+    httpd.received, httpd.status, httpd.answer = [], 200, threading.Event()
+    httpd.answer.set()
     thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
     yield httpd
+    httpd.answer.set()
     httpd.shutdown()
     httpd.server_close()
 
@@ -93,16 +100,26 @@ def test_network_down_is_a_warning_not_an_error(caplog):
     assert "Could not send the finish notification via webhook" in caplog.text
 
 
-def test_http_error_and_timeout_are_warnings(server, caplog):
+def test_http_error_and_timeout_are_warnings(server, caplog, monkeypatch):
     channels = channels_from_env({"LEXCODER_WEBHOOK_URL": server.url})
     server.status = 500
     with caplog.at_level(logging.WARNING, logger="lexcoder.notify"):
         assert send({"event": "fail", "text": "x"}, channels, timeout=2) == []
     assert "HTTP Error 500" in caplog.text
-    server.status, server.delay = 200, 1.5
-    start = time.perf_counter()
-    assert send({"event": "fail", "text": "x"}, channels, timeout=0.3) == []
-    assert time.perf_counter() - start < 1.4
+    # a server that never answers: the request gives up after `timeout` (passed on to urlopen) with a warning
+    server.status = 200
+    server.answer.clear()  # held back until the client has given up, however slow the machine
+    timeouts, urlopen = [], urllib.request.urlopen
+
+    def recording_urlopen(*args, timeout, **kwargs):
+        timeouts.append(timeout)
+        return urlopen(*args, timeout=timeout, **kwargs)
+    monkeypatch.setattr(urllib.request, "urlopen", recording_urlopen)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="lexcoder.notify"):
+        assert send({"event": "fail", "text": "x"}, channels, timeout=0.3) == []
+    server.answer.set()
+    assert timeouts == [0.3] and "timed out" in caplog.text
 
 
 def test_watch_run_reports_failure_and_reraises(server):
@@ -147,7 +164,7 @@ def test_pipeline_notifies_failure(tmp_path, tos_docs, tos_labels, server, monke
     tos_docs.head(200).to_csv(tmp_path / "tos.csv", index=False)
     cfg = load_config(write_config(tmp_path, tmp_path / "tos.csv", ["no_such_column"]))
     monkeypatch.setenv("LEXCODER_WEBHOOK_URL", server.url)
-    with pytest.raises(Exception, match="no_such_column"):
+    with pytest.raises(DataError, match="no_such_column"):
         run_pipeline(cfg, tmp_path / "run2")
     (_, body), = server.received
     assert body["event"] == "fail" and "no_such_column" in body["error"]

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from lexcoder import load_config, predict_file, run_pipeline
 from lexcoder.cli import app
 from lexcoder.errors import DataError
+from lexcoder.rundir import RunDirError
 
 runner = CliRunner()
 
@@ -94,7 +95,7 @@ def test_resume_skips_finished_stages(run):
     before = (result.run.root / "metrics.json").stat().st_mtime_ns
     run_pipeline(cfg, result.run.root, resume=True)
     assert (result.run.root / "metrics.json").stat().st_mtime_ns == before
-    with pytest.raises(Exception, match="already holds a lexcoder run"):
+    with pytest.raises(RunDirError, match="already holds a lexcoder run"):
         run_pipeline(cfg, result.run.root)
 
 
@@ -127,9 +128,46 @@ def test_cli_demo_like_run_and_bad_input(tmp_path, tos_docs, tos_labels, make_co
 
 
 def test_cli_init_writes_a_valid_config(tmp_path):
+    """The file `init` writes loads as a run config once data.path names a real table, and every key it
+    sets shows the default (as its header promises)."""
+    from lexcoder.config import Config, DataConfig, load_config
+    from lexcoder.demo import demo_data_path
     res = runner.invoke(app, ["init", str(tmp_path / "my.toml")])
-    assert res.exit_code == 0
-    text = (tmp_path / "my.toml").read_text()
-    assert "label_columns" in text and "[split]" in text
+    assert res.exit_code == 0, res.output
+    cfg = load_config(tmp_path / "my.toml", [f"data.path={demo_data_path()}"])
+    assert cfg.data.path == str(demo_data_path()) and cfg.data.label_columns
+    defaults = Config(data=DataConfig(path=cfg.data.path, label_columns=cfg.data.label_columns))
+    assert cfg.model_dump() == defaults.model_dump()
     res = runner.invoke(app, ["init", str(tmp_path / "my.toml")])
     assert res.exit_code == 2 and "--force" in res.output
+
+
+def test_cli_demo_runs_the_whole_pipeline(tmp_path, tos_full, tos_labels):
+    """`lexcoder demo` itself: the bundled data, split by document, a model clearly better than chance."""
+    out = tmp_path / "demo"
+    res = runner.invoke(app, ["demo", "--out", str(out), "--set", "evaluate.bootstrap=0",
+                              "--set", "report.enabled=false"])
+    assert res.exit_code == 0, res.output
+    for name in ("config.toml", "manifest.json", "data.parquet", "splits.parquet", "metrics.json",
+                 "predictions.parquet", "models/tfidf/thresholds.json"):
+        assert (out / name).is_file(), name
+    assert not (out / "report.html").exists()  # report.enabled=false was applied
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "finished"
+    facts, splits = manifest["split"], pd.read_parquet(out / "splits.parquet")
+    data = pd.read_parquet(out / "data.parquet")  # splits.parquet has one row per data row, in its order
+    assert facts["rows"] == len(tos_full) == len(data) == len(splits)
+    assert facts["groups"] == tos_full["doc_id"].nunique()
+    assert facts["rows_per_split"] == splits["split"].value_counts().to_dict()
+    assert facts["straddling_groups"] == 0  # the demo keeps each Terms of Service whole
+    assert splits.assign(doc=data["group"].to_numpy()).groupby("doc")["split"].nunique().max() == 1
+    assert facts["largest_unit_rows"] == tos_full["doc_id"].value_counts().max()
+    for part, share in {"train": 0.6, "val": 0.2, "test": 0.2}.items():
+        assert abs(facts["rows_per_split"][part] - share * len(tos_full)) < facts["largest_unit_rows"]
+    # trivial classifier on the same test rows: code every text positive (the best constant rule for F1)
+    test = (splits["split"] == "test").to_numpy()
+    prev = data.loc[test, tos_labels].to_numpy().mean(axis=0)
+    trivial = float(np.mean(2 * prev / (1 + prev)))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["split"] == "test" and metrics["n"] == test.sum()
+    assert metrics["macro"]["f1"] > 0.4 and metrics["macro"]["f1"] > 5 * trivial

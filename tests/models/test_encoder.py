@@ -227,8 +227,8 @@ def test_demo_minilm_config_builds_a_cpu_sized_encoder(tos_full):
     assert isinstance(model, EncoderClassifier)
     coded = (tos_full[TOS_LABELS].sum(axis=1) > 0).mean()  # share of sentences with a code (~8%)
     passes = model.params["epochs"] * min(1.0, coded * (1 + model.params["negative_ratio"]))
-    assert model.params["max_length"] == 128 and passes < 2  # under two passes over the data: minutes on 2 cores
-    assert model.params["blend_tfidf"] == 0.5  # the blend beats either model alone on this data
+    assert passes < 2 and model.params["max_length"] <= 128  # under two short passes: minutes on 2 cores
+    assert 0 < model.params["blend_tfidf"] < 1  # a real blend: it beats either model alone on this data
 
 
 def test_blend_with_tfidf_mixes_probabilities_and_reloads(tos_small, tmp_path):

@@ -106,7 +106,9 @@ def test_bad_lora_settings_are_reported(tiny_llama, tos_slice):
 def test_build_model_from_config_kind(tiny_llama):
     model = build_model("llm", tiny_llama, {"lora_r": 8, "target_modules": ["q_proj", "v_proj"]})
     assert isinstance(model, LLMClassifier)
-    assert model.params["lora_r"] == 8 and model.params["lora_alpha"] == 32 and model.params["lora_dropout"] == 0.05
+    # the config's settings reach the model, and the keys it leaves out get the constructor's own defaults
+    assert model.params["lora_r"] == 8 and model.params["target_modules"] == ["q_proj", "v_proj"]
+    assert model.params == LLMClassifier(name=tiny_llama, lora_r=8, target_modules=["q_proj", "v_proj"]).params
 
 
 def test_missing_smollm2_package_says_how_to_install(monkeypatch):
