@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lexcoder.audit.ledger import training_table
+from lexcoder.ledger import training_table
 from lexcoder.models import load_model
 from lexcoder.rundir import RunDir
 from lexcoder.stats import confusion_counts, count_metrics

@@ -22,11 +22,11 @@ from .data import load_dataset, validate_table
 from .errors import ConfigError, DataError, LexcoderError
 from .estimate import estimate_prevalence, estimate_regression, estimate_run
 from .evaluate import evaluate_predictions
-from .models import TextClassifier, build_model, load_model
+from .models import TextClassifier, build_model
 from .pipeline import run_pipeline
 from .predict import predict_file
 from .report import build_report
-from .rundir import RunDir
+from .rundir import RunDir, load_model
 from .split import make_splits
 from .thresholds import choose_thresholds
 

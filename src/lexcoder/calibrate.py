@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.special import expit, logit
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
 from .errors import LexcoderError
-from .models.base import sigmoid
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +28,8 @@ _EPS = 1e-6
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, dtype=float), _EPS, 1 - _EPS)
-    return np.log(p / (1 - p))
+    """The logit of ``p`` kept finite: probabilities of exactly 0 or 1 are moved ``_EPS`` inwards."""
+    return logit(np.clip(np.asarray(p, dtype=float), _EPS, 1 - _EPS))
 
 
 def _fit_platt(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
@@ -46,7 +46,7 @@ def _apply(method: str, params: dict[str, Any] | None, p: np.ndarray) -> np.ndar
     if params is None:
         return np.asarray(p, dtype=float)
     if method == "platt":
-        return sigmoid(params["a"] * _logit(p) + params["b"])
+        return expit(params["a"] * _logit(p) + params["b"])
     return np.interp(p, params["x"], params["y"])
 
 

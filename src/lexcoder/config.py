@@ -61,7 +61,7 @@ class CleanConfig(_Section):
 
 
 class SplitConfig(_Section):
-    """One split for all labels (see DESIGN.md, key decisions)."""
+    """One split for all labels (see docs/ARCHITECTURE.md, key decisions)."""
 
     method: Literal["cluster_stratified", "kfold", "column"] = "cluster_stratified"
     seed: int = 42

@@ -1,6 +1,6 @@
 """Per-label quality figures against the human labels (scikit-learn's metrics, not re-implemented).
 
-Output follows the ``metrics.json`` shape fixed in DESIGN.md; with the options of
+Output follows the ``metrics.json`` shape fixed in docs/ARCHITECTURE.md; with the options of
 :func:`evaluate_predictions` each label also gets bootstrap intervals (``f1_ci``, ``precision_ci``,
 ``recall_ci``, ``cohen_kappa_ci``; ``macro.f1_ci`` …), agreement with the human coders
 (``krippendorff_alpha``, ``gwet_ac1``), calibration (``ece``, ``brier``, ``reliability``) and, where a

@@ -17,13 +17,13 @@ import numpy as np
 import pandas as pd
 
 from .calibrate import CalibratedModel, calibrate_on_validation
-from .audit.ledger import APPLIED_FILE, check_corrections, training_table
 from .clean import clean
 from .config import Config
 from .data import load_dataset
 from .errors import ConfigError, DataError
 from .evaluate import evaluate_options, evaluate_predictions
 from .io import atomic_dir, file_sha256, read_json, write_json, write_table
+from .ledger import APPLIED_FILE, check_corrections, training_table
 from .models import TextClassifier, build_model
 from .notify import watch_run
 from .rundir import (RunDir, RunInputs, check_resumable, discard_run, ensure_dir, prepare_out, set_status, stage,
@@ -59,7 +59,7 @@ def run_pipeline(cfg: Config, out: str | Path, *, resume: bool = False,
     resume : continue an interrupted run, skipping the stages its manifest marks as done; refused when
         the config, the data file, the ledger or the lexcoder version changed since it started
     corrections : a corrections ledger (``lexcoder corrections apply``) whose reviewed codes are used for
-        training and evaluation; ``data.parquet`` keeps the original codes (see :mod:`lexcoder.audit.ledger`)
+        training and evaluation; ``data.parquet`` keeps the original codes (see :mod:`lexcoder.ledger`)
 
     Raises
     ------

@@ -107,12 +107,11 @@ class RunDir:
         The one loader of a run's model: ``predict``, the audit, the report and the Python API all see
         the same probabilities. A missing or truncated model file raises :class:`RunDirError` naming it.
         """
-        from .calibrate import with_saved_calibration
-        from .models import TextClassifier
+        from .models import load_model as load_model_folder
         cfg = self.load_config()
         directory = self.model_dir(cfg.model.kind)
         try:
-            model = with_saved_calibration(TextClassifier.load(directory), directory)
+            model = load_model_folder(directory)
         except LexcoderError:
             raise
         except Exception as err:  # a truncated .npy, a missing vocabulary, broken JSON, ...
@@ -277,6 +276,18 @@ class RunDir:
                 _HELD.discard(key)
         finally:
             fh.close()  # closing releases the flock
+
+
+def load_model(path: str | Path):
+    """The model of a run directory, or of a saved model folder, with its saved calibration.
+
+    Either way the probabilities are those ``lexcoder predict`` writes: one model, one scale.
+    """
+    run = RunDir(Path(path))
+    if run.config.is_file() and run.is_run():
+        return run.load_model()[0]
+    from .models import load_model as load_model_folder
+    return load_model_folder(path)
 
 
 def writes_to_run(command: str, parameter: str = "run_dir"):

@@ -12,6 +12,30 @@ from sklearn.metrics import precision_recall_curve
 log = logging.getLogger(__name__)
 
 
+def f1_curve(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """F1 of the rule ``p >= t`` against ``y`` at every distinct score ``t`` (along the precision–recall curve).
+
+    The one place lexcoder computes F1 as a function of the threshold: threshold tuning, the fine-tuned
+    models' early stopping and the report's "F1 by threshold" panel all read it from here.
+
+    Parameters
+    ----------
+    y : (n,) 0/1 human codes, with at least one 1
+    p : (n,) probabilities (or any scores: only their order matters)
+
+    Returns
+    -------
+    thresholds : (k,) the distinct scores, increasing (as :func:`sklearn.metrics.precision_recall_curve`
+        gives them)
+    f1 : (k,) F1 of ``p >= thresholds[i]``; 0 where precision and recall are both 0
+    """
+    precision, recall, thresholds = precision_recall_curve(y, p)
+    denom = precision + recall
+    # the curve's last point (recall 0, precision 1) has no threshold
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(denom), where=denom > 0)[:-1]
+    return thresholds, f1
+
+
 def f1_optimal_threshold(y: np.ndarray, p: np.ndarray, *, default: float = 0.5) -> float:
     """The threshold that maximises F1 of ``p >= t`` against ``y`` (``default`` if ``y`` has no 1s).
 
@@ -20,9 +44,7 @@ def f1_optimal_threshold(y: np.ndarray, p: np.ndarray, *, default: float = 0.5) 
     y = np.asarray(y)
     if y.sum() == 0:
         return float(default)
-    precision, recall, thresholds = precision_recall_curve(y, p)
-    f1 = np.divide(2 * precision * recall, precision + recall,
-                   out=np.zeros_like(precision), where=(precision + recall) > 0)[:-1]
+    thresholds, f1 = f1_curve(y, p)
     best = np.flatnonzero(f1 == f1.max())[-1]
     return float(thresholds[best])
 

@@ -10,6 +10,7 @@ import pytest
 from lexcoder import config_from_dict, run_pipeline
 from lexcoder.audit import apply_review, compare_runs
 from lexcoder.errors import LexcoderError
+from lexcoder.report import build_report
 from lexcoder.stats import bootstrap_difference
 
 
@@ -56,7 +57,10 @@ def test_scores_both_runs_against_both_answer_keys(retrained, audit_labels):
             assert res["original"]["labels"][lab]["before"] == res["corrected"]["labels"][lab]["before"]
     md = (after / "corrections_report.md").read_text(encoding="utf-8")
     assert "against the corrected codes" in md and "| **macro** |" in md
-    # the retrained run's report shows the comparison; the audited run's report its review counts
+    # rebuilt (the library functions leave that to the caller, as `lexcoder corrections ...` does), the
+    # retrained run's report shows the comparison and the audited run's report its review counts
+    build_report(before)
+    build_report(after)
     html = (after / "report.html").read_text(encoding="utf-8")
     m = res["original"]["macro_f1"]
     assert "Effect of the corrections" in html and f"{m['before']:.3f}" in html and f"{m['delta']:+.3f}" in html

@@ -71,9 +71,12 @@ def test_audit_review_apply_and_retrain(workspace, monkeypatch):
 
     # auditing the corrected run shows the corrected codes as the human values
     _ok(runner.invoke(app, ["audit", "runs/exp2", "--folds", "3"]))
+    from lexcoder.audit import training_table
+    audited = training_table("runs/exp2", pd.read_parquet("runs/exp2/data.parquet"), LABELS).set_index("id")
+    assert int(audited.loc[first["id"], first["label"]]) == 1 - int(first["human_value"])
     full = pd.read_parquet("runs/exp2/label_issues.parquet")
-    row = full[(full["id"] == first["id"]) & (full["label"] == first["label"])]
-    assert row.empty or int(row["human_value"].iloc[0]) == 1 - int(first["human_value"])
+    flagged = full[(full["id"] == first["id"]) & (full["label"] == first["label"])]
+    assert (flagged["human_value"].astype(int) == 1 - int(first["human_value"])).all()
 
 
 def test_errors_are_short_messages(workspace, monkeypatch):

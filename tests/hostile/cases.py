@@ -1983,8 +1983,22 @@ def _(ws):
 
 @case("disk_full_audit_at_report", "disk", REFUSED, message=r"space|disk")
 def _(ws):
-    """audit with room for the review queue but not for the refreshed report: no half-done audit left."""
-    return _audit_on_small_disk(ws, 100_000)
+    """audit with room for the review queue but not for the refreshed report: the audit's files are kept
+    whole, the report stays as it was, and the message says both (the CLI rebuilds the report after the
+    audit, issue 11)."""
+    scenario = _audit_on_small_disk(ws, 100_000)
+    kept = ("label_issues.csv", "label_issues.parquet", "audit_summary.json", "audit_oof.parquet", "audit_oof.json")
+    scenario.resumable = tuple(f"disk/run/{name}" for name in kept)  # may stay after the refusal
+
+    def check(ws: Workspace, out: Outcome) -> list[str]:
+        problems = [f"{name} missing after the audit finished" for name in kept
+                    if not ws.path(f"disk/run/{name}").is_file()]
+        if "audit finished and its results are kept" not in out.flat or "lexcoder report" not in out.flat:
+            problems.append("the message does not say that the audit's results are kept and how to rebuild "
+                            "the report")
+        return problems
+    scenario.check = check
+    return scenario
 
 
 @case("readonly_out_parent", "disk", REFUSED, message=r"read-only|permission|write")

@@ -1,4 +1,4 @@
-"""Find the human coding errors: out-of-fold audit, ranked review queue, corrections ledger.
+"""Find the human coding errors: out-of-fold audit, ranked review queue, reviewed corrections.
 
 Typical use::
 
@@ -7,13 +7,18 @@ Typical use::
     apply_review("runs/exp1", "reviewed.csv", reviewer="A. Coder", ledger="corrections.csv")
     # then: lexcoder run my.toml --corrections corrections.csv --out runs/exp2
     compare_runs("runs/exp1", "runs/exp2")          # writes corrections_report.md/.json into runs/exp2
+
+These functions never rebuild the run's report (stages do not call each other): ``lexcoder audit`` and
+``lexcoder corrections ...`` do that afterwards, and in Python :func:`lexcoder.report.build_report` does.
+The corrections ledger lives in the data layer, :mod:`lexcoder.ledger`; its names are re-exported here for
+code written before it moved.
 """
 from __future__ import annotations
 
+from ..ledger import (LEDGER_COLUMNS, append_ledger, apply_ledger, check_corrections, read_ledger,
+                      review_entries, training_table)
 from .compare import compare_runs
 from .crossfit import audit_folds, out_of_fold_proba
-from .ledger import (LEDGER_COLUMNS, append_ledger, apply_ledger, read_ledger, check_corrections,
-                     review_entries, training_table)
 from .queue import QUEUE_COLUMNS, build_queue, conflict_mask, select
 from .scoring import RANKERS, noise_estimates, score_pairs, self_confidence
 from .workflow import AuditResult, ReviewResult, apply_review, audit_run

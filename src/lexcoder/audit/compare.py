@@ -20,8 +20,7 @@ from ..io import write_json, write_text
 from ..rundir import RunDir, writes_to_run
 from ..safety import md_cell
 from ..stats import bootstrap_difference, confusion_counts, count_metrics
-from .ledger import training_table
-from .workflow import refresh_report
+from ..ledger import training_table
 
 REPORT_JSON = "corrections_report.json"
 REPORT_MD = "corrections_report.md"
@@ -39,7 +38,9 @@ def compare_runs(before: str | Path, after: str | Path, *, bootstrap: int = 1000
     after : the run trained with ``lexcoder run ... --corrections LEDGER``
     bootstrap : resamples for the paired intervals of the differences (0: none)
     seed : seed of the bootstrap
-    write : also write ``corrections_report.json`` and ``.md`` into ``after`` (and rebuild its report)
+    write : also write ``corrections_report.json`` and ``.md`` into ``after``; its report shows them as
+        the "Effect of the corrections" table once rebuilt (``lexcoder corrections report`` does that; in
+        Python :func:`lexcoder.report.build_report`)
 
     Returns
     -------
@@ -69,7 +70,6 @@ def compare_runs(before: str | Path, after: str | Path, *, bootstrap: int = 1000
     if write:
         write_json(out, b.root / REPORT_JSON)
         write_text(render_markdown(out), b.root / REPORT_MD)
-        refresh_report(b)  # its report gains the "Effect of the corrections" table
     return out
 
 

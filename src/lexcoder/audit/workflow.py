@@ -31,7 +31,7 @@ from ..io import read_json, read_table, write_json, write_table
 from ..rundir import RunDir, writes_to_run
 from ..safety import check_inside, restore_quoted, safe_filename
 from .crossfit import audit_folds, out_of_fold_proba
-from .ledger import append_ledger, apply_ledger, read_ledger, review_entries, training_table
+from ..ledger import append_ledger, apply_ledger, read_ledger, review_entries, training_table
 from .queue import build_queue, conflict_mask, select, write_queue
 from .scoring import RANKERS, noise_estimates, score_pairs
 
@@ -57,6 +57,9 @@ def audit_run(run_dir: str | Path, *, n_folds: int = 5, kind: str | None = None,
               label: str | None = None, isolate_test: bool = True, neutralise_formulas: bool = True
               ) -> AuditResult:
     """Find likely human coding errors in a run's data with out-of-fold predictions.
+
+    The queue files and ``audit_summary.json`` change together or not at all. The run's report is not
+    rebuilt here: ``lexcoder audit`` rebuilds it afterwards (in Python: :func:`lexcoder.report.build_report`).
 
     Parameters
     ----------
@@ -91,7 +94,8 @@ def audit_run(run_dir: str | Path, *, n_folds: int = 5, kind: str | None = None,
     model = _model_settings(cfg, kind, name, params)
     csv_path = run.label_issues if label is None else run.root / f"label_issues_{safe_filename(label)}.csv"
     outputs = [run.root / name for name in ("label_issues.parquet", SUMMARY_FILE, OOF_FILE, "audit_oof.json")]
-    with run.all_or_nothing([*outputs, check_inside(run.root, csv_path), run.report_html, run.report_md]):
+    # the queue, its views and the summary change together (the report is the caller's to rebuild)
+    with run.all_or_nothing([*outputs, check_inside(run.root, csv_path)]):
         df = training_table(run.root, pd.read_parquet(run.data), labels)
         holdout = _test_rows(run, df) if isolate_test else np.zeros(len(df), dtype=bool)
         P = _oof(run, cfg, df, n_folds, model, holdout)
@@ -107,15 +111,7 @@ def audit_run(run_dir: str | Path, *, n_folds: int = 5, kind: str | None = None,
                            settings={"folds": n_folds, "method": method, "test_rows_held_out": int(holdout.sum()),
                                      **model}, seconds=time.perf_counter() - t0)
         write_json(summary, run.root / SUMMARY_FILE)
-        refresh_report(run)
     return AuditResult(queue=queue, view=view, summary=summary, csv_path=csv_path)
-
-
-def refresh_report(run: RunDir) -> None:
-    """Rebuild an existing report so it shows the new review queue."""
-    from ..report import build_report, report_available
-    if run.report_html.is_file() and report_available():
-        build_report(run)
 
 
 def _model_settings(cfg: Config, kind: str | None, name: str | None, params: dict[str, Any] | None
@@ -220,8 +216,9 @@ def apply_review(run_dir: str | Path, reviewed: str | Path, *, reviewer: str,
     ledger : the append-only corrections ledger (created if missing)
 
     Nothing in ``run_dir`` or in the original data is modified except ``audit_summary.json``, which
-    gains the reviewed/flipped counts and the out-of-fold figures against the corrected codes, and the
-    report, rebuilt to show them.
+    gains the reviewed/flipped counts and the out-of-fold figures against the corrected codes. The run's
+    report shows them once rebuilt (``lexcoder corrections apply`` does that; in Python
+    :func:`lexcoder.report.build_report`).
     """
     if not str(reviewer).strip():
         raise ConfigError("--reviewer must name who reviewed the codes.")
@@ -238,7 +235,6 @@ def apply_review(run_dir: str | Path, reviewed: str | Path, *, reviewer: str,
         append_ledger(added, ledger)
     decided = int(table.get("decision", pd.Series(dtype=str)).fillna("").astype(str).str.strip().ne("").sum())
     summary = _update_summary(run, labels, original, read_ledger(ledger), ledger)
-    refresh_report(run)  # the audit summary table shows the reviewed / flipped counts
     return ReviewResult(ledger=Path(ledger), added=added, skipped=decided - len(added), summary=summary)
 
 

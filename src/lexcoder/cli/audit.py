@@ -1,5 +1,9 @@
 """Audit commands: `lexcoder audit` (review queue), `lexcoder corrections apply` (ledger) and
-`lexcoder corrections report` (a run against the run retrained on the corrected codes)."""
+`lexcoder corrections report` (a run against the run retrained on the corrected codes).
+
+Each command calls one library function, then rebuilds the run's report when the run has one: the
+command layer decides what to rebuild, the audit functions never call the report stage.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,7 +13,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from . import app, console, friendly
+from ..errors import LexcoderError
+from .common import app, console, friendly
 
 corrections_app = typer.Typer(help="Record reviewed coding decisions in the corrections ledger.",
                               no_args_is_help=True)
@@ -51,6 +56,8 @@ def audit(
     console.print(f"Review queue: [bold]{path}[/] ({len(result.view)} rows). Fill in "
                   "'decision' (keep/flip) and 'note', then run [bold]lexcoder corrections apply "
                   f"{escape(str(run_dir))} {path} --reviewer NAME[/]")
+    refresh_report(run_dir, f"The audit finished and its results are kept ({result.csv_path.name}, "
+                            "label_issues.parquet, audit_summary.json)", before="the audit")
 
 
 @corrections_app.command("apply")
@@ -74,6 +81,9 @@ def apply(
         show_summary(res.summary)
     console.print(f"Retrain on the corrected codes: [bold]lexcoder run CONFIG --corrections {ledger} "
                   "--out runs/NEW[/]")
+    if res.summary:  # the report's audit table shows the reviewed / flipped counts
+        refresh_report(run_dir, f"The review is recorded (ledger {res.ledger}, audit_summary.json)",
+                       before="this review")
 
 
 @corrections_app.command("report")
@@ -104,6 +114,40 @@ def report(
                       format_interval(m["delta_ci"]), style="bold")
         console.print(table)
     console.print(f"Written: [bold]{Path(after) / 'corrections_report.md'}[/] and corrections_report.json")
+    refresh_report(after, "The comparison is kept (corrections_report.md and corrections_report.json)",
+                   before="the comparison")  # the report gains the "Effect of the corrections" table
+
+
+def refresh_report(run_dir: Path, kept: str, *, before: str) -> None:
+    """Rebuild the run's report after a command changed what it shows; a run without a report gets none.
+
+    Parameters
+    ----------
+    run_dir : the run whose report to rebuild
+    kept : what the command wrote and keeps even if the report fails (starts the error message)
+    before : what the report does not show yet if it fails ("the audit")
+
+    Raises
+    ------
+    LexcoderError
+        If the report cannot be rebuilt (disk full, a damaged artifact): report.html and report.md are
+        then left as they were, and the message says that the command's own results are kept.
+    """
+    from ..report import build_report, report_available
+    from ..rundir import RunDir
+    run = RunDir(Path(run_dir))
+    if not run.report_html.is_file() or not report_available():
+        return
+    try:
+        # both files or neither: a report.md that disagrees with report.html would mislead
+        with run.lock("report"), run.all_or_nothing([run.report_html, run.report_md]):
+            paths = build_report(run)
+    except (LexcoderError, OSError) as err:
+        reason = f"{err.strerror}: {err.filename}" if isinstance(err, OSError) and err.strerror else str(err)
+        raise LexcoderError(f"{kept}, but the report could not be rebuilt: {reason.rstrip('.')}. Until it is, "
+                            f"{run.report_html.name} shows the run as it was before {before}; rebuild it with "
+                            f"`lexcoder report {run_dir}`.") from None
+    console.print(f"Report updated: {escape(str(paths.html))}")
 
 
 def show_summary(summary: dict) -> None:

@@ -12,7 +12,7 @@ from ..config import EXAMPLE_CONFIG, load_config
 from ..demo import CITATION, demo_config
 from ..pipeline import RunResult, run_pipeline
 from ..predict import predict_file
-from . import app, console, friendly
+from .common import app, console, friendly
 
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Run directory to create.")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out.")]

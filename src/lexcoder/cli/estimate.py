@@ -11,7 +11,7 @@ from rich.table import Table
 from ..estimate import MIN_GOLD_POSITIVES, estimate_regression, estimate_run
 from ..io import read_table, write_table
 from ..rundir import RunDir, check_output_file
-from . import app, console, friendly
+from .common import app, console, friendly
 
 RunArg = Annotated[Path, typer.Argument(help="The run directory whose model coded the corpus.")]
 CorpusOpt = Annotated[Path, typer.Option("--corpus", help="The coded corpus: output of `lexcoder predict`.")]

@@ -7,7 +7,7 @@ import typer
 
 from ..errors import LexcoderError
 from ..notify import TELEGRAM_CHAT_ENV, TELEGRAM_TOKEN_ENV, WEBHOOK_ENV, channels_from_env, send
-from . import app, console, friendly
+from .common import app, console, friendly
 
 
 @app.command("notify-test")

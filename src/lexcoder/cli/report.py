@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..report import build_report
-from . import app, console, friendly
+from .common import app, console, friendly
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""The one classifier interface every model family implements (see DESIGN.md, key decisions).
+"""The one classifier interface every model family implements (see docs/ARCHITECTURE.md, the model interface).
 
 A classifier maps texts to an ``(n_texts, n_labels)`` array of probabilities, one independent sigmoid per
 label. Model files are safe and portable: JSON, numpy ``.npy`` and safetensors, never pickle.
@@ -74,7 +74,7 @@ class TextClassifier(ABC):
         if not meta_path.is_file():
             raise LexcoderError(f"{directory} holds no saved lexcoder model ({META_FILE} missing).")
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        from . import get_model_class
+        from .registry import get_model_class
         klass = get_model_class(meta["kind"]) if cls is TextClassifier else cls
         model = klass._load(directory, meta)
         model.label_names_ = list(meta["label_names"])
@@ -101,12 +101,3 @@ def check_training_data(texts: Sequence[str], Y: np.ndarray) -> tuple[list[str],
         raise LexcoderError(f"Label column(s) {bad.tolist()} have only one class in the training data.")
     return texts, Y.astype(np.int8)
 
-
-def sigmoid(z: np.ndarray) -> np.ndarray:
-    """Numerically stable logistic function."""
-    out = np.empty_like(z, dtype=np.float64)
-    pos = z >= 0
-    out[pos] = 1.0 / (1.0 + np.exp(-z[pos]))
-    ez = np.exp(z[~pos])
-    out[~pos] = ez / (1.0 + ez)
-    return out

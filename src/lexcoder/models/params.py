@@ -44,7 +44,7 @@ def check_model_params(kind: str, name: str | None, params: dict[str, Any] | Non
         For an unknown kind or key, a value of the wrong type or outside its range, or a ``name`` for a
         family that takes none; one message lists every problem.
     """
-    from . import get_model_class
+    from .registry import get_model_class
     params = dict(params or {})
     try:
         klass = get_model_class(kind)

@@ -13,12 +13,13 @@ from typing import Annotated, Any, Literal
 import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
+from scipy.special import expit
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score
 
 from ..errors import DataError
-from .base import TextClassifier, check_training_data, sigmoid
+from .base import TextClassifier, check_training_data
 
 _C_GRID = (0.3, 1.0, 3.0, 10.0, 30.0)
 
@@ -109,7 +110,7 @@ class TfidfClassifier(TextClassifier):
     def predict_proba(self, texts) -> np.ndarray:
         self._check_fitted()
         X = self._features([str(t) for t in texts])
-        return sigmoid(np.asarray(X @ self.coef_.T) + self.intercept_)
+        return expit(np.asarray(X @ self.coef_.T) + self.intercept_)
 
     # -- persistence ------------------------------------------------------------------------------
     def _save(self, directory: Path) -> None:

@@ -37,12 +37,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
+from scipy.special import expit as sigmoid  # the logistic function, stable for any logit
 
 from ..errors import ConfigError, LexcoderError
 from ..io import atomic_dir, write_json
 from ..progress import track
-from ..thresholds import f1_optimal_threshold
-from .base import TextClassifier, check_training_data, sigmoid
+from ..thresholds import f1_curve
+from .base import TextClassifier, check_training_data
 from .pretrained import resolve_model_path
 
 log = logging.getLogger(__name__)
@@ -687,15 +688,8 @@ def pool_probabilities(logits: np.ndarray, owner: np.ndarray, n_texts: int, pool
 
 
 def macro_f1_at_best_thresholds(Y: np.ndarray, P: np.ndarray) -> float:
-    """Mean over labels of the F1 reached at each label's F1-optimal threshold (0 for labels without 1s)."""
-    scores = []
-    for j in range(Y.shape[1]):
-        y = Y[:, j]
-        if y.sum() == 0:
-            continue
-        pred = P[:, j] >= f1_optimal_threshold(y, P[:, j])
-        tp = float((pred & (y == 1)).sum())
-        scores.append(2 * tp / (pred.sum() + y.sum()) if tp else 0.0)
+    """Mean over labels with a 1 in ``Y`` of the highest F1 along the label's threshold curve (0 if none)."""
+    scores = [f1_curve(Y[:, j], P[:, j])[1].max() for j in range(Y.shape[1]) if Y[:, j].any()]
     return float(np.mean(scores)) if scores else 0.0
 
 

@@ -8,10 +8,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..audit.ledger import training_table
+from ..audit.compare import REPORT_JSON, format_interval
+from ..audit.workflow import SUMMARY_FILE
 from ..clean import conflict_counts
 from ..errors import LexcoderError
 from ..io import read_json
+from ..ledger import training_table
 from ..rundir import RunDir
 from ..safety import unquote_cell
 from ..split import prevalence_table
@@ -133,7 +135,6 @@ def audit_rows(run: RunDir) -> dict[str, Any] | None:
     ``conflict_groups`` / ``conflict_rows``: conflicting duplicate groups over all labels and their rows
     ("—" in a summary written before these counts existed)
     """
-    from ..audit.workflow import SUMMARY_FILE
     path = run.root / SUMMARY_FILE
     if not path.is_file():
         return None
@@ -154,7 +155,6 @@ def audit_rows(run: RunDir) -> dict[str, Any] | None:
 
 def corrections_rows(run: RunDir) -> dict[str, Any] | None:
     """``corrections_report.json`` (``lexcoder corrections report``) as table rows, or ``None``."""
-    from ..audit.compare import REPORT_JSON, format_interval
     path = run.root / REPORT_JSON
     if not path.is_file():
         return None

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_curve, roc_curve
 
+from ..thresholds import f1_curve
+
 DPI = 80
 _BLUE, _ORANGE, _GREY = "#1f77b4", "#ff7f0e", "#888888"
 _TICKS = (0, 0.5, 1)
@@ -44,14 +46,6 @@ def to_data_uri(fig) -> str:
         warnings.filterwarnings("ignore", message="Glyph .* missing from font", category=UserWarning)
         fig.savefig(buf, format="png", dpi=DPI, pil_kwargs={"compress_level": 1})  # fast; size hardly matters
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def f1_by_threshold(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """F1 of ``p >= t`` for every distinct threshold ``t``: (thresholds, f1), both (k,)."""
-    precision, recall, thresholds = precision_recall_curve(y, p)
-    denom = precision + recall
-    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(denom), where=denom > 0)[:-1]
-    return thresholds, f1
 
 
 def label_panels(y: np.ndarray, p: np.ndarray, pred: np.ndarray, threshold: float, *, where: str,
@@ -113,7 +107,7 @@ def _confusion_panel(ax, y, pred, where: str) -> None:
 def _threshold_panel(ax, y, p, threshold, where, y_val, p_val) -> None:
     for yy, pp, name, color in ((y, p, where, _BLUE), (y_val, p_val, "validation", _ORANGE)):
         if yy is not None and len(yy) and yy.sum():
-            t, f1 = f1_by_threshold(yy, pp)
+            t, f1 = f1_curve(yy, pp)
             ax.plot(t, f1, color=color, label=name)
     ax.axvline(threshold, color="black", ls="--", lw=1, label=f"threshold {threshold:.2f}")
     _unit_axes(ax, xlabel="threshold", ylabel="F1", title="F1 by threshold")

@@ -5,6 +5,9 @@ at ``timestamp`` and is now ``new_value`` (equal to ``old_value`` for a "keep" d
 the run whose review queue it came from. The original data file and a run's ``data.parquet`` are never
 modified: a run trained with ``--corrections`` stores the entries it applied in
 ``corrections_applied.parquet`` and applies them when it reads its data (:func:`training_table`).
+
+The ledger belongs to the data layer, not to :mod:`lexcoder.audit`, because it decides what a run trains
+on: the pipeline and the report read it from here, and the audit records reviewed decisions in it.
 """
 from __future__ import annotations
 
@@ -18,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..data import id_to_str
-from ..errors import DataError, format_rows
-from ..io import file_sha256
-from ..safety import neutralise_formulas, unquote_cell
+from .data import id_to_str
+from .errors import DataError, format_rows
+from .io import file_sha256
+from .safety import neutralise_formulas, unquote_cell
 
 log = logging.getLogger(__name__)
 
