@@ -2560,46 +2560,27 @@ def _(ws):
                     outputs=("run", "corrections.csv"))
 
 
-@case("audit_folds_one", "audit", REFUSED, message=r"folds")
-def _(ws):
-    """--folds 1."""
-    ws.finished_run()
-    return Scenario(["audit", "run", "--folds", "1"], outputs=("run",))
+# audit options a finished run refuses before any work: (case, options, message pattern, what a user did)
+AUDIT_OPTION_CASES = [
+    ("audit_folds_one", ["--folds", "1"], r"folds", "--folds 1."),
+    ("audit_folds_more_than_rows", ["--folds", "5000"], r"folds|rows|group", "--folds 5000 on 300 rows."),
+    ("audit_top_negative", ["--top", "-1"], r"top", "--top -1 (would silently drop the last row)."),
+    ("audit_unknown_method", ["--method", "foo"], r"method|foo", "--method foo."),
+    ("audit_unknown_model", ["--model", "svm"], r"svm|model|kind", "--model svm."),
+    ("audit_unknown_label", ["--label", "privacy"], r"label", "--label that is not one of the run's labels."),
+]
 
 
-@case("audit_folds_more_than_rows", "audit", REFUSED, message=r"folds|rows|group")
-def _(ws):
-    """--folds 5000 on 300 rows."""
-    ws.finished_run()
-    return Scenario(["audit", "run", "--folds", "5000"], outputs=("run",))
+def _audit_option_case(options: list[str], doc: str) -> Callable[["Workspace"], Scenario]:
+    def setup(ws):
+        ws.finished_run()
+        return Scenario(["audit", "run", *options], outputs=("run",))
+    setup.__doc__ = doc
+    return setup
 
 
-@case("audit_top_negative", "audit", REFUSED, message=r"top")
-def _(ws):
-    """--top -1 (would silently drop the last row)."""
-    ws.finished_run()
-    return Scenario(["audit", "run", "--top", "-1"], outputs=("run",))
-
-
-@case("audit_unknown_method", "audit", REFUSED, message=r"method|foo")
-def _(ws):
-    """--method foo."""
-    ws.finished_run()
-    return Scenario(["audit", "run", "--method", "foo"], outputs=("run",))
-
-
-@case("audit_unknown_model", "audit", REFUSED, message=r"svm|model|kind")
-def _(ws):
-    """--model svm."""
-    ws.finished_run()
-    return Scenario(["audit", "run", "--model", "svm"], outputs=("run",))
-
-
-@case("audit_unknown_label", "audit", REFUSED, message=r"label")
-def _(ws):
-    """--label that is not one of the run's labels."""
-    ws.finished_run()
-    return Scenario(["audit", "run", "--label", "privacy"], outputs=("run",))
+for _name, _options, _message, _doc in AUDIT_OPTION_CASES:
+    case(_name, "audit", REFUSED, message=_message)(_audit_option_case(_options, _doc))
 
 
 # ----------------------------------------------------------------------------------------------------------
