@@ -79,7 +79,9 @@ def _run_locked(cfg: Config, run: RunDir, *, resume: bool, corrections: str | Pa
     mode = prepare_out(run, resume=resume)
     if mode == "resume":
         check_resumable(run, inputs, cfg)
-    prepared = None if mode == "resume" and stage_done(run, "split") else prepare_inputs(cfg, corrections)
+    prepared = None
+    if not (mode == "resume" and stage_done(run, "split")):
+        prepared = prepare_inputs(cfg, corrections, data_sha256=inputs.data_sha256)
     created = not run.root.exists()
     ensure_dir(run.root)
     with run.lock("run"):
@@ -89,7 +91,7 @@ def _run_locked(cfg: Config, run: RunDir, *, resume: bool, corrections: str | Pa
         start_run(run, cfg, inputs, mode=mode)
         with recorded_outcome(run, fresh=mode != "resume", created=created):
             if prepared is None and not stage_done(run, "split"):
-                prepared = prepare_inputs(cfg, corrections)
+                prepared = prepare_inputs(cfg, corrections, data_sha256=inputs.data_sha256)
             return _run_stages(cfg, run, prepared)
 
 
@@ -156,7 +158,8 @@ class PreparedInputs:
     manifest_corrections: dict[str, Any] | None = None
 
 
-def prepare_inputs(cfg: Config, corrections: str | Path | None = None) -> PreparedInputs:
+def prepare_inputs(cfg: Config, corrections: str | Path | None = None, *, data_sha256: str | None = None
+                   ) -> PreparedInputs:
     """Load, validate and clean the table, check the ledger against it, and split it; nothing is written.
 
     With ``corrections`` the ledger must apply to the data (same ids, labels and old values); the split
@@ -169,7 +172,8 @@ def prepare_inputs(cfg: Config, corrections: str | Path | None = None) -> Prepar
     t0 = time.perf_counter()
     splits = make_splits(df, labels, cfg.split, group_column=cfg.data.group_column)
     manifest_data = {
-        "path": str(cfg.data.path), "sha256": file_sha256(cfg.data.path),
+        # (the caller usually hashed the file already, for the run's identity: a large file is read once)
+        "path": str(cfg.data.path), "sha256": data_sha256 or file_sha256(cfg.data.path),
         "rows_read": load_report.rows_read, "rows_kept": load_report.rows_kept,
         "dropped_missing_labels": load_report.dropped_missing_labels,
         "dropped_empty_texts": load_report.dropped_empty_texts, "generated_ids": load_report.generated_ids,
