@@ -29,7 +29,7 @@ import pandas as pd
 
 import lexcoder
 from lexcoder.demo import TOS_LABELS, demo_data_path
-from lexcoder.estimate import simulate_coverage
+from lexcoder.estimate.intervals import METHODS, MeanCI, interval
 
 RESULTS = Path(__file__).parent / "results"
 ECHR = Path(__file__).resolve().parents[1] / "../shared/data/echr_arguments/paragraphs.csv.gz"
@@ -62,6 +62,60 @@ def model_outputs_echr() -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]
     return ECHR_LABELS, corpus[ECHR_LABELS].to_numpy(), P, (P >= th).astype(float)
 
 
+def simulate_coverage(y_corpus: np.ndarray, yhat_corpus: np.ndarray, *, n_gold: int, reps: int = 500,
+                      alpha: float = 0.05, seed: int = 0, methods: tuple[str, ...] = METHODS) -> pd.DataFrame:
+    """Check interval coverage where the truth is known: repeated random gold samples from a coded corpus.
+
+    Each repetition draws ``n_gold`` corpus rows without replacement as the human-coded sample (their
+    true codes from ``y_corpus``) and computes every method's interval for the corpus prevalence.
+
+    Parameters
+    ----------
+    y_corpus : np.ndarray, shape (N,)
+        True 0/1 codes of every corpus row (known only in a simulation).
+    yhat_corpus : np.ndarray, shape (N,)
+        Model outputs for every corpus row.
+    n_gold : int
+        Size of each simulated human-coded sample.
+    reps : int, default 500
+        Number of repetitions.
+    alpha : float, default 0.05
+        Error level.
+    seed : int, default 0
+        Seed of the sampling (every method sees the same gold samples).
+    methods : tuple of str, default all of ``lexcoder.estimate.intervals.METHODS``
+        Methods to compare.
+
+    Returns
+    -------
+    pd.DataFrame
+        One row per method: ``method``, ``coverage`` (share of intervals containing the truth),
+        ``mean_width``, ``bias`` (mean estimate minus truth), ``rmse``, ``mean_gold_positives``, ``truth``.
+    """
+    y_corpus = np.asarray(y_corpus, dtype=float)
+    yhat_corpus = np.asarray(yhat_corpus, dtype=float)
+    truth = float(y_corpus.mean())
+    rng = np.random.default_rng(seed)
+    rows = {m: [] for m in methods}
+    positives = []
+    for _ in range(reps):
+        idx = rng.choice(len(y_corpus), size=n_gold, replace=False)
+        positives.append(y_corpus[idx].sum())
+        for m in methods:
+            rows[m].append(interval(m, y_corpus[idx], yhat_corpus[idx], yhat_corpus, alpha=alpha))
+    return pd.DataFrame([_summarise(m, cis, truth, np.mean(positives)) for m, cis in rows.items()])
+
+
+def _summarise(method: str, cis: list[MeanCI], truth: float, positives: float) -> dict:
+    """Coverage, width, bias and RMSE of one method's intervals."""
+    est = np.array([c.estimate for c in cis])
+    low, high = np.array([c.low for c in cis]), np.array([c.high for c in cis])
+    return {"method": method, "coverage": float(np.mean((low <= truth) & (truth <= high))),
+            "mean_width": float(np.mean(high - low)), "bias": float(est.mean() - truth),
+            "rmse": float(np.sqrt(np.mean((est - truth) ** 2))), "mean_gold_positives": float(positives),
+            "truth": truth}
+
+
 def run_label(y, p, pred, *, n: int, reps: int, seed: int) -> dict:
     """Coverage/width of every method for one label and gold-sample size (same gold samples for all)."""
     prob = simulate_coverage(y, p, n_gold=n, reps=reps, seed=seed,
@@ -78,7 +132,7 @@ def run_label(y, p, pred, *, n: int, reps: int, seed: int) -> dict:
     return row
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=500, help="repetitions (gold samples) per label and size")
     ap.add_argument("--sizes", type=int, nargs="+", default=[300, 1000], help="gold-sample sizes")
@@ -86,7 +140,7 @@ def main() -> None:
     ap.add_argument("--dataset", choices=["tos", "echr"], default="tos",
                     help="tos (bundled) or echr (../shared/data/echr_arguments, frequent labels)")
     ap.add_argument("--out", type=Path, help="JSON output (default: results/ppi_coverage[_echr].json)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     args.out = args.out or RESULTS / ("ppi_coverage.json" if args.dataset == "tos" else "ppi_coverage_echr.json")
     t0 = time.perf_counter()
     labels, Y, P, pred = model_outputs() if args.dataset == "tos" else model_outputs_echr()

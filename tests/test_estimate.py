@@ -1,19 +1,35 @@
 """Prevalence and regression estimates from predicted labels (PPI++), on the bundled ToS data."""
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.special import expit
 from typer.testing import CliRunner
 
 import lexcoder
 from lexcoder.cli import app
 from lexcoder.demo import demo_config
 from lexcoder.errors import DataError
-from lexcoder.estimate import (estimate_prevalence, estimate_regression, ppi_glm, ppi_mean, ppi_mean_adjusted,
-                               simulate_coverage)
+from lexcoder.estimate import estimate_prevalence, estimate_regression, ppi_glm, ppi_mean, ppi_mean_adjusted
 
 runner = CliRunner()
+
+
+def _coverage_benchmark():
+    """benchmarks/bench_ppi_coverage.py, whose simulator (repeated gold samples, truth known) the
+    coverage tests below share: the simulator is benchmark code, the intervals it checks are lexcoder's."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_ppi_coverage.py"
+    spec = importlib.util.spec_from_file_location("bench_ppi_coverage", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+simulate_coverage = _coverage_benchmark().simulate_coverage
 
 
 # ---------------------------------------------------------------- the simulation: truth known, 200 gold samples
@@ -94,7 +110,7 @@ def test_ppi_glm_matches_ppi_py(kind):
     rng = np.random.default_rng(1)
     x_corpus = np.column_stack([np.ones(4000), rng.normal(size=4000), rng.random(4000) < 0.3])
     x = x_corpus[:400]
-    p_true = 1 / (1 + np.exp(-(-2 + 0.8 * x_corpus[:, 1] + 0.5 * x_corpus[:, 2])))
+    p_true = expit(-2 + 0.8 * x_corpus[:, 1] + 0.5 * x_corpus[:, 2])
     yhat_corpus = np.clip(p_true + rng.normal(0, 0.1, 4000), 0, 1)
     y = (rng.random(400) < p_true[:400]).astype(float)
     ours = ppi_glm(x, y, yhat_corpus[:400], x_corpus, yhat_corpus, kind=kind)

@@ -8,6 +8,7 @@ import pandas as pd
 import typer
 from rich.table import Table
 
+from ..errors import LexcoderError
 from ..estimate import MIN_GOLD_POSITIVES, estimate_regression, estimate_run
 from ..io import read_table, write_table
 from ..rundir import RunDir, check_output_file
@@ -43,6 +44,9 @@ def estimate(
     """
     if out:
         check_output_file(out, inputs=[corpus, gold], overwrite=overwrite)
+    if not (id_column or RunDir(run_dir).load_config().data.id_column):  # the library names no flags
+        raise LexcoderError(f"The run in {run_dir} has no id column; name the column that identifies rows in "
+                            "both files with --id-column.")
     table = estimate_run(run_dir, corpus, gold, labels=_split(labels), id_column=id_column, by=by,
                          weight_column=weights, alpha=alpha, yhat=yhat, min_positives=min_positives)
     _show_prevalence(table, by, alpha)
