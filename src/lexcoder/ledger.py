@@ -24,12 +24,12 @@ import pandas as pd
 from .data import id_to_str
 from .errors import DataError, format_rows
 from .io import file_sha256
+from .rundir import RunDir
 from .safety import neutralise_formulas, unquote_cell
 
 log = logging.getLogger(__name__)
 
 LEDGER_COLUMNS = ["id", "label", "old_value", "new_value", "reviewer", "timestamp", "note", "source_run"]
-APPLIED_FILE = "corrections_applied.parquet"
 DECISIONS = {"keep": 0, "flip": 1}
 TEXT_COLUMNS = ["id", "label", "reviewer", "timestamp", "note", "source_run"]
 
@@ -207,7 +207,7 @@ def check_corrections(df: pd.DataFrame, ledger_path: str | Path, label_columns: 
     corrected = apply_ledger(df, ledger, label_columns, source=str(ledger_path))
     changed = {lab: int((corrected[lab] != df[lab]).sum()) for lab in label_columns}
     return ledger, {"ledger": str(ledger_path.resolve()), "sha256": file_sha256(ledger_path),
-                    "entries": len(ledger), "labels_changed": changed, "applied_file": APPLIED_FILE}
+                    "entries": len(ledger), "labels_changed": changed, "applied_file": RunDir.corrections_applied.name}
 
 
 def training_table(run_root: str | Path, df: pd.DataFrame, label_columns: Sequence[str]) -> pd.DataFrame:
@@ -216,7 +216,7 @@ def training_table(run_root: str | Path, df: pd.DataFrame, label_columns: Sequen
     ``data.parquet`` keeps the original human codes; without ``corrections_applied.parquet`` in the run
     directory ``df`` is returned unchanged.
     """
-    applied = Path(run_root) / APPLIED_FILE
+    applied = RunDir(Path(run_root)).corrections_applied
     if not applied.is_file():
         return df
     return apply_ledger(df, pd.read_parquet(applied), label_columns, source=str(applied))

@@ -23,11 +23,11 @@ from .data import load_dataset
 from .errors import ConfigError, DataError
 from .evaluate import evaluate_options, evaluate_predictions
 from .io import atomic_dir, file_sha256, read_json, write_json, write_table
-from .ledger import APPLIED_FILE, check_corrections, training_table
+from .ledger import check_corrections, training_table
 from .models import TextClassifier, build_model
 from .notify import watch_run
-from .rundir import (RunDir, RunInputs, check_resumable, discard_run, ensure_dir, prepare_out, set_status, stage,
-                     stage_done, start_run)
+from .rundir import (THRESHOLDS_FILE, RunDir, RunInputs, check_resumable, discard_run, ensure_dir, prepare_out,
+                     set_status, stage, stage_done, start_run)
 from .split import cv_partitions, make_splits, prevalence_table
 from .thresholds import choose_thresholds
 
@@ -183,7 +183,7 @@ def prepare_inputs(cfg: Config, corrections: str | Path | None = None, *, data_s
     }
     if clean_report.conflicting_groups:
         log.warning("%d group(s) of identical texts carry conflicting labels (see %s).",
-                    clean_report.conflicting_groups, "duplicate_conflicts.parquet")
+                    clean_report.conflicting_groups, RunDir.conflicts.name)
     return PreparedInputs(data=df, conflicts=conflicts, splits=splits, manifest_data=manifest_data,
                           ledger=ledger, manifest_corrections=corrections_block)
 
@@ -196,7 +196,7 @@ def write_prepared(cfg: Config, run: RunDir, prepared: PreparedInputs) -> None:
         write_table(conflicts.assign(ids=conflicts["ids"].map(list), values=conflicts["values"].map(list)),
                     run.conflicts)
         if prepared.ledger is not None:
-            write_table(prepared.ledger.assign(id=prepared.ledger["id"].astype(str)), run.root / APPLIED_FILE)
+            write_table(prepared.ledger.assign(id=prepared.ledger["id"].astype(str)), run.corrections_applied)
         run.update_manifest(data=prepared.manifest_data, corrections=prepared.manifest_corrections)
     with stage(run, "split"):
         write_table(prepared.splits, run.splits)
@@ -258,7 +258,7 @@ def train_and_evaluate(cfg: Config, run: RunDir, df: pd.DataFrame, splits: pd.Da
     P = np.full(Y.shape, np.nan)
     T = np.full(Y.shape, np.nan)  # threshold in force for each row's prediction
     for i, part in enumerate(_progress(parts, "Training")):
-        model, thresholds, P_val = fit_partition(cfg, texts, Y, part, run.root / "checkpoints" / f"part{i}")
+        model, thresholds, P_val = fit_partition(cfg, texts, Y, part, run.checkpoints / f"part{i}")
         scored = part["test"]
         if len(parts) == 1:  # plain split: val keeps the probabilities its thresholds were tuned on
             P[part["val"]], T[part["val"]] = P_val, thresholds
@@ -268,7 +268,7 @@ def train_and_evaluate(cfg: Config, run: RunDir, df: pd.DataFrame, splits: pd.Da
     if len(parts) > 1:  # k-fold: fit the deployable model; metrics use the out-of-fold predictions
         folds = splits["fold"].to_numpy()
         model, thresholds, _ = fit_partition(cfg, texts, Y, {"train": folds != 0, "val": folds == 0},
-                                             run.root / "checkpoints" / f"part{len(parts)}")
+                                             run.checkpoints / f"part{len(parts)}")
     save_model(run, cfg, model, thresholds)
     metrics = _metrics(cfg, Y, P, T, splits, thresholds, df)
     write_json(metrics, run.metrics)
@@ -303,7 +303,7 @@ def save_model(run: RunDir, cfg: Config, model: TextClassifier, thresholds: np.n
         model.save(tmp)
         write_json({"method": cfg.thresholds.method, "tuned_on": "val",
                     "thresholds": dict(zip(cfg.data.label_columns, map(float, thresholds)))},
-                   tmp / "thresholds.json")
+                   tmp / THRESHOLDS_FILE)
     return directory
 
 

@@ -31,23 +31,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from .config import Config, dump_config, load_config
 from .errors import ConfigError, LexcoderError
 from .io import file_sha256, read_json, write_json, write_text
+from .safety import safe_filename
 
 log = logging.getLogger(__name__)
 
 TRACKED_PACKAGES = ("lexcoder", "numpy", "pandas", "pyarrow", "scikit-learn", "scipy", "torch",
                     "transformers", "peft", "accelerate", "cleanlab", "ppi-python")
 LOCK_FILE = ".lexcoder.lock"
-# what lexcoder writes into a run folder (anything else there belongs to the user and is never touched)
-OWNED_PATTERNS = ("config.toml", "manifest.json", "data.parquet", "duplicate_conflicts.parquet", "splits.parquet",
-                  "metrics.json", "predictions.parquet", "label_issues*.csv", "label_issues*.xlsx",
-                  "label_issues.parquet", "audit_*.json", "audit_*.parquet", "report.html", "report.md",
-                  "models", "checkpoints", "corrections_applied.parquet", "corrections_report.*", LOCK_FILE,
-                  ".*.tmp", ".*.old")
+THRESHOLDS_FILE = "thresholds.json"  # in models/<kind>/, beside the saved model
+LABEL_VIEW = "label_issues_{}.csv"  # the review queue of one label (``lexcoder audit --label``)
 
 
 _HELD: set[str] = set()  # run folders whose lock this process holds
@@ -57,26 +54,62 @@ class RunDirError(LexcoderError):
     """The run folder cannot be used as asked (not ours, busy, damaged, or its inputs changed)."""
 
 
+class _Artifact:
+    """A file or folder of the run directory: ``run.<attr>`` is its path, ``RunDir.<attr>.name`` its name.
+
+    Every name lexcoder writes into a run folder is one of these (or :data:`LABEL_VIEW`, :data:`LOCK_FILE`),
+    and :data:`OWNED_PATTERNS` is built from them, so that what lexcoder writes and what it treats as its
+    own cannot drift apart.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, run: None, owner: type | None = None) -> _Artifact: ...
+    @overload
+    def __get__(self, run: RunDir, owner: type | None = None) -> Path: ...
+
+    def __get__(self, run: RunDir | None, owner: type | None = None) -> Path | _Artifact:
+        return self if run is None else run.root / self.name
+
+
 @dataclass(frozen=True)
 class RunDir:
-    """Paths of the artifacts in one run directory, and the one way to load its model."""
+    """Paths of the artifacts in one run directory, and the one way to load its model.
+
+    These names are the run folder's format: old runs are read by them, so they never change.
+    """
 
     root: Path
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
 
-    config = property(lambda self: self.root / "config.toml")
-    manifest = property(lambda self: self.root / "manifest.json")
-    data = property(lambda self: self.root / "data.parquet")
-    conflicts = property(lambda self: self.root / "duplicate_conflicts.parquet")
-    splits = property(lambda self: self.root / "splits.parquet")
-    metrics = property(lambda self: self.root / "metrics.json")
-    predictions = property(lambda self: self.root / "predictions.parquet")
-    label_issues = property(lambda self: self.root / "label_issues.csv")
-    report_html = property(lambda self: self.root / "report.html")
-    report_md = property(lambda self: self.root / "report.md")
-    models = property(lambda self: self.root / "models")
+    config = _Artifact("config.toml")
+    manifest = _Artifact("manifest.json")
+    data = _Artifact("data.parquet")  # the original human codes, never edited
+    conflicts = _Artifact("duplicate_conflicts.parquet")
+    corrections_applied = _Artifact("corrections_applied.parquet")  # the ledger entries a run trained on
+    splits = _Artifact("splits.parquet")
+    models = _Artifact("models")
+    checkpoints = _Artifact("checkpoints")
+    metrics = _Artifact("metrics.json")
+    predictions = _Artifact("predictions.parquet")
+    audit_oof = _Artifact("audit_oof.parquet")  # out-of-fold probabilities, reused by a later audit ...
+    audit_oof_key = _Artifact("audit_oof.json")  # ... when the settings that made them are unchanged
+    label_issues_table = _Artifact("label_issues.parquet")  # the full review queue
+    label_issues = _Artifact("label_issues.csv")  # the review queue to read in a spreadsheet
+    audit_summary = _Artifact("audit_summary.json")
+    corrections_report_json = _Artifact("corrections_report.json")
+    corrections_report_md = _Artifact("corrections_report.md")
+    report_html = _Artifact("report.html")
+    report_md = _Artifact("report.md")
+
+    def label_issues_for(self, label: str) -> Path:
+        """The review queue of one label (:data:`LABEL_VIEW`), the label made safe for a file name
+        (:func:`~lexcoder.safety.safe_filename`)."""
+        return self.root / LABEL_VIEW.format(safe_filename(label))
 
     def model_dir(self, kind: str) -> Path:
         return self.models / kind
@@ -87,7 +120,7 @@ class RunDir:
         With ``default``, a missing file or label gives that value; without, either is an error.
         """
         import numpy as np
-        path = self.model_dir(kind) / "thresholds.json"
+        path = self.model_dir(kind) / THRESHOLDS_FILE
         if not path.is_file():
             if default is None:
                 raise RunDirError(f"{path} is missing: the run's training stage has not finished (or the run "
@@ -276,6 +309,14 @@ class RunDir:
                 _HELD.discard(key)
         finally:
             fh.close()  # closing releases the flock
+
+
+# every name lexcoder writes into a run folder (their patterns: OWNED_PATTERNS)
+ARTIFACT_NAMES = tuple(a.name for a in vars(RunDir).values() if isinstance(a, _Artifact))
+# what lexcoder may overwrite or remove in a run folder; anything else there belongs to the user and is
+# never touched. Besides lexcoder's own names: a reviewed copy of the queue saved as a workbook beside it
+# ("label_issues*.xlsx", which `corrections apply` reads), so that it never blocks a --resume.
+OWNED_PATTERNS = (*ARTIFACT_NAMES, LABEL_VIEW.format("*"), "label_issues*.xlsx", LOCK_FILE, ".*.tmp", ".*.old")
 
 
 def load_model(path: str | Path):

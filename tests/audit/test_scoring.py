@@ -53,6 +53,47 @@ def test_injected_flips_rank_near_the_top(noisy_oof, method):
     assert hits / flagged.sum() > 30 * flipped.mean()
 
 
+@pytest.mark.parametrize("method, filter_by", [("loss", "low_self_confidence"), ("cleanlab", "prune_by_noise_rate")])
+def test_per_label_flags_are_cleanlabs_multilabel_per_class_flags(noisy_oof, method, filter_by):
+    """The binary per-label calls flag exactly what cleanlab's multi-label per-class function flags."""
+    from cleanlab.multilabel_classification.filter import find_multilabel_issues_per_class
+    noisy, _, _, P = noisy_oof
+    Y = noisy[AUDIT_LABELS].to_numpy()
+    _, flagged = score_pairs(Y, P, method=method)
+    reference = find_multilabel_issues_per_class(
+        labels=[list(np.flatnonzero(row)) for row in Y], pred_probs=np.clip(P, 1e-6, 1 - 1e-6),  # as scored
+        filter_by=filter_by, n_jobs=1)
+    assert flagged.any(axis=0).all()  # every label flags something: the comparison is not vacuous
+    np.testing.assert_array_equal(flagged, reference)
+
+
+def test_each_label_is_scored_on_its_own_and_a_constant_label_flags_nothing(noisy_oof):
+    noisy, _, _, P = noisy_oof
+    Y = noisy[AUDIT_LABELS].to_numpy()
+    _, together = score_pairs(Y, P, method="cleanlab")
+    _, alone = score_pairs(Y[:, [1]], P[:, [1]], method="cleanlab")  # one scorable label
+    np.testing.assert_array_equal(alone[:, 0], together[:, 1])
+    with_constant = np.c_[Y[:, :2], np.zeros(len(Y), dtype=int)]  # a label nobody coded 1
+    for method in ("loss", "cleanlab"):
+        _, flagged = score_pairs(with_constant, np.c_[P[:, :2], P[:, 2]], method=method)
+        assert not flagged[:, 2].any() and flagged[:, :2].any(axis=0).all(), method
+    noise = noise_estimates(with_constant, np.c_[P[:, :2], P[:, 2]], ["a", "b", "never"])
+    assert noise["never"]["estimated_noise_rate"] is None and noise["a"]["estimated_noise_rate"] > 0
+    assert noise["a"] == noise_estimates(Y[:, [0]], P[:, [0]], ["a"])["a"]  # the same per-label view
+
+
+def test_cleanlab_ranking_starts_no_processes(noisy_oof, monkeypatch):
+    """On a shared 2-core machine the audit must not fork a pool per label (cleanlab's default n_jobs)."""
+    import multiprocessing
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("cleanlab started a process pool")
+    monkeypatch.setattr(multiprocessing, "Pool", no_pool)
+    noisy, _, _, P = noisy_oof
+    _, flagged = score_pairs(noisy[AUDIT_LABELS].to_numpy(), P, method="cleanlab")
+    assert flagged.any()
+
+
 def test_noise_estimate_grows_with_injected_noise(tos_slice, noisy_oof):
     noisy, _, folds, P = noisy_oof
     labels = AUDIT_LABELS[:2]  # one model per label: the noisy run's first two columns are comparable

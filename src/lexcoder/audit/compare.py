@@ -22,8 +22,6 @@ from ..safety import md_cell
 from ..stats import bootstrap_difference, confusion_counts, count_metrics
 from ..ledger import training_table
 
-REPORT_JSON = "corrections_report.json"
-REPORT_MD = "corrections_report.md"
 _FIGURES = ("f1", "precision", "recall", "cohen_kappa")
 
 
@@ -68,8 +66,8 @@ def compare_runs(before: str | Path, after: str | Path, *, bootstrap: int = 1000
     for key, Y in keys.items():
         out[key] = _compare(Y, pred["before"], pred["after"], labels, groups, bootstrap, seed)
     if write:
-        write_json(out, b.root / REPORT_JSON)
-        write_text(render_markdown(out), b.root / REPORT_MD)
+        write_json(out, b.corrections_report_json)
+        write_text(render_markdown(out), b.corrections_report_md)
     return out
 
 

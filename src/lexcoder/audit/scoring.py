@@ -9,9 +9,18 @@ Two modes are offered (one function per mode, chosen through :data:`RANKERS`):
   filter (``prune_by_noise_rate``) flags, in cleanlab's order.
 
 Which pairs count as *issues* (the review queue, the counts in the summary) is decided by confident
-learning: per label, cleanlab estimates how many codes are wrong (calibrated confident joint) and the
-``"loss"`` mode flags that many pairs with the lowest self-confidence (cleanlab's ``low_self_confidence``
-filter); the ``"cleanlab"`` mode flags cleanlab's default set.
+learning, one label at a time: each label is its own two-class problem (coded 0 / coded 1, with
+probabilities ``1 - p`` and ``p``) given to :func:`cleanlab.filter.find_label_issues`. The ``"loss"`` mode
+flags cleanlab's estimate of the number of wrong codes (:func:`cleanlab.count.num_label_issues`: the
+off-diagonal pairs of the confident joint whose predicted class is not the human code) with the lowest
+self-confidence (cleanlab's ``low_self_confidence`` filter); the ``"cleanlab"`` mode flags cleanlab's
+default set. A label coded the same way in every row has no second class to learn from and flags nothing.
+
+This is exactly what cleanlab's multi-label ``find_multilabel_issues_per_class`` does internally (one
+binary ``find_label_issues`` per class, same defaults); calling the binary function directly needs no
+multi-label list format and no special case for a single label. The summary's noise estimates
+(:func:`noise_estimates`) use the same per-label view but the *calibrated* confident joint, so a label's
+estimated number of wrong codes and its number of flagged pairs may differ a little.
 """
 from __future__ import annotations
 
@@ -25,15 +34,21 @@ from ..errors import ConfigError, LexcoderError
 def _cleanlab():
     try:
         import cleanlab.count
-        import cleanlab.multilabel_classification.filter as mlfilter
+        import cleanlab.filter
     except ImportError:
         raise LexcoderError("The audit needs cleanlab: `pip install 'lexcoder[audit]'`.") from None
-    return cleanlab.count, mlfilter
+    return cleanlab.count, cleanlab.filter
 
 
-def _as_lists(Y: np.ndarray) -> list[list[int]]:
-    """cleanlab's multi-label format: the list of positive label indices per row."""
-    return [list(np.flatnonzero(row)) for row in np.asarray(Y)]
+def _scorable(Y: np.ndarray) -> np.ndarray:
+    """Boolean ``(n_labels,)``: the labels coded 1 in some rows and 0 in others (confident learning
+    needs both classes; a constant label has nothing to be wrong about)."""
+    return Y.any(axis=0) & ~Y.all(axis=0)
+
+
+def _binary(p: np.ndarray) -> np.ndarray:
+    """One label as cleanlab's two-class problem: ``(n, 2)`` probabilities of a 0 and of a 1."""
+    return np.c_[1.0 - p, p]
 
 
 def self_confidence(Y: np.ndarray, P: np.ndarray) -> np.ndarray:
@@ -52,18 +67,14 @@ def _checked(Y: np.ndarray, P: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _flag(Y: np.ndarray, P: np.ndarray, filter_by: str) -> np.ndarray:
-    """Boolean ``(n, n_labels)`` mask of flagged pairs; labels cleanlab cannot handle flag nothing."""
-    _, mlfilter = _cleanlab()
+    """Boolean ``(n, n_labels)`` mask of flagged pairs, one label at a time; constant labels flag nothing."""
+    _, cl_filter = _cleanlab()
     mask = np.zeros(Y.shape, dtype=bool)
-    ok = (Y.sum(axis=0) > 0) & (Y.sum(axis=0) < len(Y))
-    if ok.sum() >= 2:
-        mask[:, ok] = mlfilter.find_multilabel_issues_per_class(
-            labels=_as_lists(Y[:, ok]), pred_probs=P[:, ok], filter_by=filter_by)
-    else:  # cleanlab's multi-label code needs two labels: score a lone label as two identical ones
-        for j in np.flatnonzero(ok):
-            mask[:, j] = mlfilter.find_multilabel_issues_per_class(
-                labels=_as_lists(np.c_[Y[:, j], Y[:, j]]), pred_probs=np.c_[P[:, j], P[:, j]],
-                filter_by=filter_by)[:, 0]
+    for j in np.flatnonzero(_scorable(Y)):
+        # n_jobs=1: cleanlab would otherwise start a process pool per label (one process per physical
+        # core) for two classes; the result does not depend on n_jobs
+        mask[:, j] = cl_filter.find_label_issues(labels=Y[:, j], pred_probs=_binary(P[:, j]),
+                                                 filter_by=filter_by, n_jobs=1)
     return mask
 
 
@@ -103,8 +114,9 @@ def score_pairs(Y: np.ndarray, P: np.ndarray, *, method: str = "loss") -> tuple[
 def noise_estimates(Y: np.ndarray, P: np.ndarray, label_names: Sequence[str]) -> dict[str, dict]:
     """Confident-learning estimate of how many human codes are wrong, per label.
 
-    Uses cleanlab's calibrated confident joint (one-vs-rest per label): ``joint[c, i, j]`` estimates
-    the share of rows coded ``i`` whose true value is ``j``.
+    Uses cleanlab's calibrated confident joint of each label's two-class view (the view :func:`score_pairs`
+    flags on): ``joint[i, j]`` estimates the share of all rows coded ``i`` whose true value is ``j``.
+    A label coded the same way in every row gets ``None`` (and is never flagged).
 
     Returns
     -------
@@ -114,13 +126,13 @@ def noise_estimates(Y: np.ndarray, P: np.ndarray, label_names: Sequence[str]) ->
     Y, P = _checked(Y, P)
     count, _ = _cleanlab()
     n = len(Y)
+    scorable = _scorable(Y)
     rows = {}
     for j, name in enumerate(label_names):
-        y = Y[:, j]
-        if y.min() == y.max():
+        if not scorable[j]:
             rows[name] = {"estimated_noise_rate": None, "estimated_wrong_1s": None, "estimated_wrong_0s": None}
             continue
-        joint = count.estimate_joint(labels=y, pred_probs=np.c_[1 - P[:, j], P[:, j]])
+        joint = count.estimate_joint(labels=Y[:, j], pred_probs=_binary(P[:, j]))
         rows[name] = {"estimated_noise_rate": float(joint[0, 1] + joint[1, 0]),
                       "estimated_wrong_1s": int(round(joint[1, 0] * n)),
                       "estimated_wrong_0s": int(round(joint[0, 1] * n))}

@@ -29,16 +29,13 @@ from ..errors import ConfigError, DataError
 from ..evaluate import evaluate_predictions
 from ..io import read_json, read_table, write_json, write_table
 from ..rundir import RunDir, writes_to_run
-from ..safety import check_inside, restore_quoted, safe_filename
+from ..safety import check_inside, restore_quoted
 from .crossfit import audit_folds, out_of_fold_proba
 from ..ledger import append_ledger, apply_ledger, read_ledger, review_entries, training_table
 from .queue import build_queue, conflict_mask, select, write_queue
 from .scoring import RANKERS, noise_estimates, score_pairs
 
 log = logging.getLogger(__name__)
-
-SUMMARY_FILE = "audit_summary.json"
-OOF_FILE = "audit_oof.parquet"
 
 
 @dataclass
@@ -92,8 +89,8 @@ def audit_run(run_dir: str | Path, *, n_folds: int = 5, kind: str | None = None,
     if top is not None and top < 1:
         raise ConfigError(f"--top must be a positive number of rows (got {top}).")
     model = _model_settings(cfg, kind, name, params)
-    csv_path = run.label_issues if label is None else run.root / f"label_issues_{safe_filename(label)}.csv"
-    outputs = [run.root / name for name in ("label_issues.parquet", SUMMARY_FILE, OOF_FILE, "audit_oof.json")]
+    csv_path = run.label_issues if label is None else run.label_issues_for(label)
+    outputs = [run.label_issues_table, run.audit_summary, run.audit_oof, run.audit_oof_key]
     # the queue, its views and the summary change together (the report is the caller's to rebuild)
     with run.all_or_nothing([*outputs, check_inside(run.root, csv_path)]):
         df = training_table(run.root, pd.read_parquet(run.data), labels)
@@ -104,13 +101,13 @@ def audit_run(run_dir: str | Path, *, n_folds: int = 5, kind: str | None = None,
         conflict_table = _conflicts(df, labels)
         conflicts = conflict_mask(df, conflict_table, labels)
         queue = build_queue(df, labels, P, score, flagged, conflicts)
-        write_table(queue, run.root / "label_issues.parquet")
+        write_table(queue, run.label_issues_table)
         view = select(queue, label=label, top=top)
         write_queue(view, csv_path, neutralise_formulas=neutralise_formulas)
         summary = _summary(run, cfg, Y, P, flagged, conflict_counts(conflict_table), queue,
                            settings={"folds": n_folds, "method": method, "test_rows_held_out": int(holdout.sum()),
                                      **model}, seconds=time.perf_counter() - t0)
-        write_json(summary, run.root / SUMMARY_FILE)
+        write_json(summary, run.audit_summary)
     return AuditResult(queue=queue, view=view, summary=summary, csv_path=csv_path)
 
 
@@ -146,7 +143,7 @@ def _oof(run: RunDir, cfg: Config, df: pd.DataFrame, n_folds: int, model: dict[s
     labels = cfg.data.label_columns
     key = {"folds": n_folds, "seed": cfg.split.seed, **model, "holdout_rows": int(holdout.sum()),
            "labels_sha256": hashlib.sha256(df[["id", *labels]].to_csv(index=False).encode()).hexdigest()}
-    cache, meta = run.root / OOF_FILE, run.root / "audit_oof.json"
+    cache, meta = run.audit_oof, run.audit_oof_key
     if cache.is_file() and meta.is_file() and read_json(meta) == _jsonable(key):
         log.info("Reusing the out-of-fold probabilities in %s (same settings and labels).", cache.name)
         return pd.read_parquet(cache)[[f"{lab}_prob" for lab in labels]].to_numpy()
@@ -250,7 +247,7 @@ def _unquoted(table: pd.DataFrame, current: pd.DataFrame, labels: list[str]) -> 
 
 def _update_summary(run: RunDir, labels: list[str], original: pd.DataFrame, ledger: pd.DataFrame,
                     ledger_path) -> dict[str, Any] | None:
-    path = run.root / SUMMARY_FILE
+    path = run.audit_summary
     if not path.is_file():
         return None
     summary = read_json(path)
@@ -260,7 +257,7 @@ def _update_summary(run: RunDir, labels: list[str], original: pd.DataFrame, ledg
         block = summary["labels"].setdefault(lab, {})
         block.update(reviewed=int(len(part)), flipped=int((part["old_value"] != part["new_value"]).sum()),
                      kept=int((part["old_value"] == part["new_value"]).sum()))
-    oof = run.root / OOF_FILE
+    oof = run.audit_oof
     if oof.is_file():
         corrected = apply_ledger(original, ledger, labels, source=str(ledger_path))
         P = pd.read_parquet(oof).set_index("id").loc[corrected["id"], [f"{lab}_prob" for lab in labels]]

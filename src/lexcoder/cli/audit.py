@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import LexcoderError
+from ..rundir import RunDir
 from .common import app, console, friendly
 
 corrections_app = typer.Typer(help="Record reviewed coding decisions in the corrections ledger.",
@@ -56,8 +57,9 @@ def audit(
     console.print(f"Review queue: [bold]{path}[/] ({len(result.view)} rows). Fill in "
                   "'decision' (keep/flip) and 'note', then run [bold]lexcoder corrections apply "
                   f"{escape(str(run_dir))} {path} --reviewer NAME[/]")
+    run = RunDir(run_dir)
     refresh_report(run_dir, f"The audit finished and its results are kept ({result.csv_path.name}, "
-                            "label_issues.parquet, audit_summary.json)", before="the audit")
+                            f"{run.label_issues_table.name}, {run.audit_summary.name})", before="the audit")
 
 
 @corrections_app.command("apply")
@@ -82,7 +84,7 @@ def apply(
     console.print(f"Retrain on the corrected codes: [bold]lexcoder run CONFIG --corrections {ledger} "
                   "--out runs/NEW[/]")
     if res.summary:  # the report's audit table shows the reviewed / flipped counts
-        refresh_report(run_dir, f"The review is recorded (ledger {res.ledger}, audit_summary.json)",
+        refresh_report(run_dir, f"The review is recorded (ledger {res.ledger}, {RunDir(run_dir).audit_summary.name})",
                        before="this review")
 
 
@@ -113,8 +115,9 @@ def report(
         table.add_row("macro", "", f"{m['before']:.3f}", f"{m['after']:.3f}", f"{m['delta']:+.3f}",
                       format_interval(m["delta_ci"]), style="bold")
         console.print(table)
-    console.print(f"Written: [bold]{Path(after) / 'corrections_report.md'}[/] and corrections_report.json")
-    refresh_report(after, "The comparison is kept (corrections_report.md and corrections_report.json)",
+    md, js = RunDir(after).corrections_report_md, RunDir(after).corrections_report_json
+    console.print(f"Written: [bold]{escape(str(md))}[/] and {js.name}")
+    refresh_report(after, f"The comparison is kept ({md.name} and {js.name})",
                    before="the comparison")  # the report gains the "Effect of the corrections" table
 
 
@@ -134,7 +137,6 @@ def refresh_report(run_dir: Path, kept: str, *, before: str) -> None:
         then left as they were, and the message says that the command's own results are kept.
     """
     from ..report import build_report, report_available
-    from ..rundir import RunDir
     run = RunDir(Path(run_dir))
     if not run.report_html.is_file() or not report_available():
         return

@@ -102,8 +102,8 @@ def _run_and_show(cfg, out: Path, resume: bool, corrections: Optional[Path] = No
     show_prevalence(result)
     show_metrics(result.metrics)
     console.print(f"Run directory: [bold]{out}[/] ({time.perf_counter() - t0:.1f} s)")
-    if (Path(out) / "report.html").is_file():
-        console.print(f"Report (open in a browser): [bold]{Path(out) / 'report.html'}[/]")
+    if result.run.report_html.is_file():
+        console.print(f"Report (open in a browser): [bold]{result.run.report_html}[/]")
     return result
 
 

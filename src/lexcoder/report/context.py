@@ -8,8 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..audit.compare import REPORT_JSON, format_interval
-from ..audit.workflow import SUMMARY_FILE
+from ..audit.compare import format_interval
 from ..clean import conflict_counts
 from ..errors import LexcoderError
 from ..io import read_json
@@ -135,7 +134,7 @@ def audit_rows(run: RunDir) -> dict[str, Any] | None:
     ``conflict_groups`` / ``conflict_rows``: conflicting duplicate groups over all labels and their rows
     ("—" in a summary written before these counts existed)
     """
-    path = run.root / SUMMARY_FILE
+    path = run.audit_summary
     if not path.is_file():
         return None
     summary = read_json(path)
@@ -155,7 +154,7 @@ def audit_rows(run: RunDir) -> dict[str, Any] | None:
 
 def corrections_rows(run: RunDir) -> dict[str, Any] | None:
     """``corrections_report.json`` (``lexcoder corrections report``) as table rows, or ``None``."""
-    path = run.root / REPORT_JSON
+    path = run.corrections_report_json
     if not path.is_file():
         return None
     res = read_json(path)
