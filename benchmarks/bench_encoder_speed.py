@@ -28,7 +28,7 @@ from lexcoder.demo import TOS_LABELS, demo_data_path
 from lexcoder.evaluate import evaluate_predictions
 from lexcoder.models.encoder import EncoderClassifier
 from lexcoder.models.pretrained import resolve_model_path
-from lexcoder.models.transformer import default_threads
+from lexcoder.models.torch_runtime import default_threads
 from lexcoder.thresholds import choose_thresholds
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -76,7 +76,7 @@ def lexcoder_path(texts, Y, val_texts, val_Y, pred_texts, pred_Y, settings) -> d
     model.fit(texts, Y, label_names=TOS_LABELS)
     out = {"train_seconds": time.perf_counter() - t0, "loop_examples_per_s": model.history_[-1]["train_examples_per_s"]}
     for variant in ("fp32", "int8", "bf16"):
-        model.params.update(quantize_int8=variant == "int8", inference_bf16=variant == "bf16")
+        model.set_params(quantize_int8=variant == "int8", inference_bf16=variant == "bf16")
         model._infer_model = None
         model.predict_proba(pred_texts[:64])  # warm-up (and int8 conversion) outside the timing
         t0 = time.perf_counter()

@@ -48,7 +48,7 @@ def main() -> int:
     thresholds = run.thresholds(cfg.model.kind, labels)
     fp32 = load_model(run.model_dir(cfg.model.kind))
     int8 = load_model(run.model_dir(cfg.model.kind))
-    int8.params["quantize_int8"] = True
+    int8.set_params(quantize_int8=True)
     P32, speed32 = code(fp32, texts)
     P8, speed8 = code(int8, texts)
     _, speed32_again = code(fp32, texts)

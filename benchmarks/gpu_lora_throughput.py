@@ -76,10 +76,10 @@ def release(device: torch.device) -> None:
 def measure(source: Path, mode: str, checkpointing: bool, args: argparse.Namespace, vocab: int,
             device: torch.device) -> dict:
     """Train ``args.steps`` timed steps of one setting; tokens/s and peak GPU memory."""
-    from lexcoder.models.llm import LLMClassifier, add_lora, check_llm_params, load_backbone
-    params = {**LLMClassifier(lora_r=args.lora_r).params, "load_in_4bit": mode == "qlora",
+    from lexcoder.models.llm import LLMClassifier, add_lora, check_4bit_support, load_backbone
+    params = {**LLMClassifier(lora_r=args.lora_r).get_params(), "load_in_4bit": mode == "qlora",
               "gradient_checkpointing": checkpointing, "device": device.type}
-    check_llm_params(params)  # QLoRA without CUDA/bitsandbytes: a LexcoderError that explains why
+    check_4bit_support(params)  # QLoRA without CUDA/bitsandbytes: a LexcoderError that explains why
     release(device)
     torch.manual_seed(0)
     t0 = time.perf_counter()

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from lexcoder.clean import clean_text
 from lexcoder.cli import app
-from lexcoder.config import DataConfig, EXAMPLE_CONFIG, config_from_dict, load_config
+from lexcoder.config import DataConfig, config_from_dict, example_config, load_config
 from lexcoder.data import load_dataset
 from lexcoder.errors import ConfigError, DataError
 from lexcoder.models import build_model
@@ -89,7 +89,7 @@ def test_single_digit_texts_give_a_clear_error():
 def test_texts_that_share_no_word_suggest_a_lower_min_df():
     """text_column pointing at an id column: every "word" occurs once, fewer times than min_df."""
     texts, Y = [f"A-{100_000 + i}" for i in range(60)], np.array([[i % 2] for i in range(60)])
-    with pytest.raises(DataError, match=r"no words to learn from.*min_df = 2.*or lower min_df in \[model.params\]"):
+    with pytest.raises(DataError, match=r"no words to learn from.*min_df = 2.*or lower the model.s min_df setting"):
         TfidfClassifier().fit(texts, Y)
     assert TfidfClassifier(min_df=1).fit(texts, Y).predict_proba(texts[:2]).shape == (2, 1)  # the advice works
 
@@ -189,7 +189,7 @@ def test_init_creates_missing_folders_and_refuses_to_overwrite(tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(app, ["init", "projects/new/my.toml"])
     assert result.exit_code == 0 and "Created the folder projects/new" in result.output
-    assert (tmp_path / "projects/new/my.toml").read_text(encoding="utf-8") == EXAMPLE_CONFIG
+    assert (tmp_path / "projects/new/my.toml").read_text(encoding="utf-8") == example_config()
     (tmp_path / "projects/new/my.toml").write_text("# mine\n", encoding="utf-8")
     fails_cleanly(["init", "projects/new/my.toml"], "exists; pass --force")
     assert (tmp_path / "projects/new/my.toml").read_text(encoding="utf-8") == "# mine\n"

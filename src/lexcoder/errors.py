@@ -18,6 +18,13 @@ class ConfigError(LexcoderError):
     """The configuration file or a command-line override is invalid."""
 
 
+class InvalidSettingError(ConfigError, TypeError):
+    """A model's setting has the wrong type, is out of range, or conflicts with another setting.
+
+    A ``ValueError`` and a ``TypeError``, like scikit-learn's ``InvalidParameterError``.
+    """
+
+
 def format_rows(rows, limit: int = 10) -> str:
     """Human-readable list of (1-based) row numbers, shortened after ``limit`` entries."""
     rows = list(rows)

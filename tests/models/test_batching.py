@@ -18,7 +18,8 @@ from hypothesis import strategies as st  # noqa: E402
 from lexcoder.errors import ConfigError  # noqa: E402
 from lexcoder.models.encoder import EncoderClassifier  # noqa: E402
 from lexcoder.models.llm import LLMClassifier  # noqa: E402
-from lexcoder.models.transformer import TransformerClassifier, pack  # noqa: E402
+from lexcoder.models.transformer import TransformerClassifier  # noqa: E402
+from lexcoder.models.windows import pack  # noqa: E402
 
 LABELS = ["limitation_of_liability", "unilateral_termination"]
 MAX_LENGTH = 32
@@ -105,7 +106,7 @@ def test_prediction_respects_the_cap_and_gives_the_same_probabilities(passages, 
     uncapped = model.predict_proba(texts)
     assert max(p.windows for p in forward_passes) == SETTINGS["eval_batch_size"]  # by default: eval_batch_size windows
     forward_passes.clear()
-    model.params["max_tokens_per_batch"] = CAP
+    model.set_params(max_tokens_per_batch=CAP)
     capped = model.predict_proba(texts)
     assert max(p.tokens for p in forward_passes) <= CAP
     np.testing.assert_allclose(capped, uncapped, rtol=0, atol=1e-6)

@@ -18,7 +18,7 @@ from lexcoder.errors import ConfigError, LexcoderError  # noqa: E402
 from lexcoder.models import build_model, load_model  # noqa: E402
 from lexcoder.models.encoder import EncoderClassifier, MeanPoolingClassifier, declares_mean_pooling  # noqa: E402
 from lexcoder.models.pretrained import resolve_model_path  # noqa: E402
-from lexcoder.models.transformer import pool_logits, pool_probabilities  # noqa: E402
+from lexcoder.models.windows import pool_logits, pool_probabilities  # noqa: E402
 
 LABELS = ["limitation_of_liability", "unilateral_termination"]
 FAST = {"max_length": 40, "stride": 8, "batch_size": 8, "eval_batch_size": 32, "lr": 1e-4, "head_lr": 2e-3,
@@ -74,7 +74,7 @@ def test_save_load_reproduces_probabilities_exactly(fitted, tos_small, tmp_path)
     assert not list(tmp_path.rglob("*.bin")) and not list(tmp_path.rglob("*.pkl"))
     again = load_model(tmp_path / "m")
     assert isinstance(again, EncoderClassifier) and again.label_names_ == LABELS
-    assert again.params == fitted.params
+    assert again.get_params() == fitted.get_params()
     np.testing.assert_array_equal(again.predict_proba(texts), P)
 
 
@@ -124,7 +124,7 @@ def test_long_texts_are_windowed_and_pooled(fitted):
     long_text = " ".join(f"Clause {i}: we may terminate your account at any time." for i in range(12))
     enc = fitted._encode([long_text, "Short text."])
     assert (enc.owner == 0).sum() >= 3 and (enc.owner == 1).sum() == 1
-    assert max(len(w) for w in enc.ids) <= fitted.params["max_length"]
+    assert max(len(w) for w in enc.ids) <= fitted.max_length
     # pooled "max" probability = the largest probability of any window run on its own
     with torch.inference_mode():
         single = [fitted.model_(input_ids=torch.tensor([w]), attention_mask=torch.ones(1, len(w), dtype=torch.long)
@@ -194,7 +194,7 @@ def test_per_label_models_train_on_the_texts_of_one_multi_label_model(tos_small)
 def test_int8_inference_agrees_with_fp32(fitted, tos_small):
     _, val = tos_small
     texts = val["text"].tolist()
-    q = EncoderClassifier(**{**fitted.params, "quantize_int8": True})
+    q = EncoderClassifier(**{**fitted.get_params(), "quantize_int8": True})
     q.model_, q.tokenizer_, q.device_, q.label_names_ = fitted.model_, fitted.tokenizer_, fitted.device_, LABELS
     P, Pq = fitted.predict_proba(texts), q.predict_proba(texts)
     assert not np.array_equal(P, Pq)  # the quantised network really ran
@@ -205,7 +205,7 @@ def test_int8_inference_agrees_with_fp32(fitted, tos_small):
 def test_classifier_contract_and_errors(tmp_path):
     model = build_model("encoder", "minilm", {"max_length": 64, "epochs": 1})
     assert isinstance(model, EncoderClassifier) and model.kind == "encoder"
-    assert model.params["max_length"] == 64 and model.params["name"] == "minilm"
+    assert model.max_length == 64 and model.name == "minilm"
     with pytest.raises(LexcoderError, match="not fitted"):
         model.predict_proba(["text"])
     with pytest.raises(ConfigError, match="pooling"):
@@ -226,9 +226,9 @@ def test_demo_minilm_config_builds_a_cpu_sized_encoder(tos_full):
     model = build_model(cfg.model.kind, cfg.model.name, cfg.model.params)
     assert isinstance(model, EncoderClassifier)
     coded = (tos_full[TOS_LABELS].sum(axis=1) > 0).mean()  # share of sentences with a code (~8%)
-    passes = model.params["epochs"] * min(1.0, coded * (1 + model.params["negative_ratio"]))
-    assert passes < 2 and model.params["max_length"] <= 128  # under two short passes: minutes on 2 cores
-    assert 0 < model.params["blend_tfidf"] < 1  # a real blend: it beats either model alone on this data
+    passes = model.epochs * min(1.0, coded * (1 + model.negative_ratio))
+    assert passes < 2 and model.max_length <= 128  # under two short passes: minutes on 2 cores
+    assert 0 < model.blend_tfidf < 1  # a real blend: it beats either model alone on this data
 
 
 def test_blend_with_tfidf_mixes_probabilities_and_reloads(tos_small, tmp_path):
@@ -237,7 +237,7 @@ def test_blend_with_tfidf_mixes_probabilities_and_reloads(tos_small, tmp_path):
     model.fit(train["text"], train[LABELS].to_numpy(), val["text"], val[LABELS].to_numpy(), label_names=LABELS)
     texts = val["text"].tolist()
     P = model.predict_proba(texts)
-    encoder_only = super(EncoderClassifier, model).predict_proba(texts)
+    encoder_only = super(EncoderClassifier, model)._predict_proba(texts)
     np.testing.assert_allclose(P, 0.5 * encoder_only + 0.5 * model.tfidf_.predict_proba(texts))
     model.save(tmp_path / "b")
     np.testing.assert_array_equal(load_model(tmp_path / "b").predict_proba(texts), P)
@@ -305,7 +305,7 @@ def test_threads_are_set_only_while_lexcoder_works(tiny_bert, tos_small, forward
 def test_default_thread_count_does_not_follow_the_load_average(monkeypatch):
     import os
 
-    from lexcoder.models.transformer import default_threads
+    from lexcoder.models.torch_runtime import default_threads
     monkeypatch.delenv("LEXCODER_NUM_THREADS", raising=False)
     quiet = default_threads()
     monkeypatch.setattr(os, "getloadavg", lambda: (1e6, 1e6, 1e6))  # a machine busy beyond its cores
@@ -335,7 +335,7 @@ def test_model_trained_on_a_gpu_predicts_on_a_cpu(fitted, tos_small, tmp_path, c
     with caplog.at_level("WARNING", logger="lexcoder.models.transformer"):
         loaded = load_model(tmp_path / "m")
     assert "no CUDA GPU is available here: predicting on the CPU" in caplog.text
-    assert loaded.device_.type == "cpu" and loaded.params["device"] == device  # the settings stay as saved
+    assert loaded.device_.type == "cpu" and loaded.device == device  # the settings stay as saved
     np.testing.assert_array_equal(loaded.predict_proba(texts), fitted.predict_proba(texts))
     with pytest.raises(ConfigError, match="no CUDA GPU"):  # training, though, needs the GPU it asks for
         loaded.fit(texts, val[LABELS].to_numpy())

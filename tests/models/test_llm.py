@@ -107,8 +107,8 @@ def test_build_model_from_config_kind(tiny_llama):
     model = build_model("llm", tiny_llama, {"lora_r": 8, "target_modules": ["q_proj", "v_proj"]})
     assert isinstance(model, LLMClassifier)
     # the config's settings reach the model, and the keys it leaves out get the constructor's own defaults
-    assert model.params["lora_r"] == 8 and model.params["target_modules"] == ["q_proj", "v_proj"]
-    assert model.params == LLMClassifier(name=tiny_llama, lora_r=8, target_modules=["q_proj", "v_proj"]).params
+    assert model.lora_r == 8 and model.target_modules == ["q_proj", "v_proj"]
+    assert model.get_params() == LLMClassifier(name=tiny_llama, lora_r=8, target_modules=["q_proj", "v_proj"]).get_params()
 
 
 def test_missing_smollm2_package_says_how_to_install(monkeypatch):
@@ -240,7 +240,7 @@ def test_model_trained_on_a_gpu_predicts_on_a_cpu(trained, tos_slice, tmp_path, 
 def test_int8_inference_merges_adapters_and_stays_close(trained, tos_slice, tmp_path):
     trained.save(tmp_path / "m")
     quantized = TextClassifier.load(tmp_path / "m")
-    quantized.params["quantize_int8"] = True
+    quantized.set_params(quantize_int8=True)
     P8, P = quantized.predict_proba(tos_slice["test"]), trained.predict_proba(tos_slice["test"])
     assert not np.array_equal(P8, P)  # int8 arithmetic really ran
     np.testing.assert_allclose(P8, P, atol=0.02)
@@ -250,7 +250,7 @@ def test_int8_inference_merges_adapters_and_stays_close(trained, tos_slice, tmp_
 def test_gpu_dtype_recipe_bf16_base_fp32_trainables(tiny_llama):
     """What a CUDA device gets (checked on CPU): frozen weights bf16, adapters and head fp32, bf16 autocast."""
     from lexcoder.models.llm import add_lora, load_backbone
-    params = LLMClassifier(lora_r=4).params
+    params = LLMClassifier(lora_r=4).get_params()
     model = add_lora(load_backbone(tiny_llama, 2, params, torch.device("cuda"), pad_token_id=2), params,
                      torch.device("cuda"))
     assert {p.dtype for p in model.parameters() if p.requires_grad} == {torch.float32}

@@ -146,16 +146,16 @@ def _interrupt_at(step):
 def test_crash_while_writing_a_checkpoint_leaves_the_previous_one(tiny_bert, sentences, tmp_path, monkeypatch):
     """A write that dies half-way (here after the weights, before the optimizer state) leaves latest.json on
     the previous complete checkpoint and no half one; debris of a killed write is ignored and cleared."""
-    from lexcoder.models import transformer
+    from lexcoder.models import checkpoints
     expected = _fit_tiny(tiny_bert, sentences, num_threads=1).predict_proba(sentences[0])
-    real_save = transformer.save_file
+    real_save = checkpoints.save_file
 
     def dying_save(tensors, path):
         if "step-0000003" in str(path) and str(path).endswith("optimizer_rng.safetensors"):
             raise KeyboardInterrupt  # as if killed while writing step 3
         real_save(tensors, path)
 
-    monkeypatch.setattr(transformer, "save_file", dying_save)
+    monkeypatch.setattr(checkpoints, "save_file", dying_save)
     root = tmp_path / "ckpt"
     with pytest.raises(KeyboardInterrupt):
         _fit_tiny(tiny_bert, sentences, root, num_threads=1)
@@ -163,7 +163,7 @@ def test_crash_while_writing_a_checkpoint_leaves_the_previous_one(tiny_bert, sen
     assert sorted(p.name for p in root.iterdir()) == ["latest.json", "step-0000002"]
     assert {p.name for p in (root / "step-0000002").iterdir()} >= {"trainable.safetensors", "state.json",
                                                                   "optimizer_rng.safetensors"}
-    monkeypatch.setattr(transformer, "save_file", real_save)
+    monkeypatch.setattr(checkpoints, "save_file", real_save)
     debris = root / ".step-0000003.x1y2.tmp"  # what a kill -9 in the middle of a write leaves behind
     debris.mkdir()
     (debris / "trainable.safetensors").write_bytes(b"\0" * 10)

