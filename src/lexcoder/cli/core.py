@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from ..config import EXAMPLE_CONFIG, load_config
+from ..config import ModelKind, example_config, load_config
 from ..demo import CITATION, demo_config
 from ..pipeline import RunResult, run_pipeline
 from ..predict import predict_file
@@ -34,7 +34,7 @@ def demo(
     cfg = demo_config(model=model)
     if set_:
         raw = cfg.model_dump(mode="json", exclude_none=True)
-        apply_overrides(raw, set_)
+        apply_overrides(raw, set_, flag="--set")
         cfg = config_from_dict(raw, "--set")
     console.print(f"[bold]lexcoder demo[/] — {CITATION}", highlight=False)
     _run_and_show(cfg, out, resume, corrections)
@@ -43,7 +43,9 @@ def demo(
 @app.command()
 @friendly
 def init(path: Annotated[Path, typer.Argument(help="Config file to write.")] = Path("lexcoder.toml"),
-         force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False) -> None:
+         force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
+         kind: Annotated[ModelKind, typer.Option(help="Model family to select; the file lists its settings.")]
+         = "tfidf") -> None:
     """Write a commented example configuration to edit (missing folders on its path are created)."""
     from ..errors import ConfigError
     from ..io import write_text
@@ -55,7 +57,7 @@ def init(path: Annotated[Path, typer.Argument(help="Config file to write.")] = P
     if blocker is not None:
         raise ConfigError(f"{blocker} is a file, so it cannot hold {path}. Choose another path.")
     new_folder = not path.parent.exists()
-    write_text(EXAMPLE_CONFIG, path)  # atomic: an interrupted init leaves no half-written config
+    write_text(example_config(kind), path)  # atomic: an interrupted init leaves no half-written config
     if new_folder:
         console.print(f"Created the folder {path.parent}.")
     console.print(f"Wrote {path}. Edit \\[data] (path, text_column, label_columns), then: "
@@ -68,7 +70,7 @@ def run(config: Annotated[Path, typer.Argument(help="TOML config (see `lexcoder 
         out: OutOpt = Path("runs/run"), resume: ResumeOpt = False, set_: SetOpt = None,
         corrections: CorrectionsOpt = None) -> None:
     """Run the pipeline for your own table: load → clean → split → train → thresholds → evaluate."""
-    _run_and_show(load_config(config, set_), out, resume, corrections)
+    _run_and_show(load_config(config, set_, flag="--set"), out, resume, corrections)
 
 
 @app.command()
