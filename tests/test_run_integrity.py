@@ -131,7 +131,7 @@ def test_resume_refuses_changed_data_config_ledger_version(small, finished, tmp_
                    "source_run": ""}]).to_csv(ledger, index=False)
     with pytest.raises(RunDirError, match="--corrections is given now"):
         run_pipeline(config(small), run, resume=True, corrections=ledger)
-    monkeypatch.setattr("lexcoder.rundir.package_versions", lambda: {"lexcoder": "9.9.9"})
+    monkeypatch.setattr("lexcoder.rundir.identity.package_versions", lambda: {"lexcoder": "9.9.9"})
     with pytest.raises(RunDirError, match=r"lexcoder was updated \(0.1.0 → 9.9.9\)"):
         run_pipeline(config(small), run, resume=True)
     assert tree(run) == before  # a refused resume changes nothing
