@@ -6,10 +6,13 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich import box
+from rich.markup import escape
 from rich.table import Table
 
 from ..config import ModelKind, example_config, load_config
 from ..demo import CITATION, demo_config
+from ..evaluate import SMALL_SUPPORT, flagged_labels
 from ..pipeline import RunResult, run_pipeline
 from ..predict import predict_file
 from .common import app, console, friendly
@@ -122,22 +125,51 @@ def show_prevalence(result: RunResult) -> None:
 
 def show_metrics(metrics: dict) -> None:
     where = "out-of-fold, all folds" if metrics["split"] == "cv" else "test split"
+    # light rules, collapsed padding: eight columns still fit an 80-column terminal
     table = Table(title=f"Model vs. human coders ({where}; thresholds tuned on validation)",
-                  title_justify="left")
+                  title_justify="left", caption='always 1: F1 of the trivial rule "code every text 1"',
+                  caption_justify="left", box=box.HORIZONTALS, collapse_padding=True, pad_edge=False)
     table.add_column("label", no_wrap=True)
-    for col in ("n pos", "prec.", "recall", "F1", "κ", "thresh."):
+    for col in ("n pos", "prec.", "recall", "F1", "always 1", "κ", "thresh."):
         table.add_column(col, justify="right")
     f = lambda v: "—" if v is None else f"{v:.3f}"  # noqa: E731
-    for label, m in metrics["labels"].items():
-        table.add_row(label, str(m["support"]), f(m["precision"]), f(m["recall"]), f(m["f1"]),
-                      f(m["cohen_kappa"]), f(m["threshold"]))
+    for i, (label, m) in enumerate(metrics["labels"].items(), start=1):
+        flag = " [bold yellow]![/]" if m.get("small_support") else ""
+        table.add_row(escape(label) + flag, str(m["support"]), f(m["precision"]), f(m["recall"]), _f1_cell(m),
+                      f(m.get("baseline", {}).get("f1")), f(m["cohen_kappa"]), f(m["threshold"]),
+                      end_section=i == len(metrics["labels"]))
     for avg in ("macro", "micro"):
         m = metrics[avg]
-        table.add_row(f"[bold]{avg}[/]", "", f(m["precision"]), f(m["recall"]), f"[bold]{f(m['f1'])}[/]",
-                      f(m.get("cohen_kappa")), "")
+        table.add_row(f"[bold]{avg}[/]", "", f(m["precision"]), f(m["recall"]), f"[bold]{_f1_cell(m)}[/]",
+                      f(m.get("baseline_f1")), f(m.get("cohen_kappa")), "")
     console.print(table)
+    for note in flag_notes(metrics):
+        console.print(note, highlight=False)
     if metrics["macro"].get("f1_ci"):
         lo, hi = metrics["macro"]["f1_ci"]
         unit = "documents/groups" if metrics.get("bootstrap", {}).get("unit") == "group" else "texts"
         console.print(f"macro-F1 {metrics['macro']['f1']:.3f}, 95% bootstrap interval [{lo:.3f}, {hi:.3f}] "
                       f"(resampling {unit}); per-label intervals in the report.")
+
+
+def _f1_cell(m: dict) -> str:
+    """The model's F1, marked "≤" (beside the baseline column) when it does not beat the trivial baseline."""
+    if m.get("beats_baseline", True):
+        return f"{m['f1']:.3f}"
+    return f"[bold yellow]{m['f1']:.3f} ≤[/]"
+
+
+def flag_notes(metrics: dict) -> list[str]:
+    """Footnotes of the metrics table: labels with few positives, labels that do not beat their baseline."""
+    flagged = flagged_labels(metrics)
+    where = "in the evaluated (out-of-fold) rows" if metrics["split"] == "cv" else "in the test split"
+    notes = []
+    if flagged["small"]:
+        limit = metrics.get("small_support_threshold", SMALL_SUPPORT)
+        notes.append(f"[bold yellow]![/] fewer than {limit} positive texts {where}: its figures can swing widely "
+                     f"({len(flagged['small'])} of {len(metrics['labels'])} labels; the macro figures average "
+                     "them in).")
+    if flagged["below_baseline"]:
+        notes.append(f"[bold yellow]≤[/] the model's F1 does not beat its baseline (coding every text 1) on "
+                     f"{escape(', '.join(flagged['below_baseline']))}.")
+    return notes

@@ -57,6 +57,7 @@ def report_context(run: RunDir, art: dict[str, Any], *, top_issues: int) -> dict
     metrics = art["metrics"]
     return {"title": f"lexcoder report — {run.root.resolve().name}", "run_facts": ctx.run_facts(art),
             "dataset": ctx.dataset_summary(run, art), "metric_rows": ctx.metric_rows(metrics),
+            "honesty": ctx.honesty_notes(metrics),
             "second_coder": ctx.second_coder_rows(metrics), "bootstrap": metrics.get("bootstrap"),
             "split": metrics.get("split"), "labels": list(metrics["labels"]),
             "issues": ctx.label_issues(run, top_issues), "audit": ctx.audit_rows(run),
@@ -82,7 +83,8 @@ def figures(art: dict[str, Any]) -> dict[str, Any]:
             y[evaluated], p[evaluated], pred[evaluated], m["threshold"], where=where,
             y_val=y[val] if val.any() else None, p_val=p[val] if val.any() else None,
             reliability=m.get("reliability", []))
-    forest = plots.f1_forest([{"label": lab, "f1": m["f1"], "f1_ci": m.get("f1_ci")}
+    forest = plots.f1_forest([{"label": lab, "f1": m["f1"], "f1_ci": m.get("f1_ci"),
+                               "baseline_f1": m.get("baseline", {}).get("f1")}
                               for lab, m in metrics["labels"].items()])
     return {"overview": forest, "labels": per_label}
 

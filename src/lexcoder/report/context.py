@@ -11,6 +11,7 @@ import pandas as pd
 from ..audit.compare import format_interval
 from ..clean import conflict_counts
 from ..errors import LexcoderError
+from ..evaluate import SMALL_SUPPORT, flagged_labels
 from ..io import read_json
 from ..ledger import training_table
 from ..rundir import RunDir
@@ -79,14 +80,18 @@ def dataset_summary(run: RunDir, art: dict[str, Any]) -> dict[str, Any]:
             "n_conflict_pairs": int(len(conflicts))}
 
 
-def metric_rows(metrics: dict[str, Any]) -> list[dict[str, str]]:
+def metric_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
     """One row of formatted figures per label, then the macro and micro averages.
 
-    Figures with a bootstrap interval have it under ``<key>_ci`` (text, empty if none).
+    Figures with a bootstrap interval have it under ``<key>_ci`` (text, empty if none). ``baseline`` is the
+    F1 of the trivial rule (always 1; ``baseline_f1`` for the averages); ``below_baseline`` and ``small``
+    (fewer positives than ``small_support_threshold``) are flags, false in metrics written without them.
     """
     rows = []
     for lab, m in list(metrics["labels"].items()) + [(avg, metrics.get(avg, {})) for avg in ("macro", "micro")]:
-        row = {"label": lab, "support": fmt(m.get("support")) if lab in metrics["labels"] else ""}
+        row = {"label": lab, "support": fmt(m.get("support")) if lab in metrics["labels"] else "",
+               "baseline": fmt(m["baseline"]["f1"] if "baseline" in m else m.get("baseline_f1")),
+               "below_baseline": not m.get("beats_baseline", True), "small": bool(m.get("small_support"))}
         for key, name in (("precision", "precision"), ("recall", "recall"), ("f1", "f1"), ("kappa", "cohen_kappa")):
             row[key], row[f"{key}_ci"] = fmt(m.get(name)), fmt_ci(m, name)
         for key, name in (("alpha", "krippendorff_alpha"), ("ac1", "gwet_ac1"), ("auc", "roc_auc"),
@@ -94,6 +99,19 @@ def metric_rows(metrics: dict[str, Any]) -> list[dict[str, str]]:
             row[key] = fmt(m.get(name)) if name in m else ""
         rows.append(row)
     return rows
+
+
+def honesty_notes(metrics: dict[str, Any]) -> dict[str, Any]:
+    """What the report says under its metrics table about small samples and trivial baselines.
+
+    Returns
+    -------
+    ``threshold`` (the ``small_support`` limit), ``small`` and ``below_baseline`` (label names), ``n_labels``,
+    ``where`` ("the test split" or "the out-of-fold rows")
+    """
+    return {"threshold": metrics.get("small_support_threshold", SMALL_SUPPORT), **flagged_labels(metrics),
+            "n_labels": len(metrics["labels"]),
+            "where": "the out-of-fold rows" if metrics.get("split") == "cv" else "the test split"}
 
 
 def second_coder_rows(metrics: dict[str, Any]) -> list[dict[str, str]]:

@@ -129,16 +129,22 @@ def _calibration_panel(ax, reliability: Sequence[dict[str, Any]]) -> None:
 def f1_forest(rows: Sequence[dict[str, Any]]) -> str:
     """Per-label F1 with its bootstrap interval, one line per label.
 
-    ``rows``: dicts with ``label``, ``f1`` and ``f1_ci`` ([low, high] or None).
+    ``rows``: dicts with ``label``, ``f1`` and ``f1_ci`` ([low, high] or None), optionally ``baseline_f1``
+    (the F1 of the trivial rule, drawn as a grey bar so the model's F1 is read against it).
     """
     height = 0.9 + 0.32 * len(rows)
     fig, (ax,) = _figure(7, height, left=0.3, right=0.97, bottom=0.55 / height, top=1 - 0.15 / height)
     ys = np.arange(len(rows))[::-1]
     for y_pos, r in zip(ys, rows):
+        if r.get("baseline_f1") is not None:
+            ax.plot(r["baseline_f1"], y_pos, "|", color=_GREY, ms=14, mew=2)
         if r.get("f1_ci"):
             ax.plot(r["f1_ci"], [y_pos, y_pos], color=_BLUE, lw=2)
         ax.plot(r["f1"], y_pos, "o", color=_BLUE)
-    ax.set(yticks=ys, xlim=(0, 1), xticks=np.linspace(0, 1, 6), xlabel="F1 (95% bootstrap interval)")
+    xlabel = "F1 (95% bootstrap interval)"
+    if any(r.get("baseline_f1") is not None for r in rows):
+        xlabel += "; grey bar: F1 of always 1"
+    ax.set(yticks=ys, xlim=(0, 1), xticks=np.linspace(0, 1, 6), xlabel=xlabel)
     # label names are data: drawn as plain text, never parsed as mathtext ("a$b$" would fail or mangle)
     ax.set_yticklabels([plain_text(r["label"]) for r in rows], parse_math=False)
     ax.grid(axis="x", alpha=0.3)
