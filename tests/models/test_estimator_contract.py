@@ -81,8 +81,10 @@ def test_binary_target_gives_two_columns_and_keeps_its_classes(corpus, tmp_path)
     again = TextClassifier.load(tmp_path / "m")
     assert list(again.classes_) == ["fair", "unfair"]
     np.testing.assert_array_equal(again.predict_proba(texts), P)
-    with pytest.raises(LexcoderError, match="exactly two classes"):
-        TfidfClassifier().fit(texts, np.arange(len(texts)) % 3)
+    with pytest.raises(LexcoderError, match="one class only"):
+        TfidfClassifier().fit(texts, np.full(len(texts), "fair"))
+    with pytest.raises(LexcoderError, match="1 missing value"):
+        TfidfClassifier().fit(texts, np.r_[y[:-1], None])
 
 
 def test_tuned_threshold_classifier_cv_tunes_a_lexcoder_model(corpus):
@@ -145,3 +147,59 @@ def test_a_model_saved_with_a_setting_this_version_lacks_still_loads(corpus, tmp
         model = TextClassifier.load(tmp_path / "m")
     assert "retired_setting" in caplog.text and model.get_params() == TfidfClassifier().get_params()
     assert model.predict_proba(corpus["text"][:3]).shape == (3, len(LABELS))
+
+
+@pytest.fixture(scope="module")
+def roles(shared_data):
+    """Sentences of Indian Supreme Court judgments with one rhetorical role each (7 classes), 2 of the
+    authors' folds for training and one for testing, short sentences only (CPU-sized)."""
+    df = pd.read_csv(shared_data("indian_sc_rhetorical_roles/texts.csv.gz"))
+    df = df[df["text"].str.len() < 300]
+    return df[df["fold"].isin([0, 1])].reset_index(drop=True), df[df["fold"] == 2].reset_index(drop=True)
+
+
+@pytest.mark.parametrize("kind", ["tfidf", "encoder", "llm"])
+def test_a_categorical_target_gets_a_softmax_over_its_classes(kind, roles, tiny_bert, tiny_llama, tmp_path):
+    train, test = roles
+    model = _families(tiny_bert, tiny_llama)[kind]
+    if kind != "tfidf":  # tiny random networks: a few steps on a slice show the mechanics, not quality
+        train, test = train.groupby("label").head(12), test.head(40)
+    model.fit(train["text"], train["label"])
+    classes = sorted(train["label"].unique())
+    assert model.target_type_ == "multiclass" and list(model.classes_) == classes
+    P = model.predict_proba(test["text"])
+    assert P.shape == (len(test), len(classes)) and np.allclose(P.sum(axis=1), 1)
+    assert (model.predict(test["text"]) == np.asarray(classes)[P.argmax(axis=1)]).all()
+    model.save(tmp_path / "m")
+    again = TextClassifier.load(tmp_path / "m")
+    assert list(again.classes_) == classes and again.target_type_ == "multiclass"
+    np.testing.assert_allclose(again.predict_proba(test["text"]), P, atol=1e-6)
+    if kind == "tfidf":  # real words: far better than always answering the most frequent role
+        from sklearn.metrics import f1_score
+        majority = train["label"].value_counts().idxmax()
+        pred = model.predict(test["text"])
+        assert f1_score(test["label"], pred, average="macro") > \
+            2 * f1_score(test["label"], np.full(len(test), majority), average="macro")
+
+
+def test_cleanlab_finds_swapped_roles_with_a_multiclass_model(roles):
+    CleanLearning = pytest.importorskip("cleanlab.classification").CleanLearning
+    train, _ = roles
+    train = train.groupby("label").head(150).reset_index(drop=True)
+    classes, y = np.unique(train["label"], return_inverse=True)  # cleanlab wants class indices 0..k-1
+    rng = np.random.default_rng(0)
+    swapped = rng.choice(len(y), size=40, replace=False)
+    y[swapped] = [rng.choice(np.setdiff1d(np.arange(len(classes)), [v])) for v in y[swapped]]
+    issues = CleanLearning(TfidfClassifier(), cv_n_folds=3, seed=0, verbose=False) \
+        .fit(np.asarray(train["text"].tolist(), dtype=object), y).get_label_issues()["is_label_issue"].to_numpy()
+    others = np.setdiff1d(np.arange(len(y)), swapped)
+    assert issues[swapped].mean() > 2 * issues[others].mean()
+
+
+def test_multiclass_refuses_settings_that_only_mean_something_for_labels(roles, tiny_bert):
+    train, _ = roles
+    train = train.groupby("label").head(5)
+    with pytest.raises(LexcoderError, match="negative_ratio applies to 0/1 labels"):
+        EncoderClassifier(name=tiny_bert, negative_ratio=2.0, **TINY).fit(train["text"], train["label"])
+    with pytest.raises(LexcoderError, match="per_label = true trains one binary model per 0/1 label"):
+        EncoderClassifier(name=tiny_bert, per_label=True, **TINY).fit(train["text"], train["label"])

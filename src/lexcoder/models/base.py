@@ -8,12 +8,18 @@ model. The annotation of a field is its type and range (``Annotated[int, Field(g
 from it lexcoder validates settings (:mod:`lexcoder.models.params`), writes the commented example config
 and the README's parameter tables, so the class is the one source of truth.
 
-Two target shapes, as in scikit-learn:
+Three target shapes, as in scikit-learn (``target_type_`` says which one a model was fitted on):
 
-- multi-label (lexcoder's own use): ``y`` is an ``(n, n_labels)`` 0/1 matrix; ``predict_proba`` returns
-  ``(n, n_labels)`` probabilities, one independent sigmoid per label; ``classes_ = arange(n_labels)``;
-- binary: ``y`` is 1-D with two distinct values; ``predict_proba`` returns ``(n, 2)`` and ``classes_``
-  holds the two values (what ``TunedThresholdClassifierCV`` and ``CleanLearning`` expect).
+- ``"multilabel"`` (lexcoder's 0/1 labels): ``y`` is an ``(n, n_labels)`` 0/1 matrix; ``predict_proba``
+  returns ``(n, n_labels)`` probabilities, one independent sigmoid per label; ``classes_ = arange(n_labels)``;
+- ``"binary"``: ``y`` is 1-D with two distinct values; ``predict_proba`` returns ``(n, 2)`` and ``classes_``
+  holds the two values (what ``TunedThresholdClassifierCV`` and ``CleanLearning`` expect);
+- ``"multiclass"`` (an exclusive categorical variable): ``y`` is 1-D with three or more values;
+  ``predict_proba`` returns ``(n, k)`` probabilities that sum to 1 (a softmax), ``classes_`` the k values
+  in sorted order, ``predict`` the most probable one.
+
+A family sees a 0/1 matrix in every case (one column per class for ``"multiclass"``, one-hot) and reads
+``self.target_type_`` to choose sigmoids or a softmax.
 
 Model files are safe and portable: JSON, numpy ``.npy`` and safetensors, never pickle.
 """
@@ -90,7 +96,8 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         texts : the texts (any sequence of strings)
-        y : ``(n, n_labels)`` 0/1 matrix (multi-label), or 1-D with two distinct values (binary)
+        y : ``(n, n_labels)`` 0/1 matrix (multi-label), or 1-D: two distinct values (binary), three or more
+            (one categorical variable, multi-class)
         val_texts, val_y : validation texts and codes (same shape as ``y``), used by some families for
             early stopping or choosing a regularisation strength — never to tune decision thresholds
             (that is :mod:`lexcoder.thresholds`' job)
@@ -107,6 +114,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         from .params import check_settings
         check_settings(self)
         texts, Y, classes = check_training_data(texts, y)
+        self.target_type_ = "multilabel" if classes is None else "binary" if len(classes) == 2 else "multiclass"
         val_Y = None
         if val_texts is not None and val_y is not None:
             val_texts = [str(t) for t in val_texts]
@@ -120,31 +128,33 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
             raise LexcoderError(f"{len(self.label_names_)} label_names for {n_labels} label column(s) in y.")
         if val_Y is not None and val_Y.shape[1] != n_labels:
             raise LexcoderError(f"val_y has {val_Y.shape[1]} label column(s); y has {n_labels}.")
-        self.binary_ = classes is not None
         self.classes_ = classes if classes is not None else np.arange(n_labels)
         self._fit(texts, Y, val_texts, val_Y, **fit_params)
         return self
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """Probabilities: ``(n, n_labels)`` for a multi-label model, ``(n, 2)`` for a binary one."""
+        """Probabilities: ``(n, n_labels)`` (multi-label), ``(n, 2)`` (binary), ``(n, k)`` (multi-class)."""
         self._check_fitted()
         P = self._predict_proba([str(t) for t in texts])
-        return np.c_[1.0 - P[:, 0], P[:, 0]] if self._binary else P
+        return np.c_[1.0 - P[:, 0], P[:, 0]] if self.target_type_ == "binary" else P
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
-        """Codes at probability 0.5: a 0/1 matrix (multi-label) or the predicted class (binary).
+        """Codes: a 0/1 matrix at probability 0.5 (multi-label), or the predicted class (binary at 0.5,
+        multi-class the most probable).
 
         lexcoder's pipeline does not use this: it tunes one threshold per label on validation data.
         """
         P = self.predict_proba(texts)
-        if self._binary:
+        if self.target_type_ == "binary":
             return self.classes_[(P[:, 1] >= 0.5).astype(int)]
+        if self.target_type_ == "multiclass":
+            return self.classes_[P.argmax(axis=1)]
         return (P >= 0.5).astype(int)
 
     @property
-    def _binary(self) -> bool:
-        """Fitted on a 1-D target (scikit-learn's binary classification) rather than a label matrix."""
-        return getattr(self, "binary_", False)
+    def multiclass(self) -> bool:
+        """Fitted on one categorical variable (softmax over its classes) rather than 0/1 labels."""
+        return getattr(self, "target_type_", "multilabel") == "multiclass"
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "label_names_")
@@ -171,8 +181,8 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
             self._save(tmp)
             meta = {"kind": self.kind, "params": self.get_params(deep=False),
                     "label_names": list(self.label_names_)}
-            if self._binary:
-                meta["binary_classes"] = np.asarray(self.classes_).tolist()
+            if self.target_type_ != "multilabel":
+                meta.update(target_type=self.target_type_, classes=np.asarray(self.classes_).tolist())
             (tmp / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
         return directory
 
@@ -188,10 +198,8 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         klass = get_model_class(meta["kind"]) if cls is TextClassifier else cls
         model = klass._load(directory, meta)
         model.label_names_ = list(meta["label_names"])
-        if "binary_classes" in meta:
-            model.binary_, model.classes_ = True, np.asarray(meta["binary_classes"])
-        else:
-            model.classes_ = np.arange(len(model.label_names_))
+        model.target_type_ = meta.get("target_type", "multilabel")  # models saved before 0.2 are multi-label
+        model.classes_ = np.asarray(meta["classes"]) if "classes" in meta else np.arange(len(model.label_names_))
         return model
 
     @classmethod
@@ -212,29 +220,36 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
             raise LexcoderError(f"This {type(self).__name__} is not fitted yet; call fit() first.")
 
 
+def pd_isna(values: np.ndarray) -> np.ndarray:
+    """Missing values (None, NaN, pandas' NA) of a 1-D array of any dtype."""
+    import pandas as pd
+    return np.asarray(pd.isna(values), dtype=bool)
+
+
 def check_training_data(texts: Sequence[str], y: Any) -> tuple[list[str], np.ndarray, np.ndarray | None]:
     """Validate what ``fit`` receives.
 
     Returns
     -------
     texts : the texts as a list of ``str``
-    Y : ``(n, n_labels)`` int8 0/1 matrix; a binary ``y`` becomes one column (1 = the second class)
-    classes : the two classes of a 1-D (binary) ``y``, sorted; None for a label matrix
+    Y : ``(n, n_labels)`` int8 0/1 matrix; a binary ``y`` becomes one column (1 = the second class), a
+        multi-class ``y`` one column per class (one-hot)
+    classes : the classes of a 1-D ``y`` (binary or multi-class), sorted; None for a label matrix
 
     Raises
     ------
     LexcoderError
-        Lengths differ, ``y`` is not 0/1 (or 1-D with exactly two values), or a label has one class only.
+        Lengths differ, ``y`` is not 0/1 (or 1-D with at least two values), or a label has one class only.
     """
     texts = [str(t) for t in texts]
     y_arr = np.asarray(y)
     classes = None
     if y_arr.ndim == 1:
+        if pd_isna(y_arr).any():
+            raise LexcoderError(f"y has {int(pd_isna(y_arr).sum())} missing value(s); every text needs a class.")
         classes = np.unique(y_arr)
-        if len(classes) != 2:
-            raise LexcoderError(f"A 1-D y must hold exactly two classes (binary classification); it holds "
-                                f"{len(classes)}: {classes[:5].tolist()}. For several labels pass an "
-                                "(n_texts, n_labels) 0/1 matrix.")
+        if len(classes) < 2:
+            raise LexcoderError(f"y holds one class only ({classes.tolist()}): there is nothing to learn.")
     Y = label_matrix(y_arr, classes, len(texts), what="y")
     pos = Y.sum(axis=0)
     bad = np.flatnonzero((pos == 0) | (pos == len(Y)))
@@ -249,7 +264,7 @@ def label_matrix(y: Any, classes: np.ndarray | None, n_texts: int, *, what: str)
     if classes is not None:
         if y.ndim != 1 or not np.isin(y, classes).all():
             raise LexcoderError(f"{what} must be 1-D with values among {classes.tolist()}, like y.")
-        y = (y == classes[1])[:, None]
+        y = (y == classes[1])[:, None] if len(classes) == 2 else y[:, None] == classes[None, :]
     if y.ndim != 2 or len(y) != n_texts:
         raise LexcoderError(f"Expected {what} of shape (n_texts, n_labels) = ({n_texts}, k); got {y.shape}.")
     if not np.isin(y, (0, 1)).all():

@@ -23,6 +23,7 @@ from pydantic import Field
 from safetensors.torch import load_file, save_file
 from sklearn.base import clone
 
+from ..errors import LexcoderError
 from .base import model_family
 from .tfidf import TfidfClassifier
 from .transformer import TransformerClassifier
@@ -143,6 +144,9 @@ class EncoderClassifier(TransformerClassifier):
 
     def _fit(self, texts, Y, val_texts, val_Y, *, coded=None) -> None:
         """Fine-tune (see :meth:`TransformerClassifier._fit`); with ``per_label``, one model per label."""
+        if self.per_label and self.multiclass:
+            raise LexcoderError("per_label = true trains one binary model per 0/1 label; a categorical variable "
+                                "needs one model over its classes (per_label = false).")
         if self.per_label:
             self._fit_per_label(texts, Y, val_texts, val_Y)
         else:

@@ -1,4 +1,5 @@
-"""The multi-label training loss: one binary cross-entropy per label, reweighted for rare labels.
+"""The training losses: one binary cross-entropy per 0/1 label, or a cross-entropy over a categorical
+variable's classes, both reweighted for rare labels and classes.
 
 A label coded in 2 % of texts would otherwise teach the network to say "no" everywhere: each label's
 positives weigh ``negatives / positives`` (capped, since a label with a handful of positives would get
@@ -37,3 +38,18 @@ def multilabel_loss(logits: torch.Tensor, y: torch.Tensor, *, pos_weight: torch.
         p_true = torch.where(y > 0.5, p, 1 - p)
         bce = bce * (1 - p_true).pow(focal_gamma)
     return bce.mean()
+
+
+def class_weights(Y: np.ndarray, *, cap: float, device: torch.device) -> torch.Tensor:
+    """Per-class weights for a one-hot ``Y`` ``(n, k)``: scikit-learn's "balanced" weights
+    ``n / (k * n_class)``, the largest capped at ``cap`` times the smallest (float32 on ``device``)."""
+    counts = np.asarray(Y).sum(axis=0).astype(float)
+    w = len(Y) / (len(counts) * np.maximum(counts, 1.0))
+    w = np.minimum(w, w.min() * cap)
+    return torch.tensor(w, dtype=torch.float32, device=device)
+
+
+def multiclass_loss(logits: torch.Tensor, y: torch.Tensor, *, weight: torch.Tensor) -> torch.Tensor:
+    """Class-weighted cross-entropy of ``(n_texts, k)`` logits against a one-hot ``y``, averaged over texts
+    by their weights (PyTorch's ``cross_entropy``)."""
+    return F.cross_entropy(logits, y.argmax(dim=1), weight=weight)

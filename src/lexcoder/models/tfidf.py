@@ -13,10 +13,10 @@ from typing import Annotated, Any, ClassVar, Literal
 import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
-from scipy.special import expit
+from scipy.special import expit, softmax
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import average_precision_score
+from sklearn.metrics import average_precision_score, log_loss
 
 from ..errors import DataError
 from .base import TextClassifier, model_family
@@ -26,7 +26,8 @@ _C_GRID = (0.3, 1.0, 3.0, 10.0, 30.0)
 
 @model_family
 class TfidfClassifier(TextClassifier):
-    """Word (and optionally character) n-gram TF-IDF features + logistic regression per label."""
+    """Word (and optionally character) n-gram TF-IDF features + logistic regression per label (0/1
+    labels) or one multinomial logistic regression (a categorical variable's classes)."""
 
     kind: ClassVar[str] = "tfidf"
 
@@ -76,6 +77,11 @@ class TfidfClassifier(TextClassifier):
     def _fit(self, texts, Y, val_texts, val_Y) -> None:
         X = self._fit_vectorizers(texts)
         Xv = self._features(val_texts) if val_texts is not None else None
+        if self.multiclass:
+            clf = self._fit_classes(X, Y.argmax(axis=1), Xv, None if val_Y is None else val_Y.argmax(axis=1),
+                                    n_classes=Y.shape[1])
+            self.coef_, self.intercept_, self.C_ = clf.coef_, clf.intercept_, [float(clf.C)]
+            return
         coefs, intercepts, self.C_ = [], [], []
         for j in range(Y.shape[1]):
             clf = self._fit_label(X, Y[:, j], Xv, None if val_Y is None else val_Y[:, j])
@@ -98,9 +104,23 @@ class TfidfClassifier(TextClassifier):
                 best, best_score = clf, score
         return best
 
+    def _fit_classes(self, X, y, Xv, yv, *, n_classes: int) -> LogisticRegression:
+        """One multinomial logistic regression over the classes (softmax), C by validation log-loss."""
+        grid = _C_GRID if self.C == "auto" else (float(self.C),)
+        if len(grid) > 1 and (Xv is None or yv is None):
+            grid = (10.0,)
+        best, best_score = None, -np.inf
+        for C in grid:
+            clf = LogisticRegression(C=C, class_weight=self.class_weight, solver="lbfgs", max_iter=2000,
+                                     random_state=self.seed).fit(X, y)
+            score = -log_loss(yv, clf.predict_proba(Xv), labels=range(n_classes)) if len(grid) > 1 else 0.0
+            if score > best_score:
+                best, best_score = clf, score
+        return best
+
     def _predict_proba(self, texts) -> np.ndarray:
-        X = self._features(texts)
-        return expit(np.asarray(X @ self.coef_.T) + self.intercept_)
+        z = np.asarray(self._features(texts) @ self.coef_.T) + self.intercept_
+        return softmax(z, axis=1) if self.multiclass else expit(z)
 
     # -- persistence ------------------------------------------------------------------------------
     def _save(self, directory: Path) -> None:

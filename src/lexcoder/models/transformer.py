@@ -37,7 +37,7 @@ from ..progress import track
 from ..thresholds import f1_curve
 from .base import TextClassifier, model_family
 from .checkpoints import TrainState, latest_checkpoint, read_checkpoint, write_checkpoint
-from .losses import multilabel_loss, positive_weights
+from .losses import class_weights, multiclass_loss, multilabel_loss, positive_weights
 from .pretrained import resolve_model_path
 from .torch_runtime import load_device, pick_device, quantize_int8, torch_threads
 from .windows import Encoded, collate, encode_windows, length_grouped_batches, pack, pool_logits, \
@@ -250,9 +250,11 @@ class TransformerClassifier(TextClassifier):
             return logits
         local = torch.as_tensor(np.repeat(np.arange(len(texts)), [len(self._windows[t]) for t in texts]),
                                 device=logits.device)
-        return pool_logits(logits, local, len(texts), self.pooling)
+        return pool_logits(logits, local, len(texts), self.pooling, softmax=self.multiclass)
 
     def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.multiclass:
+            return multiclass_loss(logits, y, weight=self.pos_weight_)
         return multilabel_loss(logits, y, pos_weight=self.pos_weight_, focal_gamma=self.focal_gamma)
 
     # -- training ---------------------------------------------------------------------------------
@@ -264,6 +266,9 @@ class TransformerClassifier(TextClassifier):
         positive code in ``Y``; per-label mode passes the texts with any label's code, so each binary model
         trains on the same texts as one multi-label model would).
         """
+        if self.multiclass and self.negative_ratio is not None:
+            raise LexcoderError("negative_ratio applies to 0/1 labels (texts without any code); a categorical "
+                                "variable gives every text a class. Leave negative_ratio unset.")
         coded = Y.sum(axis=1) > 0 if coded is None else np.asarray(coded, dtype=bool)
         if coded.shape != (len(texts),):
             raise ValueError(f"coded has shape {coded.shape}; expected ({len(texts)},)")
@@ -273,9 +278,11 @@ class TransformerClassifier(TextClassifier):
             enc = self._encode(texts)
             val = (val_texts, val_Y) if val_texts is not None and len(val_texts) else None
             self._has_positive = coded
-            # the positives' share as the epochs see it (with negative_ratio, fewer negatives per epoch)
-            self.pos_weight_ = positive_weights(Y.sum(axis=0) / self._epoch_size(), cap=self.pos_weight_cap,
-                                                device=self.device_)
+            if self.multiclass:  # class-weighted cross-entropy (pos_weight_cap caps the largest ratio)
+                self.pos_weight_ = class_weights(Y, cap=self.pos_weight_cap, device=self.device_)
+            else:  # the positives' share as the epochs see it (with negative_ratio, fewer negatives per epoch)
+                self.pos_weight_ = positive_weights(Y.sum(axis=0) / self._epoch_size(), cap=self.pos_weight_cap,
+                                                    device=self.device_)
             self._train(enc, torch.as_tensor(Y, dtype=torch.float32), val, self._fingerprint(texts, Y, val, coded))
 
     def _setup(self, num_labels: int) -> None:
@@ -411,7 +418,7 @@ class TransformerClassifier(TextClassifier):
                      state.epoch + 1, state.global_step, train_loss, speed)
             return self._trainable_state()
         P = self._predict(val[0], self.model_)
-        score = macro_f1_at_best_thresholds(val[1], P)
+        score = macro_f1_of_classes(val[1], P) if self.multiclass else macro_f1_at_best_thresholds(val[1], P)
         entry["val_macro_f1"] = round(score, 5)
         state.history.append(entry)
         improved = score > state.best_score
@@ -491,7 +498,7 @@ class TransformerClassifier(TextClassifier):
             for part in passes:
                 idx = order[part]
                 logits[idx] = self._forward(model, **self._collate([enc.ids[i] for i in idx])).cpu().numpy()
-        return pool_probabilities(logits, enc.owner, len(texts), self.pooling)
+        return pool_probabilities(logits, enc.owner, len(texts), self.pooling, softmax=self.multiclass)
 
     def _inference_model(self) -> torch.nn.Module:
         """The network in eval mode, dynamically int8-quantised on CPU when ``quantize_int8``."""
@@ -527,6 +534,13 @@ class TransformerClassifier(TextClassifier):
 
 
 # -- helpers ------------------------------------------------------------------------------------
+def macro_f1_of_classes(Y: np.ndarray, P: np.ndarray) -> float:
+    """Macro-F1 of the most probable class (``P`` ``(n, k)``) against the one-hot ``Y``."""
+    from sklearn.metrics import f1_score
+    return float(f1_score(Y.argmax(axis=1), P.argmax(axis=1), labels=np.arange(Y.shape[1]), average="macro",
+                          zero_division=0))
+
+
 def macro_f1_at_best_thresholds(Y: np.ndarray, P: np.ndarray) -> float:
     """Mean over labels with a 1 in ``Y`` of the highest F1 along the label's threshold curve (0 if none)."""
     scores = [f1_curve(Y[:, j], P[:, j])[1].max() for j in range(Y.shape[1]) if Y[:, j].any()]

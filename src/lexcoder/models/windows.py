@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from scipy.special import expit as sigmoid  # the logistic function, stable for any logit
+from scipy.special import softmax as scipy_softmax
 
 
 @dataclass
@@ -105,30 +106,39 @@ def pack(counts: np.ndarray, longest: np.ndarray, cap: int, *, max_count: int | 
     return groups
 
 
-def pool_logits(logits: torch.Tensor, owner: torch.Tensor, n_texts: int, pooling: str) -> torch.Tensor:
+def pool_logits(logits: torch.Tensor, owner: torch.Tensor, n_texts: int, pooling: str, *,
+                softmax: bool = False) -> torch.Tensor:
     """Pool window logits ``(n_windows, k)`` into text logits ``(n_texts, k)`` (differentiable).
 
-    ``"max"`` takes the largest logit (= the largest probability); ``"mean"`` averages probabilities and
-    returns their logit.
+    ``"max"`` takes each output's largest logit over the windows (for sigmoids: the most confident window);
+    ``"mean"`` averages the windows' probabilities (sigmoid, or with ``softmax`` the softmax over the k
+    outputs) and returns logits that give back that mean (logits, or log-probabilities).
     """
     index = owner[:, None].expand_as(logits)
     if pooling == "max":
         return logits.new_zeros((n_texts, logits.shape[1])).scatter_reduce(0, index, logits, "amax",
                                                                            include_self=False)
-    probs = torch.sigmoid(logits).new_zeros((n_texts, logits.shape[1])).scatter_reduce(
-        0, index, torch.sigmoid(logits), "mean", include_self=False)
-    return torch.logit(probs, eps=1e-6)
+    probs = torch.softmax(logits, dim=1) if softmax else torch.sigmoid(logits)
+    mean = probs.new_zeros((n_texts, logits.shape[1])).scatter_reduce(0, index, probs, "mean", include_self=False)
+    return torch.log(mean.clamp_min(1e-12)) if softmax else torch.logit(mean, eps=1e-6)
 
 
-def pool_probabilities(logits: np.ndarray, owner: np.ndarray, n_texts: int, pooling: str) -> np.ndarray:
-    """Text probabilities ``(n_texts, k)``, float64, from window logits ``(n_windows, k)``."""
+def pool_probabilities(logits: np.ndarray, owner: np.ndarray, n_texts: int, pooling: str, *,
+                       softmax: bool = False) -> np.ndarray:
+    """Text probabilities ``(n_texts, k)``, float64, from window logits ``(n_windows, k)``: independent
+    sigmoids, or with ``softmax`` one distribution over the k outputs (pooled as :func:`pool_logits`)."""
     z = logits.astype(np.float64)
+    link = _softmax if softmax else sigmoid
     if len(z) == n_texts and np.array_equal(owner, np.arange(n_texts)):
-        return sigmoid(z)
+        return link(z)
     if pooling == "max":
         out = np.full((n_texts, z.shape[1]), -np.inf)
         np.maximum.at(out, owner, z)
-        return sigmoid(out)
+        return link(out)
     out = np.zeros((n_texts, z.shape[1]))
-    np.add.at(out, owner, sigmoid(z))
+    np.add.at(out, owner, link(z))
     return out / np.bincount(owner, minlength=n_texts)[:, None]
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    return scipy_softmax(z, axis=1)
