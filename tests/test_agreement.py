@@ -162,3 +162,66 @@ def test_no_gpl_package_in_lexcoder_code_or_runtime_extras():
         listed = {Requirement(r).name.lower() for r in reqs}
         if extra != "dev":  # the dev extra holds the reference implementation for these tests
             assert not listed & GPL_PACKAGES, f"GPL package in the {extra!r} requirements: {listed & GPL_PACKAGES}"
+
+
+# -- categorical variables: k classes -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def roles(shared_data) -> np.ndarray:
+    """The rhetorical role (7 classes, as indices 0-6) of 9,380 sentences of Indian Supreme Court judgments."""
+    import pandas as pd
+    labels = pd.read_csv(shared_data("indian_sc_rhetorical_roles/texts.csv.gz"), usecols=["label"])["label"]
+    return np.unique(labels, return_inverse=True)[1]
+
+
+def _other_class_coder(codes: np.ndarray, k: int, rng: np.random.Generator, *, swap: float,
+                       missing: float) -> np.ndarray:
+    """A simulated coder of a k-class variable: a share ``swap`` of codes moved to another class at random."""
+    moved = rng.uniform(size=codes.size) < swap
+    out = np.where(moved, (codes + rng.integers(1, k, size=codes.size)) % k, codes).astype(float)
+    out[rng.uniform(size=codes.size) < missing] = np.nan
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_alpha_matches_reference_on_seven_rhetorical_roles(roles, seed):
+    rng = np.random.default_rng(seed)
+    second = _other_class_coder(roles, 7, rng, swap=0.2, missing=0.1)
+    third = _other_class_coder(roles, 7, rng, swap=0.5, missing=0.4)
+    for coders in [(roles, second), (roles, second, third)]:
+        assert krippendorff_alpha(*coders) == pytest.approx(_reference(*coders), rel=0, abs=1e-12)
+
+
+# hand-worked, three categories: a = 0001122201, b = 0011122002; agreement 7/10; each coder has four 0s,
+# three 1s and three 2s, so pi = (.4, .3, .3) and sum pi (1 - pi) = .24 + .21 + .21 = .66
+A3 = np.array([0, 0, 0, 1, 1, 2, 2, 2, 0, 1])
+B3 = np.array([0, 0, 1, 1, 1, 2, 2, 0, 0, 2])
+
+
+def test_ac1_of_three_categories_hand_checked():
+    from lexcoder.stats import gwet_ac1
+    assert gwet_ac1(A3, B3, categories=range(3)) == pytest.approx((0.7 - 0.33) / (1 - 0.33))  # p_e = .66 / 2
+    # a fourth category in the scheme that neither coder used: q = 4 enters p_e = .66 / 3
+    assert gwet_ac1(A3, B3, categories=range(4)) == pytest.approx((0.7 - 0.22) / (1 - 0.22))
+    # renaming the categories changes nothing
+    assert gwet_ac1(A3 + 5, B3 + 5, categories=[5, 6, 7]) == pytest.approx(gwet_ac1(A3, B3, categories=range(3)))
+
+
+def test_ac1_refuses_codes_outside_its_categories():
+    from lexcoder.stats import gwet_ac1
+    with pytest.raises(ValueError, match=r"Codes \[2\.0\] are not among the categories \[0\.0, 1\.0\].*range\(k\)"):
+        gwet_ac1(A3, B3)  # the 0/1 default would silently count the 2s as agreeing on nothing
+    with pytest.raises(ValueError, match="two or more distinct categories"):
+        gwet_ac1(A3, A3, categories=[0])
+
+
+def test_agreement_of_a_categorical_variable(roles):
+    second = _other_class_coder(roles, 7, np.random.default_rng(3), swap=0.25, missing=0.3)
+    out = agreement(roles, second, categories=range(7))
+    coded = ~np.isnan(second)
+    assert out["n"] == coded.sum()
+    assert out["percent_agreement"] == pytest.approx(np.mean(roles[coded] == second[coded]))
+    assert out["krippendorff_alpha"] == pytest.approx(_reference(roles, second), rel=0, abs=1e-12)
+    assert out["cohen_kappa"] < out["gwet_ac1"] < out["percent_agreement"]  # chance terms: κ's sum p_c² ≈ .25,
+    # AC1's (1 - sum pi_c²) / 6 ≈ .13 for these unequal roles; both above 0

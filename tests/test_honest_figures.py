@@ -197,3 +197,23 @@ def test_a_model_no_better_than_always_1_is_marked(tmp_path, data_csv, make_conf
     assert html.count('<span class="warn">≤ baseline</span>') >= len(LABELS)
     assert "the model's F1 does not beat coding every text 1 on" in html
     assert "≤ baseline" in (out / "report.md").read_text(encoding="utf-8")
+
+
+def test_one_label_averages_like_several(tos_full):
+    """A run with one label reports that label's F1 as its macro F1 (scikit-learn alone would read a
+    one-column matrix as a binary target and average the F1 of the 0s and of the 1s)."""
+    from sklearn.metrics import f1_score, precision_score, recall_score
+
+    from lexcoder.evaluate import evaluate_predictions
+    from lexcoder.models.tfidf import TfidfClassifier
+    docs = sorted(tos_full["doc_id"].unique())
+    train, test = tos_full[tos_full["doc_id"].isin(docs[:30])], tos_full[tos_full["doc_id"].isin(docs[30:])]
+    label = "limitation_of_liability"
+    model = TfidfClassifier().fit(train["text"], train[[label]].to_numpy())
+    Y, P = test[[label]].to_numpy(), model.predict_proba(test["text"])
+    block = evaluate_predictions(Y, P, [0.5], [label])
+    pred = (P[:, 0] >= 0.5).astype(int)
+    assert block["macro"]["f1"] == pytest.approx(f1_score(Y[:, 0], pred)) == block["labels"][label]["f1"]
+    assert block["micro"]["precision"] == pytest.approx(precision_score(Y[:, 0], pred))
+    assert block["macro"]["recall"] == pytest.approx(recall_score(Y[:, 0], pred))
+    assert block["macro"]["f1"] < 0.9  # a real, imperfect model: the old bug inflated this towards 1

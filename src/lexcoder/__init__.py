@@ -4,7 +4,9 @@ The pipeline's stages are plain functions (the CLI is a thin layer over them)::
 
     import lexcoder
     cfg = lexcoder.load_config("my.toml")
-    result = lexcoder.run_pipeline(cfg, "runs/exp1")     # or stage by stage:
+    result = lexcoder.run_pipeline(cfg, "runs/exp1")
+    repeats = lexcoder.run_repeats(cfg, "runs/exp1x5", 5)   # 5 splits/seeds: figures as mean ± sd
+    # or stage by stage:
     df, report = lexcoder.load_dataset(cfg.data)
     df, conflicts, _ = lexcoder.clean(df, cfg.data.label_columns)
     splits = lexcoder.make_splits(df, cfg.data.label_columns, cfg.split)
@@ -26,6 +28,7 @@ from .models import TextClassifier, build_model
 from .pipeline import run_pipeline
 from .predict import predict_file
 from .report import build_report
+from .repeats import run_repeats
 from .rundir import RunDir, load_model
 from .split import make_splits
 from .thresholds import choose_thresholds
@@ -37,5 +40,6 @@ __all__ = [
     "build_report",
     "choose_thresholds", "clean", "clean_text", "config_from_dict", "estimate_prevalence", "estimate_regression",
     "estimate_run", "evaluate_predictions", "load_config",
-    "load_dataset", "load_model", "make_splits", "predict_file", "run_pipeline", "validate_table",
+    "load_dataset", "load_model", "make_splits", "predict_file", "run_pipeline", "run_repeats",
+    "validate_table",
 ]

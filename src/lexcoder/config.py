@@ -40,8 +40,13 @@ class DataConfig(_Section):
     text_column: str = Field("text", description="column holding the text to code")
     id_column: str | None = Field(None, examples=["id"], description=(
         "unique id per row; generated (row_1, row_2, ...) if left out"))
-    label_columns: list[str] = Field(min_length=1, examples=[["remorse", "financial_hardship"]], description=(
-        "one 0/1 column per label (0/1, true/false, yes/no are all accepted)"))
+    label_columns: list[str] = Field(default_factory=list, examples=[["remorse", "financial_hardship"]],
+                                     description=(
+        "one 0/1 column per label (0/1, true/false, yes/no are all accepted); label_columns, class_columns "
+        "or both"))
+    class_columns: list[str] = Field(default_factory=list, examples=[["outcome"]], description=(
+        "categorical columns: each text holds exactly one of k values (text or numbers), e.g. the outcome "
+        "or a sentence's rhetorical role"))
     group_column: str | None = Field(None, examples=["case_id"], description=(
         "rows of one group (case, letter, document) never straddle splits"))
     sheet: str | int | None = Field(None, examples=["Sheet1"], description=(
@@ -53,18 +58,34 @@ class DataConfig(_Section):
     second_coder_suffix: str | None = Field(None, examples=["_coder2"], description=(
         "columns like remorse_coder2 hold a second coder's labels (agreement figures in the report)"))
 
-    @field_validator("label_columns")
+    @field_validator("label_columns", "class_columns")
     @classmethod
-    def _unique_labels(cls, v: list[str]) -> list[str]:
+    def _unique_labels(cls, v: list[str], info) -> list[str]:
         dupes = sorted({c for c in v if v.count(c) > 1})
         if dupes:
-            raise ValueError(f"label_columns lists {dupes} more than once")
+            raise ValueError(f"{info.field_name} lists {dupes} more than once")
         # a label name ends up in file names, CSV headers and the report: no invisible control characters
         odd = [c for c in v if not c.strip() or any(ord(ch) < 32 or ord(ch) == 127 for ch in c)]
         if odd:
-            raise ValueError(f"label_columns {odd} are empty or hold control characters (e.g. a tab or NUL); "
-                             "rename those columns in the data")
+            raise ValueError(f"{info.field_name} {odd} are empty or hold control characters (e.g. a tab or "
+                             "NUL); rename those columns in the data")
         return v
+
+    @model_validator(mode="after")
+    def _some_codes(self) -> "DataConfig":
+        if not self.label_columns and not self.class_columns:
+            raise ValueError("name the coded columns: label_columns (0/1 columns), class_columns (categorical "
+                             "columns) or both")
+        both = sorted(set(self.label_columns) & set(self.class_columns))
+        if both:
+            raise ValueError(f"{both} is listed in both label_columns and class_columns; a column is either "
+                             "0/1 or categorical")
+        return self
+
+    @property
+    def coded_columns(self) -> list[str]:
+        """Every column a coder filled in: the 0/1 labels, then the categorical variables."""
+        return [*self.label_columns, *self.class_columns]
 
 
 class CleanConfig(_Section):
@@ -417,6 +438,10 @@ def _shown(info: FieldInfo, section: str, key: str, kind: str, family: dict[str,
         return kind, False, info.description
     if (section, key) == ("model", "name") and "name" in family:  # the family's own default model
         return family["name"].default, True, family["name"].description
+    if (section, key) == ("data", "label_columns"):  # one of the two is required: show the 0/1 kind set
+        return info.examples[0], False, info.description
+    if (section, key) == ("data", "class_columns"):
+        return info.examples[0], True, info.description
     if info.is_required():
         return info.examples[0], False, f"required: {info.description}"
     default = info.get_default(call_default_factory=True)

@@ -67,6 +67,39 @@ def normalize_labels(values: pd.Series, *, column: str, source: str) -> pd.Serie
     return out
 
 
+def normalize_classes(values: pd.Series, *, column: str, source: str) -> pd.Series:
+    """A categorical column as strings (numbers written as ``1``, not ``1.0``; spaces stripped), NA where
+    empty. Values that are not text or numbers (e.g. a date) are an error naming the rows."""
+    def to_class(v):
+        if _is_missing(v):
+            return None
+        if isinstance(v, (bool, np.bool_)):
+            return str(bool(v)).lower()
+        if isinstance(v, (int, np.integer)) or (isinstance(v, (float, np.floating)) and float(v).is_integer()):
+            return str(int(v))
+        if isinstance(v, (str, float, np.floating)):
+            text = str(v).strip()
+            return text if text.lower() not in MISSING_VALUES else None
+        return ...
+
+    classes = values.map(to_class).astype(object)
+    bad = classes.map(lambda c: c is ...).to_numpy(dtype=bool)
+    if bad.any():
+        raise DataError(f"{source}: column '{column}' (class_columns) must hold text or numbers, but rows "
+                        f"{format_rows(np.flatnonzero(bad) + 1)} hold {sorted({type(v).__name__ for v in values[bad]})}"
+                        " values. Write the classes as text.")
+    return classes.astype("string")
+
+
+def _check_classes(values: pd.Series, *, column: str, source: str) -> None:
+    """A categorical variable needs at least two classes among the rows kept."""
+    classes = values.dropna().unique()
+    if len(classes) < 2:
+        raise DataError(f"{source}: column '{column}' (class_columns) holds {len(classes)} distinct value(s) "
+                        f"({sorted(map(str, classes))}); a categorical variable needs at least two classes. "
+                        "Check that class_columns names the right column.")
+
+
 def load_dataset(cfg: DataConfig) -> tuple[pd.DataFrame, LoadReport]:
     """Read ``cfg.path`` and return the validated canonical table and a report.
 
@@ -99,6 +132,8 @@ def validate_table(raw: pd.DataFrame, cfg: DataConfig, *, source: str = "input"
         df["group"] = raw[cfg.group_column].map(lambda v: "" if _is_missing(v) else str(v))
     for col in _all_label_columns(cfg, raw):
         df[col] = normalize_labels(raw[col], column=col, source=source)
+    for col in cfg.class_columns:
+        df[col] = normalize_classes(raw[col], column=col, source=source)
     for col in raw.columns:  # carry other columns along (e.g. court, year) for later analyses
         if col not in df.columns and col not in {cfg.text_column, cfg.id_column, cfg.group_column} \
                 and col not in RESERVED:
@@ -108,6 +143,8 @@ def validate_table(raw: pd.DataFrame, cfg: DataConfig, *, source: str = "input"
     df = _handle_empty_texts(df, cfg, source, report)
     for col in cfg.label_columns:
         df[col] = df[col].astype("int8")
+    for col in cfg.class_columns:
+        _check_classes(df[col], column=col, source=source)
     report.rows_kept = len(df)
     if not len(df):
         raise DataError(f"{source}: no rows left after validation ({'; '.join(report.notes)}). Fill in the "
@@ -168,9 +205,10 @@ def _check_columns(raw: pd.DataFrame, cfg: DataConfig, source: str) -> None:
             f"{source}: column(s) not found:\n" + "\n".join(lines) + "\nThe file has columns: "
             f"{_listed(raw.columns)}.{hint} Fix the names in the [data] section of your config.",
             [col for _, col in missing])
-    clash = sorted(set(cfg.label_columns) & RESERVED)
+    clash = sorted(set(cfg.coded_columns) & RESERVED)
     if clash:
-        raise DataError(f"{source}: label column(s) {clash} use a name lexcoder reserves "
+        kind = "label" if set(clash) <= set(cfg.label_columns) else "coded"
+        raise DataError(f"{source}: {kind} column(s) {clash} use a name lexcoder reserves "
                         f"({sorted(RESERVED)}). Rename them in the file.")
     _check_one_role_each(wanted, source)
 
@@ -178,7 +216,8 @@ def _check_columns(raw: pd.DataFrame, cfg: DataConfig, source: str) -> None:
 def _roles(cfg: DataConfig) -> list[tuple[str, str]]:
     """(config key, column) for every column the config names."""
     named = [("text_column", cfg.text_column), ("id_column", cfg.id_column), ("group_column", cfg.group_column)]
-    return [(k, c) for k, c in named if c] + [("label_columns", c) for c in cfg.label_columns]
+    return [(k, c) for k, c in named if c] + [("label_columns", c) for c in cfg.label_columns] + \
+        [("class_columns", c) for c in cfg.class_columns]
 
 
 def _check_one_role_each(wanted: list[tuple[str, str]], source: str) -> None:
@@ -227,7 +266,7 @@ def _ids(raw: pd.DataFrame, cfg: DataConfig, source: str, report: LoadReport) ->
 
 def _handle_missing_labels(df: pd.DataFrame, cfg: DataConfig, source: str, report: LoadReport
                            ) -> pd.DataFrame:
-    missing = df[cfg.label_columns].isna()
+    missing = df[cfg.coded_columns].isna()
     if not missing.any().any():
         return df
     if cfg.drop_missing_labels:
@@ -238,8 +277,9 @@ def _handle_missing_labels(df: pd.DataFrame, cfg: DataConfig, source: str, repor
     col = missing.any().idxmax()
     rows = df.loc[missing[col], "source_row"].tolist()
     total = int(missing.any(axis=1).sum())
-    raise DataError(f"{source}: {total} row(s) have a missing label; column '{col}' is empty in rows "
-                    f"{format_rows(rows)}. Fill in 0 or 1, or set drop_missing_labels = true in [data] "
+    fill, what = ("its class", "class") if col in cfg.class_columns else ("0 or 1", "label")
+    raise DataError(f"{source}: {total} row(s) have a missing {what}; column '{col}' is empty in rows "
+                    f"{format_rows(rows)}. Fill in {fill}, or set drop_missing_labels = true in [data] "
                     "to leave those rows out.")
 
 

@@ -10,6 +10,10 @@ Every label is also set against its trivial baseline (``baseline``, ``f1_over_ba
 ``beats_baseline``) and flagged when its positives are too few to trust its figures (``small_support``):
 a model F1 of 0.94 means little when coding every text 1 scores 0.936, and one test positive more or less
 can swing a label's F1 (and the macro-F1) by a lot.
+
+A categorical variable (one of k classes per text) gets its own block from :func:`evaluate_variable`:
+accuracy, macro-/weighted-F1, κ, α, AC1, the k×k confusion matrix, per-class figures, calibration of the
+chosen class's probability, and the majority-class baseline.
 """
 from __future__ import annotations
 
@@ -19,12 +23,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.metrics import (accuracy_score, average_precision_score, cohen_kappa_score, confusion_matrix,
-                             f1_score, precision_score, recall_score, roc_auc_score)
+                             f1_score, log_loss, precision_recall_fscore_support, precision_score, recall_score,
+                             roc_auc_score)
 
 from .config import Config
 from .data import second_coder_columns
 from .stats import agreement, bootstrap_metrics, expected_calibration_error, gwet_ac1, krippendorff_alpha
 from .stats import reliability_curve
+from .stats.bootstrap import bootstrap_classes
 
 SMALL_SUPPORT = 10
 """A label with fewer positives than this in the evaluated split is flagged ``small_support``."""
@@ -84,8 +90,7 @@ def always_one_baseline(y: np.ndarray) -> dict[str, Any]:
     -------
     dict with ``rule``, ``f1``, ``precision``, ``recall``, ``accuracy``
     """
-    # A categorical variable's "majority class" baseline (predict the split's most frequent class) will be a
-    # sibling of this function, passed through :func:`versus_baseline` in the same way.
+    # A categorical variable's sibling of this rule: :func:`majority_class_baseline`.
     y = np.asarray(y).astype(int)
     n, k = len(y), int(y.sum())
     if k == 0:
@@ -152,12 +157,15 @@ def evaluate_predictions(Y: np.ndarray, P: np.ndarray, thresholds: Sequence[floa
     for j, figures in enumerate(labels.values()):
         figures.update(versus_baseline(figures, always_one_baseline(Y[:, j])))
     summary = {}
+    # scikit-learn reads a one-column label matrix as a binary target (macro would then average the F1 of
+    # the 0s and of the 1s): pass the label indicator explicitly so one label averages as several do
+    multilabel = np.c_[Y, np.zeros((len(Y), 1), int)]
+    multipred = np.c_[pred, np.zeros((len(pred), 1), int)]
+    cols = list(range(Y.shape[1]))
     for avg in ("macro", "micro"):
-        summary[avg] = {
-            "f1": float(f1_score(Y, pred, average=avg, zero_division=0)),
-            "precision": float(precision_score(Y, pred, average=avg, zero_division=0)),
-            "recall": float(recall_score(Y, pred, average=avg, zero_division=0)),
-        }
+        summary[avg] = {name: float(fn(multilabel, multipred, labels=cols, average=avg, zero_division=0))
+                        for name, fn in (("f1", f1_score), ("precision", precision_score),
+                                         ("recall", recall_score))}
     kappas = [m["cohen_kappa"] for m in labels.values() if m["cohen_kappa"] is not None]
     summary["macro"]["cohen_kappa"] = float(np.mean(kappas)) if kappas else None
     add_baseline_summary(summary, labels, Y)
@@ -218,6 +226,131 @@ def add_second_coder(block: dict[str, Any], Y: np.ndarray, pred: np.ndarray, Y_s
             "human_vs_human": agreement(Y[coded, j], Y_second[coded, j]),
             "model_vs_human": agreement(Y[coded, j], pred[coded, j]),
         }
+
+
+def evaluate_variable(y: np.ndarray, P: np.ndarray, classes: Sequence[str], *,
+                      groups: np.ndarray | None = None, bootstrap: int = 0, seed: int = 42, ece_bins: int = 10,
+                      majority: int | None = None) -> dict[str, Any]:
+    """Figures of one categorical variable on one split; the model's decision is the most probable class.
+
+    Parameters
+    ----------
+    y : (n,) human codes as class indices 0..k-1 (into ``classes``)
+    P : (n, k) class probabilities (rows sum to 1), columns in the order of ``classes``
+    classes : the k class names, in the model's order (``classes_``, sorted)
+    groups : (n,) group of each row; the bootstrap resamples whole groups. ``None``: single rows.
+    bootstrap : number of bootstrap resamples for the ``*_ci`` intervals (0: no intervals)
+    seed : seed of the bootstrap
+    ece_bins : equal-width bins of the ECE
+    majority : index of the class the majority baseline answers, the most frequent one in the *training*
+        split (the honest choice: a rule fixed before seeing the evaluated split). ``None``: the most frequent
+        class in ``y``.
+
+    Returns
+    -------
+    dict with the fixed keys ``accuracy``, ``macro_f1``, ``weighted_f1``, ``cohen_kappa``, ``classes``,
+    ``confusion`` (k × k counts, rows the human codes, columns the model's) and ``per_class`` ({class: f1,
+    precision, recall, support, small_support}); and ``n``, ``krippendorff_alpha`` (nominal), ``gwet_ac1``,
+    ``ece`` (of the chosen class's probability against being right), ``brier`` (sum over the classes, mean
+    over the rows), ``log_loss``, ``baseline`` / ``macro_f1_over_baseline`` / ``beats_baseline``,
+    ``small_support`` (classes with fewer than :data:`SMALL_SUPPORT` texts) and
+    ``small_support_threshold``; with ``bootstrap``: ``accuracy_ci``, ``macro_f1_ci``, ``weighted_f1_ci``,
+    ``cohen_kappa_ci``, each class's ``f1_ci``, ``precision_ci``, ``recall_ci``, and the ``bootstrap`` settings
+    """
+    y, P, names = _check_variable(y, P, classes)
+    k, pred = len(names), P.argmax(axis=1)
+    out = {"n": int(len(y)), **class_agreement(y, pred, k), "classes": names,
+           "confusion": confusion_matrix(y, pred, labels=np.arange(k)).tolist(),
+           "per_class": per_class_metrics(y, pred, names), **probability_metrics(y, P, ece_bins=ece_bins)}
+    baseline = majority_class_baseline(y, names, majority=majority)
+    gain = out["macro_f1"] - baseline["macro_f1"]
+    out.update({"baseline": baseline, "macro_f1_over_baseline": float(gain),
+                "beats_baseline": bool(gain > BASELINE_TOLERANCE),
+                "small_support": [c for c, m in out["per_class"].items() if m["small_support"]],
+                "small_support_threshold": SMALL_SUPPORT})
+    if bootstrap:
+        boot = bootstrap_classes(y, pred, k, groups=groups, n_boot=bootstrap, seed=seed)
+        out.update({f"{name}_ci": bounds for name, bounds in boot["overall"].items()})
+        for figures, intervals in zip(out["per_class"].values(), boot["classes"]):
+            figures.update({f"{name}_ci": bounds for name, bounds in intervals.items()})
+        out["bootstrap"] = boot["info"]
+    return out
+
+
+def class_agreement(y: np.ndarray, pred: np.ndarray, k: int) -> dict[str, Any]:
+    """Accuracy, macro-/weighted-F1 (over all k classes) and κ, α, AC1 of class indices ``y`` and ``pred``."""
+    labels = np.arange(k)
+    return {"accuracy": float(accuracy_score(y, pred)),
+            "macro_f1": float(f1_score(y, pred, labels=labels, average="macro", zero_division=0)),
+            "weighted_f1": float(f1_score(y, pred, labels=labels, average="weighted", zero_division=0)),
+            "cohen_kappa": _kappa(y, pred), "krippendorff_alpha": krippendorff_alpha(y, pred),
+            "gwet_ac1": gwet_ac1(y, pred, categories=range(k))}
+
+
+def per_class_metrics(y: np.ndarray, pred: np.ndarray, classes: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Each class against the rest: F1, precision, recall, support (human codes), ``small_support`` flag."""
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y, pred, labels=np.arange(len(classes)), zero_division=0)
+    return {c: {"f1": float(f1[i]), "precision": float(precision[i]), "recall": float(recall[i]),
+                "support": int(support[i]), "small_support": bool(support[i] < SMALL_SUPPORT)}
+            for i, c in enumerate(classes)}
+
+
+def probability_metrics(y: np.ndarray, P: np.ndarray, *, ece_bins: int = 10) -> dict[str, float]:
+    """Calibration and proper scores of class probabilities ``P`` (n, k) against class indices ``y`` (n,).
+
+    ``ece`` is the top-label ECE: the probability of the chosen class against whether it is the human's;
+    ``brier`` the multi-class Brier score (squared distance to the one-hot code, summed over the classes,
+    mean over the rows: 0 best, 2 worst); ``log_loss`` scikit-learn's, over all k classes.
+    """
+    k = P.shape[1]
+    correct = (P.argmax(axis=1) == y).astype(float)
+    return {"ece": expected_calibration_error(correct, P.max(axis=1), n_bins=ece_bins),
+            "brier": float(np.mean(np.sum((P - np.eye(k)[y]) ** 2, axis=1))),
+            "log_loss": float(log_loss(y, P, labels=np.arange(k)))}
+
+
+def majority_class_baseline(y: np.ndarray, classes: Sequence[str], *, majority: int | None = None
+                            ) -> dict[str, Any]:
+    """The trivial rule for a categorical variable: answer one class, the majority class, for every text.
+
+    Parameters
+    ----------
+    y : (n,) human codes (class indices) of the evaluated split
+    classes : the k class names
+    majority : index of the class to answer (the training split's most frequent); ``None``: the most
+        frequent class in ``y`` (ties: the first in ``classes``)
+
+    Returns
+    -------
+    dict with ``rule`` ("majority class"), ``class`` (its name), ``accuracy``, ``macro_f1`` (over all k
+    classes: the answered class's F1, 0 for the others, averaged)
+    """
+    k = len(classes)
+    if majority is None:
+        majority = int(np.argmax(np.bincount(y, minlength=k)))
+    elif not 0 <= majority < k:
+        raise ValueError(f"majority must be a class index in 0..{k - 1}; got {majority}.")
+    constant = np.full(len(y), majority)
+    return {"rule": "majority class", "class": classes[majority],
+            "accuracy": float(accuracy_score(y, constant)),
+            "macro_f1": float(f1_score(y, constant, labels=np.arange(k), average="macro", zero_division=0))}
+
+
+def _check_variable(y: np.ndarray, P: np.ndarray, classes: Sequence[str]
+                    ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """``y`` as int class indices, ``P`` as a float (n, k) array, the class names as str; errors otherwise."""
+    names = [str(c) for c in classes]
+    y, P = np.asarray(y), np.asarray(P, dtype=float)
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise ValueError(f"Expected two or more distinct class names; got {names}.")
+    if y.ndim != 1 or P.shape != (len(y), len(names)):
+        raise ValueError(f"Expected y of shape (n,) and P of shape (n, {len(names)}); got {y.shape} and {P.shape}.")
+    if len(y) == 0:
+        raise ValueError("No rows to evaluate: y is empty.")
+    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= len(names):
+        raise ValueError(f"y must hold class indices 0..{len(names) - 1}; got values {np.unique(y)[:10].tolist()}.")
+    return y.astype(int), P, names
 
 
 def evaluate_options(cfg: Config, df: pd.DataFrame, rows: np.ndarray) -> dict[str, Any]:

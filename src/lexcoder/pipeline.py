@@ -28,7 +28,7 @@ from .models import TextClassifier, build_model
 from .notify import watch_run
 from .rundir import (THRESHOLDS_FILE, RunDir, RunInputs, check_resumable, discard_run, ensure_dir, prepare_out,
                      set_status, stage, stage_done, start_run)
-from .split import cv_partitions, make_splits, prevalence_table
+from .split import class_indicators, cv_partitions, make_splits, prevalence_table
 from .thresholds import choose_thresholds
 
 log = logging.getLogger(__name__)
@@ -170,7 +170,9 @@ def prepare_inputs(cfg: Config, corrections: str | Path | None = None, *, data_s
     df, conflicts, clean_report = clean(df, labels, cfg.clean)
     ledger, corrections_block = (None, None) if corrections is None else check_corrections(df, corrections, labels)
     t0 = time.perf_counter()
-    splits = make_splits(df, labels, cfg.split, group_column=cfg.data.group_column)
+    indicators = class_indicators(df, cfg.data.class_columns)  # classes are stratified like labels
+    splits = make_splits(df.join(indicators), [*labels, *indicators.columns], cfg.split,
+                         group_column=cfg.data.group_column)
     manifest_data = {
         # (the caller usually hashed the file already, for the run's identity: a large file is read once)
         "path": str(cfg.data.path), "sha256": data_sha256 or file_sha256(cfg.data.path),
@@ -180,6 +182,7 @@ def prepare_inputs(cfg: Config, corrections: str | Path | None = None, *, data_s
         "duplicate_rows": clean_report.duplicate_rows, "duplicate_groups": clean_report.duplicate_groups,
         "conflicting_duplicate_groups": clean_report.conflicting_groups,
         "split_seconds": round(time.perf_counter() - t0, 3),
+        "classes": {v: sorted(df[v].unique().tolist()) for v in cfg.data.class_columns},
     }
     if clean_report.conflicting_groups:
         log.warning("%d group(s) of identical texts carry conflicting labels (see %s).",
@@ -246,12 +249,26 @@ def refits(cfg: Config) -> bool:
 
 
 def train_and_evaluate(cfg: Config, run: RunDir, df: pd.DataFrame, splits: pd.DataFrame) -> dict[str, Any]:
-    """Train, tune thresholds on validation, evaluate; write model, predictions and ``metrics.json``.
+    """Train, decide, evaluate; write the models, ``predictions.parquet`` and ``metrics.json``.
 
-    With a plain train/val/test split the model is fitted once. In k-fold mode every fold serves once as
-    test (the next fold as validation), giving one out-of-fold prediction per row; the model saved for
-    ``predict`` is then refitted on all folds but fold 0, which tunes its thresholds.
+    The 0/1 labels share one model (thresholds tuned on validation); each categorical variable gets a model
+    of its own over its classes (the decision is the most probable class). With a plain train/val/test
+    split each model is fitted once. In k-fold mode every fold serves once as test (the next fold as
+    validation), giving one out-of-fold prediction per row; the model saved for ``predict`` is then
+    refitted on all folds but fold 0, which tunes its thresholds.
     """
+    preds = pd.DataFrame({"id": df["id"], "split": splits["split"], "fold": splits["fold"]})
+    metrics = _train_labels(cfg, run, df, splits, preds) if cfg.data.label_columns else _no_labels(splits)
+    for variable in cfg.data.class_columns:
+        _train_variable(cfg, run, df, splits, variable, metrics, preds)
+    write_json(metrics, run.metrics)
+    write_table(preds, run.predictions)
+    return metrics
+
+
+def _train_labels(cfg: Config, run: RunDir, df: pd.DataFrame, splits: pd.DataFrame, preds: pd.DataFrame
+                  ) -> dict[str, Any]:
+    """The 0/1 labels' model: fit, thresholds, out-of-sample probabilities, metrics; adds to ``preds``."""
     labels = cfg.data.label_columns
     texts, Y = df["text"].reset_index(drop=True), df[labels].to_numpy()
     parts = cv_partitions(splits)
@@ -270,14 +287,88 @@ def train_and_evaluate(cfg: Config, run: RunDir, df: pd.DataFrame, splits: pd.Da
         model, thresholds, _ = fit_partition(cfg, texts, Y, {"train": folds != 0, "val": folds == 0},
                                              run.checkpoints / f"part{len(parts)}")
     save_model(run, cfg, model, thresholds)
-    metrics = _metrics(cfg, Y, P, T, splits, thresholds, df)
-    write_json(metrics, run.metrics)
-    preds = pd.DataFrame({"id": df["id"], "split": splits["split"], "fold": splits["fold"]})
     for j, lab in enumerate(labels):
         preds[f"{lab}_prob"] = P[:, j]
         preds[f"{lab}_pred"] = (P[:, j] >= T[:, j]).astype("int8")
-    write_table(preds, run.predictions)
-    return metrics
+    return _metrics(cfg, Y, P, T, splits, thresholds, df)
+
+
+def _no_labels(splits: pd.DataFrame) -> dict[str, Any]:
+    """The metrics skeleton of a run without 0/1 labels (categorical variables only)."""
+    split = splits["split"].to_numpy()
+    if (split == "cv").all():
+        return {"split": "cv", "n_folds": int(splits["fold"].max() + 1), "labels": {}}
+    return {"split": "test", "labels": {}, "val": {"split": "val", "labels": {}}}
+
+
+def _train_variable(cfg: Config, run: RunDir, df: pd.DataFrame, splits: pd.DataFrame, variable: str,
+                    metrics: dict[str, Any], preds: pd.DataFrame) -> None:
+    """One categorical variable: a model over its classes, out-of-sample probabilities, the most probable
+    class as the decision, and its ``variables`` block in ``metrics`` (and ``metrics["val"]``)."""
+    if cfg.calibration.method != "none":
+        log.warning("[calibration] applies to the 0/1 labels; the classes of %r keep the model's softmax.",
+                    variable)
+    texts, y = df["text"].reset_index(drop=True), df[variable].astype(str).to_numpy(dtype=object)
+    classes = np.asarray(sorted(set(y)), dtype=object)
+    parts = cv_partitions(splits)
+    P = np.full((len(y), len(classes)), np.nan)
+    checkpoints = run.checkpoints / run.variable_model_dir(cfg.model.kind, variable).name
+    for i, part in enumerate(_progress(parts, f"Training {variable}")):
+        model, P_val = _fit_classes(cfg, texts, y, classes, part, checkpoints / f"part{i}")
+        scored = part["test"]
+        if len(parts) == 1:  # val keeps the probabilities of the model that did not see it (before a refit)
+            P[part["val"]] = P_val
+            scored = scored | part["train"]
+        P[scored] = model.predict_proba(texts[scored].tolist())
+    if len(parts) > 1:
+        folds = splits["fold"].to_numpy()
+        model, _ = _fit_classes(cfg, texts, y, classes, {"train": folds != 0, "val": folds == 0},
+                                checkpoints / f"part{len(parts)}")
+    model.save(run.variable_model_dir(cfg.model.kind, variable))
+    preds[f"{variable}_pred"] = classes[P.argmax(axis=1)]
+    for j, value in enumerate(classes):
+        preds[f"{variable}_prob_{value}"] = P[:, j]
+    _variable_metrics(cfg, df, splits, variable, np.searchsorted(classes, y), P, classes, metrics)
+
+
+def _fit_classes(cfg: Config, texts: pd.Series, y: np.ndarray, classes: np.ndarray, part: dict[str, np.ndarray],
+                 checkpoint_dir: Path) -> tuple[TextClassifier, np.ndarray]:
+    """A model of one categorical variable fitted on the partition's train rows (early stopping on val),
+    refitted on train + val when :func:`refits` says so (it must know every class), and the validation
+    probabilities of the model fitted on train only."""
+    tr, va = part["train"], part["val"]
+    model = build_model(cfg.model.kind, cfg.model.name, cfg.model.params)
+    model.checkpoint_dir = checkpoint_dir
+    model.fit(texts[tr].tolist(), y[tr], texts[va].tolist(), y[va])
+    P_val = model.predict_proba(texts[va].tolist()) if va.any() else np.zeros((0, len(classes)))
+    if refits(cfg):
+        model = build_model(cfg.model.kind, cfg.model.name, cfg.model.params)
+        model.fit(texts[tr | va].tolist(), y[tr | va])
+    if list(model.classes_) != list(classes):  # the split puts every class into training; say so if not
+        missing = sorted(set(classes) - set(model.classes_))
+        raise DataError(f"Class(es) {missing} never occur in the training rows; code more examples of them.")
+    return model, P_val
+
+
+def _variable_metrics(cfg: Config, df: pd.DataFrame, splits: pd.DataFrame, variable: str, y: np.ndarray,
+                      P: np.ndarray, classes: np.ndarray, metrics: dict[str, Any]) -> None:
+    from .evaluate import evaluate_variable
+    split = splits["split"].to_numpy()
+    # the baseline answers the training rows' most frequent class (in k-fold: all rows', which every fold's
+    # training part shares unless two classes are nearly tied)
+    train = split == "train" if not (split == "cv").all() else np.ones(len(y), bool)
+    majority = int(np.bincount(y[train], minlength=len(classes)).argmax())
+    groups = df["group"].to_numpy() if "group" in df.columns else None
+
+    def block(rows: np.ndarray) -> dict[str, Any]:
+        return evaluate_variable(y[rows], P[rows], [str(c) for c in classes],
+                                 groups=None if groups is None else groups[rows], bootstrap=cfg.evaluate.bootstrap,
+                                 seed=cfg.evaluate.seed, ece_bins=cfg.evaluate.ece_bins, majority=majority)
+    if (split == "cv").all():
+        metrics.setdefault("variables", {})[variable] = block(np.ones(len(y), bool))
+        return
+    metrics.setdefault("variables", {})[variable] = block(split == "test")
+    metrics["val"].setdefault("variables", {})[variable] = block(split == "val")
 
 
 def _metrics(cfg: Config, Y, P, T, splits: pd.DataFrame, thresholds: np.ndarray, df: pd.DataFrame

@@ -23,16 +23,31 @@ log = logging.getLogger(__name__)
 SPREADSHEET_FORMATS = ("csv", "tsv", "xlsx")
 
 
-def predict_frame(model, thresholds: np.ndarray, labels: list[str], texts: pd.Series, clean_cfg
-                  ) -> pd.DataFrame:
-    """``<label>_prob`` / ``<label>_pred`` columns for ``texts`` (cleaned exactly as at training)."""
+def predict_frame(model, thresholds: np.ndarray, labels: list[str], texts: pd.Series, clean_cfg, *,
+                  variables: dict | None = None) -> pd.DataFrame:
+    """The coded columns for ``texts`` (cleaned exactly as at training): ``<label>_prob`` /
+    ``<label>_pred`` for the 0/1 labels (``model`` may be None without labels), and for each categorical
+    variable's model in ``variables`` ``<variable>_pred`` (the most probable class) and
+    ``<variable>_prob_<class>`` per class."""
     cleaned = [clean_text("" if pd.isna(t) else str(t), clean_cfg) for t in texts]
-    P = model.predict_proba(cleaned)
     out = {}
-    for j, lab in enumerate(labels):
-        out[f"{lab}_prob"] = P[:, j]
-        out[f"{lab}_pred"] = (P[:, j] >= thresholds[j]).astype("int8")
+    if labels:
+        P = model.predict_proba(cleaned)
+        for j, lab in enumerate(labels):
+            out[f"{lab}_prob"] = P[:, j]
+            out[f"{lab}_pred"] = (P[:, j] >= thresholds[j]).astype("int8")
+    for variable, vmodel in (variables or {}).items():
+        P = vmodel.predict_proba(cleaned)
+        out[f"{variable}_pred"] = np.asarray(vmodel.classes_, dtype=object)[P.argmax(axis=1)]
+        for j, value in enumerate(vmodel.classes_):
+            out[f"{variable}_prob_{value}"] = P[:, j]
     return pd.DataFrame(out, index=texts.index)
+
+
+def coded_columns(labels: list[str], variables: dict) -> list[str]:
+    """The columns :func:`predict_frame` adds, in order."""
+    return [f"{lab}_{kind}" for lab in labels for kind in ("prob", "pred")] + \
+        [c for v, m in variables.items() for c in (f"{v}_pred", *(f"{v}_prob_{c}" for c in m.classes_))]
 
 
 def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str | Path, *,
@@ -41,7 +56,8 @@ def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str |
     """Code every row of ``input_path`` with the model of ``run_dir``; write ``output_path``.
 
     The output keeps the input's columns (ids included) and adds ``<label>_prob`` and ``<label>_pred``
-    (input columns of those names are replaced, with a warning). CSV/TSV/Parquet/JSONL inputs are streamed
+    per 0/1 label, ``<variable>_pred`` and ``<variable>_prob_<class>`` per categorical variable (input
+    columns of those names are replaced, with a warning). CSV/TSV/Parquet/JSONL inputs are streamed
     in chunks of ``chunksize`` rows (bounded memory); the output appears only once complete (temporary
     file + rename), compressed when its name ends in ``.gz``, ``.bz2``, ``.xz``, ``.zip`` (or ``.zst``).
 
@@ -64,10 +80,13 @@ def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str |
     check_output_file(output_path, inputs=[input_path], overwrite=overwrite)
     if chunksize < 1:
         raise DataError(f"--chunksize must be at least 1 (got {chunksize}).")
-    model, thresholds, cfg = RunDir(Path(run_dir)).load_model()
+    run = RunDir(Path(run_dir))
+    cfg = run.load_config()
+    model, thresholds = run.load_model()[:2] if cfg.data.label_columns else (None, None)
+    variables = run.load_variable_models()
     text_column = text_column or cfg.data.text_column
     labels = cfg.data.label_columns
-    added = [f"{lab}_{kind}" for lab in labels for kind in ("prob", "pred")]
+    added = coded_columns(labels, variables)
     fmt = table_format(output_path)
     safe = neutralise_formulas and fmt in SPREADSHEET_FORMATS
     total = count_rows(input_path)
@@ -81,8 +100,8 @@ def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str |
             if not len(chunk):  # e.g. a header without rows: nothing to code
                 continue
             chunk = chunk.drop(columns=[c for c in added if c in chunk.columns])
-            coded = pd.concat([chunk, predict_frame(model, thresholds, labels, chunk[text_column], cfg.clean)],
-                              axis=1)
+            coded = pd.concat([chunk, predict_frame(model, thresholds, labels, chunk[text_column], cfg.clean,
+                                                    variables=variables)], axis=1)
             write(neutralise(coded) if safe else coded)
             n_done += len(chunk)
         if n_done == 0:

@@ -540,6 +540,19 @@ def check_splits(df: pd.DataFrame, splits: pd.DataFrame, label_columns: list[str
                     f"label_columns, or {other}.")
 
 
+def class_indicators(df: pd.DataFrame, class_columns: list[str]) -> pd.DataFrame:
+    """One 0/1 column per (categorical variable, class), named ``"<variable> = <class>"``.
+
+    The split stratifies and balances these like 0/1 labels, so every class is spread over the parts in
+    proportion (stratified by class x TF-IDF cluster) and a class missing from training is an error.
+    """
+    columns = {}
+    for variable in class_columns:
+        for value in sorted(df[variable].dropna().unique()):
+            columns[f"{variable} = {value}"] = (df[variable] == value).to_numpy(dtype=np.int8)
+    return pd.DataFrame(columns, index=df.index)
+
+
 def prevalence_table(df: pd.DataFrame, splits: pd.DataFrame, label_columns: list[str]) -> pd.DataFrame:
     """Rows and label prevalence (share of 1s) per split (or fold)."""
     grouped = df[label_columns].groupby(part_names(splits))

@@ -80,6 +80,9 @@ def audit_run(run_dir: str | Path, *, n_folds: int = 5, kind: str | None = None,
     run = RunDir(Path(run_dir))
     cfg = run.load_config()
     labels = cfg.data.label_columns
+    if not labels:
+        raise ConfigError(f"The audit ranks likely coding errors in 0/1 labels, and {run.root} has none: its "
+                          f"categorical variables ({', '.join(cfg.data.class_columns)}) are not audited yet.")
     if label is not None and label not in labels:
         raise ConfigError(f"--label {label!r} is not one of the run's labels: {', '.join(labels)}.")
     if n_folds < 2:

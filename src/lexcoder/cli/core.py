@@ -15,6 +15,7 @@ from ..demo import CITATION, demo_config
 from ..evaluate import SMALL_SUPPORT, flagged_labels
 from ..pipeline import RunResult, run_pipeline
 from ..predict import predict_file
+from ..repeats import SPREAD_NOTE, run_repeats, spread_cells, summary_rows
 from .common import app, console, friendly
 
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Run directory to create.")]
@@ -71,9 +72,17 @@ def init(path: Annotated[Path, typer.Argument(help="Config file to write.")] = P
 @friendly
 def run(config: Annotated[Path, typer.Argument(help="TOML config (see `lexcoder init`).")],
         out: OutOpt = Path("runs/run"), resume: ResumeOpt = False, set_: SetOpt = None,
-        corrections: CorrectionsOpt = None) -> None:
+        corrections: CorrectionsOpt = None,
+        repeat: Annotated[int, typer.Option(min=1, help=(
+            "Run N times (N >= 2) into --out/repeat-1 … repeat-N, split, model and bootstrap seeds shifted by "
+            "0 … N-1, and show each figure's mean ± sd across the repeats (1: one run, as without it)."))] = 1,
+        ) -> None:
     """Run the pipeline for your own table: load → clean → split → train → thresholds → evaluate."""
-    _run_and_show(load_config(config, set_, flag="--set"), out, resume, corrections)
+    cfg = load_config(config, set_, flag="--set")
+    if repeat == 1:
+        _run_and_show(cfg, out, resume, corrections)
+    else:
+        _repeat_and_show(cfg, out, repeat, resume, corrections)
 
 
 @app.command()
@@ -106,6 +115,7 @@ def _run_and_show(cfg, out: Path, resume: bool, corrections: Optional[Path] = No
         console.print(SplitFacts(**facts).summary(), highlight=False)
     show_prevalence(result)
     show_metrics(result.metrics)
+    show_variables(result.metrics)
     console.print(f"Run directory: [bold]{out}[/] ({time.perf_counter() - t0:.1f} s)")
     if result.run.report_html.is_file():
         console.print(f"Report (open in a browser): [bold]{result.run.report_html}[/]")
@@ -124,6 +134,8 @@ def show_prevalence(result: RunResult) -> None:
 
 
 def show_metrics(metrics: dict) -> None:
+    if not metrics.get("labels"):
+        return  # a run with categorical variables only: show_variables prints its figures
     where = "out-of-fold, all folds" if metrics["split"] == "cv" else "test split"
     # light rules, collapsed padding: eight columns still fit an 80-column terminal
     table = Table(title=f"Model vs. human coders ({where}; thresholds tuned on validation)",
@@ -152,11 +164,12 @@ def show_metrics(metrics: dict) -> None:
                       f"(resampling {unit}); per-label intervals in the report.")
 
 
-def _f1_cell(m: dict) -> str:
-    """The model's F1, marked "≤" (beside the baseline column) when it does not beat the trivial baseline."""
+def _f1_cell(m: dict, key: str = "f1") -> str:
+    """The model's F1 (``m[key]``), marked "≤" (beside the baseline column) when it does not beat the trivial
+    baseline."""
     if m.get("beats_baseline", True):
-        return f"{m['f1']:.3f}"
-    return f"[bold yellow]{m['f1']:.3f} ≤[/]"
+        return f"{m[key]:.3f}"
+    return f"[bold yellow]{m[key]:.3f} ≤[/]"
 
 
 def flag_notes(metrics: dict) -> list[str]:
@@ -173,3 +186,76 @@ def flag_notes(metrics: dict) -> list[str]:
         notes.append(f"[bold yellow]≤[/] the model's F1 does not beat its baseline (coding every text 1) on "
                      f"{escape(', '.join(flagged['below_baseline']))}.")
     return notes
+
+
+def show_variables(metrics: dict) -> None:
+    """Per categorical variable: accuracy, macro-F1 with its bootstrap interval, κ and the majority-class
+    baseline, then notes on small classes; prints nothing for a run without ``variables``."""
+    variables = metrics.get("variables") or {}
+    if not variables:
+        return
+    where = "out-of-fold, all folds" if metrics["split"] == "cv" else "test split"
+    majority = "; ".join(f"{escape(name)}: {escape(str((v.get('baseline') or {}).get('class', '—')))}"
+                         for name, v in variables.items())
+    table = Table(title=f"Categorical variables: model vs. human coders ({where})",
+                  title_justify="left", caption=f"majority: the trivial rule that gives every text the most "
+                  f"frequent class ({majority})", caption_justify="left", box=box.HORIZONTALS,
+                  collapse_padding=True, pad_edge=False)
+    table.add_column("variable", no_wrap=True)
+    for col in ("accuracy", "macro-F1", "95% CI", "κ", "majority\nF1", "majority\naccuracy"):
+        table.add_column(col, justify="right", no_wrap=True)
+    f = lambda v: "—" if v is None else f"{v:.3f}"  # noqa: E731
+    for name, v in variables.items():
+        ci, base = v.get("macro_f1_ci"), v.get("baseline") or {}
+        flag = " [bold yellow]![/]" if v.get("small_support") else ""
+        table.add_row(escape(name) + flag, f(v["accuracy"]), _f1_cell(v, "macro_f1"),
+                      f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "", f(v["cohen_kappa"]), f(base.get("macro_f1")),
+                      f(base.get("accuracy")))
+    console.print(table)
+    where = "in the evaluated (out-of-fold) rows" if metrics["split"] == "cv" else "in the test split"
+    for name, v in variables.items():
+        if v.get("small_support"):
+            limit = v.get("small_support_threshold", SMALL_SUPPORT)
+            console.print(f"[bold yellow]![/] {escape(name)}: fewer than {limit} texts {where} for "
+                          f"{escape(', '.join(v['small_support']))}; their figures can swing widely.", highlight=False)
+        if not v.get("beats_baseline", True):
+            console.print(f"[bold yellow]≤[/] {escape(name)}: the model's macro-F1 does not beat giving every text "
+                          "the majority class.", highlight=False)
+
+
+def _repeat_and_show(cfg, out: Path, n: int, resume: bool, corrections: Optional[Path]) -> None:
+    t0 = time.perf_counter()
+
+    def progress(seeds, n: int, kept: bool) -> None:
+        what = ("finished earlier, kept" if kept else
+                f"split seed {seeds.split}, model seed {'—' if seeds.model is None else seeds.model}, "
+                f"bootstrap seed {seeds.evaluate}")
+        console.print(f"repeat {seeds.repeat} of {n} … {what}", highlight=False)
+
+    result = run_repeats(cfg, out, n, resume=resume, corrections=corrections, on_repeat=progress)
+    show_repeats(result.summary)
+    console.print(f"Repeats folder: [bold]{out}[/] ({time.perf_counter() - t0:.1f} s): repeats.json, repeats.md; "
+                  "each repeat's own run (figures, report) in repeat-<i>/")
+
+
+def show_repeats(summary: dict) -> None:
+    """Per label: F1 mean ± sd, min–max and the always-1 F1 across the repeats; then macro and micro."""
+    n = summary["n_repeats"]
+    where = "out-of-fold" if summary["split"] == "cv" else "test split"
+    table = Table(title=f"Model vs. human coders over {n} repeats ({where})", title_justify="left",
+                  box=box.HORIZONTALS, collapse_padding=True, pad_edge=False)
+    table.add_column("label", no_wrap=True)
+    for col in ("F1 mean ± sd", "min–max", "always 1"):
+        table.add_column(col, justify="right")
+    rows = summary_rows(summary)
+    for i, row in enumerate(rows):
+        name = escape(row.name) + (" [bold yellow]![/]" if row.small_support else "")
+        cells = spread_cells(row)
+        if row.average:
+            name, cells = f"[bold]{name}[/]", (f"[bold]{cells[0]}[/]", *cells[1:])
+        table.add_row(name, *cells, end_section=not row.average and (i + 1 == len(rows) or rows[i + 1].average))
+    console.print(table)
+    console.print(SPREAD_NOTE.format(n=n) + ".", highlight=False)
+    if any(row.small_support for row in rows):
+        console.print(f"[bold yellow]![/] fewer than {summary['small_support_threshold']} positive texts in the "
+                      "evaluated split of at least one repeat: its figures can swing widely.", highlight=False)

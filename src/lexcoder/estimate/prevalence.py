@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import LexcoderError
+from ..errors import ConfigError, LexcoderError
 from ..io import read_table
 from ..rundir import RunDir
 from .intervals import MeanCI, classical_mean, naive_mean, ppi_mean, ppi_mean_adjusted
@@ -162,6 +162,10 @@ def estimate_run(run_dir: str | Path, corpus_path: str | Path, gold_path: str | 
     """
     cfg = RunDir(Path(run_dir)).load_config()
     labels = labels or list(cfg.data.label_columns)
+    if not labels:
+        raise ConfigError(f"Prevalence estimates cover 0/1 labels, and the run {run_dir} has none: the shares "
+                          f"of its categorical variables ({', '.join(cfg.data.class_columns)}) are not "
+                          "estimated yet.")
     id_column = id_column or cfg.data.id_column
     if not id_column:
         raise LexcoderError(f"The run in {run_dir} has no id column; give the column that identifies rows in "

@@ -60,6 +60,7 @@ def report_context(run: RunDir, art: dict[str, Any], *, top_issues: int) -> dict
             "honesty": ctx.honesty_notes(metrics),
             "second_coder": ctx.second_coder_rows(metrics), "bootstrap": metrics.get("bootstrap"),
             "split": metrics.get("split"), "labels": list(metrics["labels"]),
+            "variables": ctx.variable_sections(metrics),
             "issues": ctx.label_issues(run, top_issues), "audit": ctx.audit_rows(run),
             "corrections": ctx.corrections_rows(run),
             "config_text": run.config.read_text(encoding="utf-8"),
@@ -67,7 +68,7 @@ def report_context(run: RunDir, art: dict[str, Any], *, top_issues: int) -> dict
 
 
 def figures(art: dict[str, Any]) -> dict[str, Any]:
-    """Embedded PNGs: the F1 overview and five panels per label."""
+    """Embedded PNGs: the F1 overview and five panels per label; a confusion heat map per categorical variable."""
     from . import plots
     metrics, df, preds = art["metrics"], art["df"], art["preds"]
     preds = preds.set_index("id").loc[df["id"]]  # align with the table's rows
@@ -85,8 +86,10 @@ def figures(art: dict[str, Any]) -> dict[str, Any]:
             reliability=m.get("reliability", []))
     forest = plots.f1_forest([{"label": lab, "f1": m["f1"], "f1_ci": m.get("f1_ci"),
                                "baseline_f1": m.get("baseline", {}).get("f1")}
-                              for lab, m in metrics["labels"].items()])
-    return {"overview": forest, "labels": per_label}
+                              for lab, m in metrics["labels"].items()]) if metrics["labels"] else None
+    variables = {name: plots.class_confusion(v["confusion"], v["classes"], title=f"{name}: confusion ({where})")
+                 for name, v in (metrics.get("variables") or {}).items()}
+    return {"overview": forest, "labels": per_label, "variables": variables}
 
 
 def _environment():

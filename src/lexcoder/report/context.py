@@ -16,7 +16,7 @@ from ..io import read_json
 from ..ledger import training_table
 from ..rundir import RunDir
 from ..safety import unquote_cell
-from ..split import prevalence_table
+from ..split import class_indicators, prevalence_table
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +56,18 @@ def load_artifacts(run: RunDir) -> dict[str, Any]:
 def dataset_summary(run: RunDir, art: dict[str, Any]) -> dict[str, Any]:
     """Rows read/kept/dropped, duplicates and conflicts, and label prevalence per split.
 
-    ``n_conflicts`` counts conflicting duplicate groups and ``n_conflict_rows`` their rows
-    (:func:`lexcoder.clean.conflict_counts`); ``conflicts`` lists (group, label) pairs, ``n_conflict_pairs``
-    of them.
+    The prevalence table also has each categorical variable's class shares (rows ``<variable> = <class>``;
+    ``has_classes`` says whether there are any). ``n_conflicts`` counts conflicting duplicate groups and
+    ``n_conflict_rows`` their rows (:func:`lexcoder.clean.conflict_counts`); ``conflicts`` lists (group, label)
+    pairs, ``n_conflict_pairs`` of them.
     """
     labels = art["cfg"].data.label_columns
     data = art["manifest"].get("data", {})
-    prev = prevalence_table(art["df"], art["splits"], labels)
+    table, has_classes = art["df"], bool(art["cfg"].data.class_columns)
+    if has_classes:  # a class's share of the texts per split, beside the labels' share of 1s
+        indicators = class_indicators(table, list(art["cfg"].data.class_columns))
+        table, labels = pd.concat([table, indicators], axis=1), list(labels) + list(indicators.columns)
+    prev = prevalence_table(table, art["splits"], labels)
     prevalence = {"columns": [str(c) for c in prev.columns],
                   "rows": [{"label": str(lab), "values": [f"{int(v):,}" if lab == "rows" else f"{v:.1%}"
                                                           for v in row]} for lab, row in prev.iterrows()]}
@@ -72,7 +77,7 @@ def dataset_summary(run: RunDir, art: dict[str, Any]) -> dict[str, Any]:
                       ("rows_read", "rows_kept", "dropped_missing_labels", "dropped_empty_texts",
                        "duplicate_rows", "duplicate_groups", "conflicting_duplicate_groups",
                        "conflicting_duplicate_rows") if k in data],
-            "source": data.get("path"), "prevalence": prevalence,
+            "source": data.get("path"), "prevalence": prevalence, "has_classes": has_classes,
             "conflicts": [{"label": r.label, "ids": ", ".join(map(str, r.ids)),
                            "values": ", ".join(map(str, r.values)), "text": _cut(r.text)}
                           for r in conflicts.head(20).itertuples()],
@@ -88,7 +93,8 @@ def metric_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
     (fewer positives than ``small_support_threshold``) are flags, false in metrics written without them.
     """
     rows = []
-    for lab, m in list(metrics["labels"].items()) + [(avg, metrics.get(avg, {})) for avg in ("macro", "micro")]:
+    # a run with categorical variables only has no labels and no (or null) macro/micro averages
+    for lab, m in list(metrics["labels"].items()) + [(avg, metrics.get(avg) or {}) for avg in ("macro", "micro")]:
         row = {"label": lab, "support": fmt(m.get("support")) if lab in metrics["labels"] else "",
                "baseline": fmt(m["baseline"]["f1"] if "baseline" in m else m.get("baseline_f1")),
                "below_baseline": not m.get("beats_baseline", True), "small": bool(m.get("small_support"))}
@@ -99,6 +105,37 @@ def metric_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
             row[key] = fmt(m.get(name)) if name in m else ""
         rows.append(row)
     return rows
+
+
+def variable_sections(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """One section per categorical variable of ``metrics["variables"]`` (none without that block).
+
+    Returns
+    -------
+    per variable: ``name``, ``n``, ``k``; the summary figures as text (``accuracy``, ``macro_f1``,
+    ``weighted_f1``, ``kappa``, with ``<key>_ci`` where bootstrapped, ``alpha``, ``ac1``, ``ece``), the majority
+    baseline (``baseline_class``, ``baseline_macro_f1``, ``baseline_accuracy``) and ``below_baseline``;
+    ``classes`` (one row per class: ``name``, ``support``, ``precision``, ``recall``, ``f1`` with ``_ci``,
+    ``small``), ``small`` (class names flagged ``small_support``), ``threshold`` and ``bootstrap`` (settings)
+    """
+    sections = []
+    for name, v in (metrics.get("variables") or {}).items():
+        base = v.get("baseline") or {}
+        section = {"name": name, "n": fmt(v.get("n")), "k": len(v["classes"]),
+                   "alpha": fmt(v.get("krippendorff_alpha")), "ac1": fmt(v.get("gwet_ac1")), "ece": fmt(v.get("ece")),
+                   "baseline_class": base.get("class"), "baseline_macro_f1": fmt(base.get("macro_f1")),
+                   "baseline_accuracy": fmt(base.get("accuracy")), "below_baseline": not v.get("beats_baseline", True),
+                   "small": list(v.get("small_support", [])), "bootstrap": v.get("bootstrap"),
+                   "threshold": v.get("small_support_threshold", SMALL_SUPPORT)}
+        for key, figure in (("accuracy", "accuracy"), ("macro_f1", "macro_f1"), ("weighted_f1", "weighted_f1"),
+                            ("kappa", "cohen_kappa")):
+            section[key], section[f"{key}_ci"] = fmt(v.get(figure)), fmt_ci(v, figure)
+        section["classes"] = [{"name": c, "support": fmt(m.get("support")), "small": bool(m.get("small_support")),
+                               **{k: fmt(m.get(k)) for k in ("precision", "recall", "f1")},
+                               **{f"{k}_ci": fmt_ci(m, k) for k in ("precision", "recall", "f1")}}
+                              for c, m in v["per_class"].items()]
+        sections.append(section)
+    return sections
 
 
 def honesty_notes(metrics: dict[str, Any]) -> dict[str, Any]:

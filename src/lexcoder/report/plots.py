@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
+import textwrap
 import unicodedata
 import warnings
 from collections.abc import Sequence
@@ -148,4 +149,63 @@ def f1_forest(rows: Sequence[dict[str, Any]]) -> str:
     # label names are data: drawn as plain text, never parsed as mathtext ("a$b$" would fail or mangle)
     ax.set_yticklabels([plain_text(r["label"]) for r in rows], parse_math=False)
     ax.grid(axis="x", alpha=0.3)
+    return to_data_uri(fig)
+
+
+CLASS_NAME_WIDTH = 18  # characters per line of a class name on the heat map's rows (two lines at most)
+
+
+def class_name_label(name: Any, *, width: int = CLASS_NAME_WIDTH, lines: int = 2) -> str:
+    """A class name as an axis label: plain text wrapped to ``lines`` lines of ``width`` characters, the rest
+    cut with "…"."""
+    wrapped = textwrap.wrap(plain_text(name), width, break_long_words=True) or [""]
+    if len(wrapped) > lines:
+        wrapped = wrapped[:lines - 1] + [wrapped[lines - 1][:width - 1] + "…"]
+    return "\n".join(wrapped)
+
+
+def class_confusion(confusion: Sequence[Sequence[int]], classes: Sequence[str], *, title: str) -> str:
+    """The k × k confusion heat map of a categorical variable (rows: human codes, columns: the model's).
+
+    Cells are shaded by the share of their row (of the texts the humans put in a class, the share the model put
+    in each; the diagonal is each class's recall), so that a small class reads as clearly as a large one; the
+    counts are written in the cells (up to 20 classes; beyond that the cells are too small to read). Class
+    names are wrapped to two lines on the rows and cut to one slanted line on the columns.
+
+    Parameters
+    ----------
+    confusion : (k, k) counts, in the order of ``classes`` (metrics.json ``variables.<name>.confusion``)
+    classes : the k class names
+    title : the figure's title
+    """
+    cm = np.asarray(confusion, dtype=float)
+    k = len(classes)
+    rows = [class_name_label(c) for c in classes]
+    cols = [class_name_label(c, width=2 * CLASS_NAME_WIDTH - 4, lines=1) for c in classes]
+    cell = 0.5 if k <= 10 else max(0.22, 5.0 / k)  # inches per cell: large enough to read, bounded in total
+    font = 9 if k <= 10 else 7
+    char = 0.068 * font / 9  # inches per character, roughly
+    left = 0.75 + char * max(len(line) for n in rows for line in n.split("\n"))
+    bottom = 0.75 + 0.71 * char * max(len(n) for n in cols)  # the column names slant at 45 degrees
+    top, right = 0.45, 1.0
+    width, height = left + cell * k + right, bottom + cell * k + top
+    fig, (ax,) = _figure(width, height, left=left / width, right=1 - right / width, bottom=bottom / height,
+                         top=1 - top / height)
+    shares = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1, aspect="equal")
+    if k <= 20:
+        for (i, j), v in np.ndenumerate(cm):
+            ax.text(j, i, f"{int(v):,}", ha="center", va="center", fontsize=font - 1,
+                    color="white" if shares[i, j] > 0.5 else "black")
+    ticks = np.arange(k)
+    ax.set(xticks=ticks, yticks=ticks)
+    ax.set_title(plain_text(title), fontsize=font + 2, parse_math=False)
+    ax.set_xlabel("model", fontsize=font + 1)
+    ax.set_ylabel("human", fontsize=font + 1)
+    # class names are data: drawn as plain text, never parsed as mathtext
+    ax.set_xticklabels(cols, rotation=45, ha="right", rotation_mode="anchor", fontsize=font, parse_math=False)
+    ax.set_yticklabels(rows, fontsize=font, parse_math=False)
+    bar = fig.add_axes([1 - (right - 0.15) / width, bottom / height, 0.15 / width, cell * k / height])
+    fig.colorbar(image, cax=bar, ticks=_TICKS).set_label("share of the human class", fontsize=font)
+    bar.tick_params(labelsize=font)
     return to_data_uri(fig)

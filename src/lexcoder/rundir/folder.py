@@ -99,6 +99,28 @@ class RunDir:
     def model_dir(self, kind: str) -> Path:
         return self.models / kind
 
+    def variable_model_dir(self, kind: str, variable: str) -> Path:
+        """Where the model of the categorical variable ``variable`` is saved (one model per variable)."""
+        from ..safety import safe_filename
+        return self.models / f"{kind}-class-{safe_filename(variable)}"
+
+    def load_variable_models(self) -> dict:
+        """``{variable: model}`` for the run's categorical variables (``class_columns``), each model
+        knowing its classes (``classes_``)."""
+        from ..models import load_model as load_model_folder
+        cfg = self.load_config()
+        models = {}
+        for variable in cfg.data.class_columns:
+            directory = self.variable_model_dir(cfg.model.kind, variable)
+            try:
+                models[variable] = load_model_folder(directory)
+            except LexcoderError:
+                raise
+            except Exception as err:  # a truncated .npy, a missing vocabulary, broken JSON, ...
+                raise RunDirError(f"Run folder damaged: cannot load the model of {variable!r} in {directory} "
+                                  f"({type(err).__name__}: {err}). Rerun the training into a new folder.") from None
+        return models
+
     def thresholds(self, kind: str, labels: list[str], default: float | None = None):
         """The saved decision thresholds of model ``kind`` in ``labels`` order.
 

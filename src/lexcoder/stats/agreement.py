@@ -1,8 +1,9 @@
-"""Agreement between coders (model vs. human, or human vs. human) on one label.
+"""Agreement between coders (model vs. human, or human vs. human) on one label or categorical variable.
 
 Cohen's κ (scikit-learn), Krippendorff's α (nominal level, computed here: the reference package is
 GPL-licensed and lexcoder is MIT) and Gwet's AC1, which stays informative for rare labels where κ and α
-collapse (the "kappa paradox").
+collapse (the "kappa paradox"). All three take nominal codes with any number of categories: 0/1 for a label,
+class indices 0..k-1 for a categorical variable (AC1 then needs ``categories=range(k)``).
 """
 from __future__ import annotations
 
@@ -37,12 +38,34 @@ def gwet_ac1(a: np.ndarray, b: np.ndarray, categories: Sequence[float] = (0, 1))
     ``AC1 = (p_a - p_e) / (1 - p_e)`` with observed agreement ``p_a`` and chance agreement
     ``p_e = sum_k pi_k (1 - pi_k) / (q - 1)``, where ``pi_k`` is the mean share of category ``k`` over the two
     coders and ``q`` the number of categories (Gwet 2008, Br J Math Stat Psychol 61:29-48).
-    ``None`` for no rows.
+
+    Parameters
+    ----------
+    a, b : (n,) the two coders' codes; NaN marks a row that coder did not code (left out)
+    categories : the q >= 2 categories of the coding scheme (``range(k)`` for a variable with k classes), also
+        those neither coder used: ``q`` enters ``p_e``, so it is the scheme's number, not the observed one
+
+    Returns
+    -------
+    float or None
+        AC1 ≤ 1; ``None`` for no rows
+
+    Raises
+    ------
+    ValueError
+        fewer than two categories, or a code that is not one of ``categories`` (it would silently count as
+        agreement on no category)
     """
     a, b = _paired(a, b)
+    cats = np.asarray(categories, dtype=float)
+    if len(np.unique(cats)) < 2 or len(np.unique(cats)) != len(cats):
+        raise ValueError(f"Gwet's AC1 needs two or more distinct categories; got {list(categories)}.")
+    stray = np.setdiff1d(np.concatenate([a, b]), cats)
+    if len(stray):
+        raise ValueError(f"Codes {stray.tolist()[:5]} are not among the categories {cats.tolist()}; pass every "
+                         "category of the scheme, e.g. categories=range(k) for class indices 0..k-1.")
     if len(a) == 0:
         return None
-    cats = np.asarray(categories, dtype=float)
     pa = float(np.mean(a == b))
     pi = ((a[:, None] == cats).mean(axis=0) + (b[:, None] == cats).mean(axis=0)) / 2
     pe = float(np.sum(pi * (1 - pi)) / (len(cats) - 1))
@@ -102,9 +125,10 @@ def krippendorff_alpha(*codes: np.ndarray) -> float | None:
     return float(1 - (n - 1) * (n - np.trace(o)) / (n ** 2 - np.sum(n_c ** 2)))
 
 
-def agreement(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
-    """All agreement figures of two coders on one label: n, percent agreement, κ, α, AC1."""
+def agreement(a: np.ndarray, b: np.ndarray, categories: Sequence[float] = (0, 1)) -> dict[str, Any]:
+    """All agreement figures of two coders on one label (or one variable, with ``categories=range(k)``):
+    n, percent agreement, κ, α, AC1."""
     pa, pb = _paired(a, b)
     return {"n": int(len(pa)), "percent_agreement": float(np.mean(pa == pb)) if len(pa) else None,
             "cohen_kappa": cohen_kappa(pa, pb), "krippendorff_alpha": krippendorff_alpha(pa, pb),
-            "gwet_ac1": gwet_ac1(pa, pb)}
+            "gwet_ac1": gwet_ac1(pa, pb, categories)}

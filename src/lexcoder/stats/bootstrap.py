@@ -3,7 +3,9 @@
 Every figure of a binary label is a function of its four confusion counts, so a resample only needs the
 counts. Rows are first summed per resampling *unit* (a group such as a document or case, or else the row
 itself); a resample draws units with replacement, and its counts are ``multiplicities @ unit_counts``:
-one matrix product for all labels and all resamples.
+one matrix product for all labels and all resamples. A categorical variable's figures (accuracy, macro- and
+weighted-F1, multi-class κ) are functions of its classes' one-vs-rest counts, so it is resampled the same way
+(:func:`bootstrap_classes`).
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from typing import Any
 import numpy as np
 
 FIGURES = ("f1", "precision", "recall", "cohen_kappa")
+CLASS_FIGURES = ("accuracy", "macro_f1", "weighted_f1", "cohen_kappa")
 _MAX_CELLS = 4_000_000  # resamples x units drawn at once (bounded memory on large corpora)
 
 
@@ -115,6 +118,68 @@ def bootstrap_metrics(Y: np.ndarray, pred: np.ndarray, *, groups: np.ndarray | N
             "macro": {k: _pair(v) for k, v in macro.items()},
             "info": {"resamples": int(n_boot), "seed": int(seed), "level": level,
                      "unit": "row" if groups is None else "group", "n_units": n_units}}
+
+
+def class_count_metrics(counts: np.ndarray) -> dict[str, np.ndarray]:
+    """A categorical variable's figures from its classes' one-vs-rest confusion counts.
+
+    Every row falls in exactly one cell of each class's counts, so the rows are ``sum(counts[..., 0, :])``,
+    the correct ones ``sum_c tp_c``, the human marginals ``tp + fn`` and the model's ``tp + fp``; κ is
+    ``(p_o - p_e) / (1 - p_e)`` with ``p_e = sum_c human_c * model_c / n**2`` (as scikit-learn's unweighted
+    ``cohen_kappa_score``).
+
+    Parameters
+    ----------
+    counts : (..., k, 4) tp, fp, fn, tn of each of the k classes against the rest
+
+    Returns
+    -------
+    dict of arrays of shape ``counts.shape[:-2]``: ``accuracy``, ``macro_f1`` (mean of the classes' F1, 0 for
+    a class neither side used, as scikit-learn's ``labels=range(k), zero_division=0``), ``weighted_f1``
+    (weighted by the human support), ``cohen_kappa`` (NaN where undefined: both sides one class only)
+    """
+    per_class = count_metrics(counts)["f1"]
+    tp, fp, fn, _ = np.moveaxis(counts, -1, 0)
+    n = counts[..., 0, :].sum(axis=-1)
+    human, model = tp + fn, tp + fp
+    with np.errstate(divide="ignore", invalid="ignore"):
+        accuracy = np.where(n > 0, tp.sum(axis=-1) / n, np.nan)
+        p_e = (human * model).sum(axis=-1) / n ** 2
+        kappa = np.where((n > 0) & (p_e < 1), (accuracy - p_e) / (1 - p_e), np.nan)
+        weighted = np.where(n > 0, (per_class * human).sum(axis=-1) / n, 0.0)
+    return {"accuracy": accuracy, "macro_f1": per_class.mean(axis=-1), "weighted_f1": weighted,
+            "cohen_kappa": kappa}
+
+
+def bootstrap_classes(y: np.ndarray, pred: np.ndarray, n_classes: int, *, groups: np.ndarray | None = None,
+                      n_boot: int = 1000, seed: int = 42, level: float = 0.95) -> dict[str, Any]:
+    """Percentile bootstrap intervals for a categorical variable: accuracy, macro-/weighted-F1, κ, and each
+    class's F1, precision and recall.
+
+    Parameters
+    ----------
+    y, pred : (n,) human codes and model decisions, class indices 0..n_classes-1
+    n_classes : k, the number of classes
+    groups : (n,) group of each row (document, case); whole groups are resampled. ``None``: rows.
+    n_boot, seed, level : resamples, random seed, coverage (as :func:`bootstrap_metrics`)
+
+    Returns
+    -------
+    dict with ``overall`` (``{figure: [low, high] or None}`` for :data:`CLASS_FIGURES`), ``classes`` (one
+    ``{f1, precision, recall: [low, high]}`` per class) and ``info``
+    """
+    one_hot = np.eye(n_classes, dtype=bool)
+    rows = confusion_counts(one_hot[np.asarray(y, dtype=int)], one_hot[np.asarray(pred, dtype=int)])
+    unit_counts = _unit_counts(rows, groups)
+    counts = bootstrap_counts(unit_counts, n_boot=n_boot, seed=seed)  # (n_boot, k, 4)
+    q = 100 * np.array([(1 - level) / 2, (1 + level) / 2])
+    overall = class_count_metrics(counts)
+    per_class = count_metrics(counts)
+    bounds = {name: _percentiles(per_class[name], q).T for name in ("f1", "precision", "recall")}
+    return {"overall": {name: _pair(_percentiles(overall[name][:, None], q)[:, 0]) for name in CLASS_FIGURES},
+            "classes": [{name: _pair(b[c]) for name, b in bounds.items()} for c in range(n_classes)],
+            "info": {"resamples": int(n_boot), "seed": int(seed), "level": level,
+                     "unit": "row" if groups is None else "group", "n_units": int(unit_counts.shape[0])}}
 
 
 def bootstrap_difference(Y_a: np.ndarray, pred_a: np.ndarray, Y_b: np.ndarray, pred_b: np.ndarray, *,
