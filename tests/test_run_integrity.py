@@ -129,7 +129,7 @@ def test_resume_refuses_changed_data_config_ledger_version(small, finished, tmp_
     pd.DataFrame([{"id": first["id"], "label": LABELS[0], "old_value": int(first[LABELS[0]]),
                    "new_value": 1 - int(first[LABELS[0]]), "reviewer": "r", "timestamp": "t", "note": "",
                    "source_run": ""}]).to_csv(ledger, index=False)
-    with pytest.raises(RunDirError, match="--corrections is given now"):
+    with pytest.raises(RunDirError, match="a corrections ledger is given now"):
         run_pipeline(config(small), run, resume=True, corrections=ledger)
     monkeypatch.setattr("lexcoder.rundir.identity.package_versions", lambda: {"lexcoder": "9.9.9"})
     with pytest.raises(RunDirError, match=r"lexcoder was updated \(0.1.0 → 9.9.9\)"):

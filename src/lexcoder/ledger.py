@@ -69,7 +69,7 @@ def append_ledger(entries: pd.DataFrame, path: str | Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         fh = open(path, "a+b")
     except OSError as err:
-        raise DataError(f"Cannot write the ledger {path}: {err.strerror}. Choose a writable --ledger path.") from None
+        raise DataError(f"Cannot write the ledger {path}: {err.strerror}. Choose a writable path for the ledger.") from None
     with fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         end = fh.seek(0, os.SEEK_END)

@@ -79,7 +79,7 @@ def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str |
     input_path, output_path = Path(input_path), Path(output_path)
     check_output_file(output_path, inputs=[input_path], overwrite=overwrite)
     if chunksize < 1:
-        raise DataError(f"--chunksize must be at least 1 (got {chunksize}).")
+        raise DataError(f"chunksize must be at least 1 row (got {chunksize}).")
     run = RunDir(Path(run_dir))
     cfg = run.load_config()
     model, thresholds = run.load_model()[:2] if cfg.data.label_columns else (None, None)
@@ -114,7 +114,7 @@ def _check_input_columns(chunk: pd.DataFrame, input_path: Path, text_column: str
                          added: list[str]) -> None:
     if text_column not in chunk.columns:
         raise DataError(f"{input_path}: no column {text_column!r} to code (columns: "
-                        f"{', '.join(map(str, chunk.columns[:20]))}). Name the text column with --text-column.")
+                        f"{', '.join(map(str, chunk.columns[:20]))}). Name the text column (--text-column on the command line, text_column in Python).")
     if id_column and id_column not in chunk.columns:
         log.warning("%s has no id column %r; rows are kept in input order.", input_path, id_column)
     replaced = [c for c in added if c in chunk.columns]

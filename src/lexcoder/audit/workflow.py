@@ -84,13 +84,13 @@ def audit_run(run_dir: str | Path, *, n_folds: int = 5, kind: str | None = None,
         raise ConfigError(f"The audit ranks likely coding errors in 0/1 labels, and {run.root} has none: its "
                           f"categorical variables ({', '.join(cfg.data.class_columns)}) are not audited yet.")
     if label is not None and label not in labels:
-        raise ConfigError(f"--label {label!r} is not one of the run's labels: {', '.join(labels)}.")
+        raise ConfigError(f"label {label!r} is not one of the run's labels: {', '.join(labels)}.")
     if n_folds < 2:
-        raise ConfigError(f"--folds must be at least 2 (got {n_folds}).")
+        raise ConfigError(f"The audit needs at least 2 folds (got {n_folds}).")
     if method not in RANKERS:  # checked before any work, so a typo costs nothing and changes nothing
-        raise ConfigError(f"--method {method!r} is not a ranking; use one of {', '.join(RANKERS)}.")
+        raise ConfigError(f"method {method!r} is not a ranking; use one of {', '.join(RANKERS)}.")
     if top is not None and top < 1:
-        raise ConfigError(f"--top must be a positive number of rows (got {top}).")
+        raise ConfigError(f"top must be a positive number of rows (got {top}).")
     model = _model_settings(cfg, kind, name, params)
     csv_path = run.label_issues if label is None else run.label_issues_for(label)
     outputs = [run.label_issues_table, run.audit_summary, run.audit_oof, run.audit_oof_key]
@@ -221,7 +221,7 @@ def apply_review(run_dir: str | Path, reviewed: str | Path, *, reviewer: str,
     :func:`lexcoder.report.build_report`).
     """
     if not str(reviewer).strip():
-        raise ConfigError("--reviewer must name who reviewed the codes.")
+        raise ConfigError("The reviewer must be named (who reviewed the codes).")
     run = RunDir(Path(run_dir))
     cfg = run.load_config()
     labels = cfg.data.label_columns

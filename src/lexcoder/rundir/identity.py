@@ -109,7 +109,7 @@ def check_resumable(run: RunDir, inputs: RunInputs, cfg: Config) -> None:
                        f"run started, {inputs.data_sha256[:12]}… now)")
     if recorded.corrections_sha256 != inputs.corrections_sha256:
         if recorded.corrections_sha256 is None:
-            changes.append("--corrections is given now but the run was started without a ledger")
+            changes.append("a corrections ledger is given now but the run was started without one")
         elif inputs.corrections_sha256 is None:
             changes.append("the run was started with --corrections but none is given now")
         else:

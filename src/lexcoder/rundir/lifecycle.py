@@ -45,10 +45,10 @@ def prepare_out(run: RunDir, *, resume: bool) -> str:
     """
     root = run.root
     if root.exists() and not root.is_dir():
-        raise RunDirError(f"--out {root} is a file. Choose a new folder for the run.")
+        raise RunDirError(f"The output folder {root} is a file. Choose a new folder for the run.")
     outer = next((p for p in root.resolve().parents if RunDir(p).is_run()), None)
     if outer is not None:
-        raise RunDirError(f"--out {root} lies inside the run folder {outer}, which holds only what that run wrote. "
+        raise RunDirError(f"The output folder {root} lies inside the run folder {outer}, which holds only what that run wrote. "
                           "Choose a folder outside it.")
     if not run.is_run():
         if run.manifest.is_file() and not run.foreign_entries():
@@ -66,7 +66,7 @@ def prepare_out(run: RunDir, *, resume: bool) -> str:
     hint = {"finished": "Use --resume to finish what is missing (nothing is retrained)",
             "failed": "Use --resume to continue it", "interrupted": "Use --resume to continue it",
             "running": "It is running or was killed; use --resume to continue it"}.get(status, "Use --resume")
-    raise RunDirError(f"--out {root} already holds a lexcoder run (status: {status}). {hint}, or choose "
+    raise RunDirError(f"The output folder {root} already holds a lexcoder run (status: {status}). {hint}, or choose "
                       "another --out folder.")
 
 
@@ -74,7 +74,7 @@ def _refuse_foreign(root: Path, names: list[str]) -> None:
     if names:
         names = sorted(names)
         shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-        raise RunDirError(f"--out {root} holds files lexcoder did not create ({shown}). lexcoder only writes "
+        raise RunDirError(f"The output folder {root} holds files lexcoder did not create ({shown}). lexcoder only writes "
                           "into a new folder, an empty folder or a folder holding a lexcoder run: choose "
                           "another --out.")
 
@@ -113,15 +113,15 @@ def check_output_file(output: str | Path, *, inputs: list[str | Path], overwrite
     output = Path(output)
     for source in map(Path, inputs):
         if output.exists() and source.exists() and output.resolve() == source.resolve():
-            raise DataError(f"--out {output} is an input of this command ({source}): lexcoder never modifies its "
+            raise DataError(f"The output file {output} is an input of this command ({source}): lexcoder never modifies its "
                             "inputs. Write to a new file.")
     if output.is_dir():
-        raise DataError(f"--out {output} is a folder. Give a file name such as coded.csv or coded.parquet.")
+        raise DataError(f"The output {output} is a folder. Give a file name such as coded.csv or coded.parquet.")
     if RunDir(output.parent).is_run():
-        raise DataError(f"--out {output} is inside the run folder {output.parent}, which holds only what the "
+        raise DataError(f"The output file {output} is inside the run folder {output.parent}, which holds only what the "
                         "run wrote. Write the table elsewhere.")
     if output.exists() and not overwrite:
-        raise DataError(f"--out {output} exists. Pass --overwrite to replace it, or choose a new name.")
+        raise DataError(f"The output file {output} exists. Allow overwriting it (--overwrite on the command line, overwrite=True in Python), or choose a new name.")
     table_format(output)
     compression_of(output)
 
@@ -129,7 +129,7 @@ def check_output_file(output: str | Path, *, inputs: list[str | Path], overwrite
 def ensure_dir(path: Path) -> None:
     """Create ``path`` (and parents) or raise one clear error (a file in the way, no permission, ...)."""
     if path.exists() and not path.is_dir():
-        raise RunDirError(f"{path} is a file, not a folder. Choose a new folder for --out.")
+        raise RunDirError(f"{path} is a file, not a folder. Choose a new folder for the run.")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
