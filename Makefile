@@ -2,6 +2,7 @@
 #   make demo    create .venv, install lexcoder with every extra, run the demo on the bundled data
 #   make test    create .venv, install, run the test suite
 #   make bench   run the benchmarks (minutes to hours; see benchmarks/README.md)
+#   make test-oldest  the non-slow tests on the oldest supported versions (constraints/oldest.txt) in .venv-oldest
 #
 # torch is installed first and pinned, so no other package can pull a different (multi-GB CUDA) build:
 #   - machine without an NVIDIA GPU: TORCH_SPEC (default torch==2.13.0, the CPU build here)
@@ -16,7 +17,7 @@ TORCH_INDEX ?=
 EXTRAS ?= all,dev
 PYTEST_ARGS ?=
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test test-oldest bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,8 +44,23 @@ demo: install
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# The floors in pyproject.toml, installed exactly (constraints/oldest.txt pins torch too), on the oldest
+# supported Python; the slow (real pretrained model) tests are left out.
+OLDEST_PYTHON ?= python3.11
+OLDEST_VENV ?= .venv-oldest
+
+$(OLDEST_VENV)/.installed: pyproject.toml constraints/oldest.txt
+	$(OLDEST_PYTHON) -m venv $(OLDEST_VENV)
+	$(OLDEST_VENV)/bin/python -m pip install -q --upgrade pip setuptools wheel
+	$(OLDEST_VENV)/bin/python -m pip install -q -c constraints/oldest.txt torch
+	$(OLDEST_VENV)/bin/python -m pip install -q -c constraints/oldest.txt -e ".[all,dev]"
+	touch $@
+
+test-oldest: $(OLDEST_VENV)/.installed
+	$(OLDEST_VENV)/bin/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
 bench: install
 	$(PY) benchmarks/run_all.py $(or $(BENCH),--all)
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(OLDEST_VENV) runs .pytest_cache

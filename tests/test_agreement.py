@@ -7,7 +7,7 @@ or returns NaN and lexcoder returns ``None``.
 from __future__ import annotations
 
 import ast
-import sys
+import tomllib
 import warnings
 from pathlib import Path
 
@@ -20,11 +20,6 @@ from packaging.requirements import Requirement
 
 import lexcoder
 from lexcoder.stats import agreement, krippendorff_alpha
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 GPL_PACKAGES = {"krippendorff"}
 

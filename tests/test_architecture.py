@@ -240,3 +240,32 @@ def test_stages_do_not_reach_the_report_and_the_ledger_is_data(graph):
     assert "lexcoder.report" not in reachable(parts, "lexcoder.audit")
     assert "lexcoder.ledger" in parts["lexcoder.pipeline"] and "lexcoder.audit" not in parts["lexcoder.pipeline"]
     assert "lexcoder.audit" not in reachable(parts, "lexcoder.ledger")
+
+
+def test_every_floor_is_the_pin_of_the_oldest_versions_tested():
+    """`make test-oldest` tests the `>=` floors of pyproject.toml: constraints/oldest.txt must pin exactly
+    those versions, so a raised floor is a tested floor."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+    root = Path(__file__).resolve().parents[1]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    # the gpu extra (bitsandbytes) needs CUDA: `make test-oldest` runs on a CPU and cannot install it
+    specs = [*project["dependencies"], *(d for name, extra in project["optional-dependencies"].items()
+                                         if name != "gpu" for d in extra)]
+    floors = {}
+    for spec in specs:
+        req = Requirement(spec)
+        if req.name == "lexcoder":
+            continue
+        lower = [s.version for s in req.specifier if s.operator == ">="]
+        assert lower, f"{spec}: every dependency needs a tested >= floor"
+        floors[req.name.lower()] = Version(lower[0])
+    pins = {}
+    for line in (root / "constraints" / "oldest.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[name.strip().lower()] = Version(version.strip())
+    pins.pop("torch", None)  # installed by `make install` itself, not listed in pyproject
+    assert pins == floors
