@@ -1,7 +1,9 @@
 """Where and how torch runs: devices, CPU threads, int8 inference.
 
-lexcoder sets the thread count only while it fits or predicts (``threadpoolctl`` limits torch's OpenMP
-pool and the BLAS libraries together, and puts the caller's settings back afterwards).
+lexcoder sets torch's thread count only while it fits or predicts and puts the caller's back afterwards.
+This is torch's own ``set_num_threads``, not ``threadpoolctl``: limiting torch's OpenMP pool through
+threadpoolctl (``omp_set_num_threads``) was tried and measured to break exact resume — a run resumed from a
+checkpoint then differed from an uninterrupted one in the 7th digit (tests/models/test_resume.py).
 """
 from __future__ import annotations
 
@@ -11,7 +13,6 @@ import os
 from collections.abc import Iterator
 
 import torch
-from threadpoolctl import threadpool_limits
 
 from ..errors import ConfigError
 
@@ -22,20 +23,17 @@ THREADS_ENV = "LEXCODER_NUM_THREADS"
 
 @contextlib.contextmanager
 def torch_threads(num_threads: int | None) -> Iterator[int]:
-    """Run the block with ``num_threads`` CPU threads (0/None: :func:`default_threads`); yields the count.
-
-    The caller's thread counts are restored afterwards, so lexcoder's setting never leaks into the process.
-    """
+    """Run the block with ``num_threads`` torch CPU threads (0/None: :func:`default_threads`); yields the
+    count and restores the caller's count afterwards, so lexcoder's setting never leaks into the process."""
     n = int(num_threads or default_threads())
     previous = torch.get_num_threads()
-    with threadpool_limits(limits=n):
-        if torch.get_num_threads() != n:  # a torch build whose thread pool is not OpenMP's
-            torch.set_num_threads(n)
-        try:
-            yield n
-        finally:
-            if torch.get_num_threads() != previous:
-                torch.set_num_threads(previous)
+    if n != previous:
+        torch.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        if torch.get_num_threads() != previous:
+            torch.set_num_threads(previous)
 
 
 def default_threads() -> int:
