@@ -77,7 +77,6 @@ def lexcoder_path(texts, Y, val_texts, val_Y, pred_texts, pred_Y, settings) -> d
     out = {"train_seconds": time.perf_counter() - t0, "loop_examples_per_s": model.history_[-1]["train_examples_per_s"]}
     for variant in ("fp32", "int8", "bf16"):
         model.set_params(quantize_int8=variant == "int8", inference_bf16=variant == "bf16")
-        model._infer_model = None
         model.predict_proba(pred_texts[:64])  # warm-up (and int8 conversion) outside the timing
         t0 = time.perf_counter()
         P = model.predict_proba(pred_texts)

@@ -115,6 +115,13 @@ class TransformerClassifier(TextClassifier):
     seed: Annotated[int, Field(ge=0, lt=2**32, description=(
         "seeds weight initialisation, batch order and dropout"))] = 0
 
+    def set_params(self, **params: Any) -> "TransformerClassifier":
+        """scikit-learn's ``set_params``; on a fitted model, inference settings (``quantize_int8``,
+        ``inference_bf16``, ``eval_batch_size`` ...) take effect at the next prediction."""
+        super().set_params(**params)
+        self._infer_model = None  # rebuilt (e.g. int8-quantised or not) when next needed
+        return self
+
     def _setting_conflicts(self) -> list[str]:
         problems = []
         if self.stride is not None and self.stride > self.max_length // 2:
