@@ -36,6 +36,7 @@ def _config(tmp_path, data: pd.DataFrame, **data_keys) -> "Path":
     return tmp_path / "roles.toml"
 
 
+@pytest.mark.slow  # several seconds on 2 cores: CI runs it (make test); the quick suite (-m 'not slow') does not
 def test_a_run_with_a_categorical_variable_codes_every_class(roles, tmp_path):
     out = tmp_path / "run"
     res = runner.invoke(app, ["run", str(_config(tmp_path, roles, class_columns=["role"])), "--out", str(out)])
@@ -62,6 +63,7 @@ def test_a_run_with_a_categorical_variable_codes_every_class(roles, tmp_path):
     assert block["macro_f1"] > block["baseline"]["macro_f1"] + 0.1
 
 
+@pytest.mark.slow  # several seconds on 2 cores: CI runs it (make test); the quick suite (-m 'not slow') does not
 def test_labels_and_variables_together_and_predict(roles, tmp_path):
     out = tmp_path / "run"
     cfg = _config(tmp_path, roles, class_columns=["role"], label_columns=["facts"])
@@ -82,6 +84,7 @@ def test_labels_and_variables_together_and_predict(roles, tmp_path):
     assert (coded["role_pred"].to_numpy() == same).all()  # predict gives the run's own decisions
 
 
+@pytest.mark.slow  # several seconds on 2 cores: CI runs it (make test); the quick suite (-m 'not slow') does not
 def test_kfold_gives_out_of_fold_class_figures(roles, tmp_path):
     out = tmp_path / "run"
     small = roles[roles["group"].isin(roles["group"].unique()[:12])]
@@ -111,6 +114,7 @@ def test_a_column_cannot_be_both_kinds_and_one_kind_is_needed(roles, tmp_path):
         load_config(_config(tmp_path, roles))
 
 
+@pytest.mark.slow  # several seconds on 2 cores: CI runs it (make test); the quick suite (-m 'not slow') does not
 def test_stages_that_cover_labels_only_say_so_for_a_variables_only_run(roles, tmp_path):
     out = tmp_path / "run"
     run_pipeline(load_config(_config(tmp_path, roles, class_columns=["role"])), out)
@@ -121,6 +125,7 @@ def test_stages_that_cover_labels_only_say_so_for_a_variables_only_run(roles, tm
         estimate_run(out, tmp_path / "roles.csv", tmp_path / "roles.csv")
 
 
+@pytest.mark.slow  # several seconds on 2 cores: CI runs it (make test); the quick suite (-m 'not slow') does not
 def test_a_class_missing_from_training_stops_the_run_and_empty_cells_can_be_dropped(roles, tmp_path):
     groups = sorted(roles["group"].unique())
     data = roles.assign(split=np.where(roles["group"].isin(groups[:12]), "train",

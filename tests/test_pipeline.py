@@ -99,6 +99,7 @@ def test_resume_skips_finished_stages(run):
         run_pipeline(cfg, result.run.root)
 
 
+@pytest.mark.slow  # several seconds on 2 cores: CI runs it (make test); the quick suite (-m 'not slow') does not
 def test_kfold_mode_gives_out_of_fold_metrics(tmp_path, tos_docs, tos_labels, make_config):
     tos_docs.to_csv(tmp_path / "tos.csv", index=False)
     cfg = load_config(make_config(tmp_path, tmp_path / "tos.csv", tos_labels, group_column="doc_id"),
@@ -109,6 +110,7 @@ def test_kfold_mode_gives_out_of_fold_metrics(tmp_path, tos_docs, tos_labels, ma
     assert result.metrics["macro"]["f1"] > 0.4
 
 
+@pytest.mark.slow  # several seconds on 2 cores: CI runs it (make test); the quick suite (-m 'not slow') does not
 def test_cli_demo_like_run_and_bad_input(tmp_path, tos_docs, tos_labels, make_config):
     tos_docs.head(4000).to_csv(tmp_path / "tos.csv", index=False)
     cfg = make_config(tmp_path, tmp_path / "tos.csv", tos_labels[:4], group_column="doc_id")
@@ -142,6 +144,7 @@ def test_cli_init_writes_a_valid_config(tmp_path):
     assert res.exit_code == 2 and "--force" in res.output
 
 
+@pytest.mark.slow  # several seconds on 2 cores: CI runs it (make test); the quick suite (-m 'not slow') does not
 def test_cli_demo_runs_the_whole_pipeline(tmp_path, tos_full, tos_labels):
     """`lexcoder demo` itself: the bundled data, split by document, a model clearly better than chance."""
     out = tmp_path / "demo"

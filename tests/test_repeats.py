@@ -149,6 +149,7 @@ def test_an_undefined_figure_is_left_out_of_the_spread():
     assert spread([0.4, None])["sd"] is None and spread([None, None])["mean"] is None
 
 
+@pytest.mark.slow  # several seconds on 2 cores: CI runs it (make test); the quick suite (-m 'not slow') does not
 def test_an_interrupted_set_resumes_only_what_is_missing(data, monkeypatch, tmp_path):
     """Ctrl-C during repeat 2's training; --resume keeps repeat 1 as it is, continues repeat 2 after its
     split, runs repeat 3; a changed config, data file or N is refused first, touching nothing."""

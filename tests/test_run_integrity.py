@@ -201,6 +201,7 @@ def test_second_writer_is_refused_while_the_first_holds_the_folder(small, finish
         holder.wait()
 
 
+@pytest.mark.slow  # several seconds on 2 cores: CI runs it (make test); the quick suite (-m 'not slow') does not
 def test_two_concurrent_runs_one_wins_one_is_refused(small, tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "lexcoder", "run", str(small / "config.toml"), "--out", str(out)]

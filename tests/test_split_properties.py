@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, event, given, reject, settings
 from hypothesis import strategies as st
 
@@ -79,6 +80,7 @@ def _spread(key, splits, rows=None) -> pd.Series:
     return frame[rows if rows is not None else slice(None)].groupby("k")["p"].nunique()
 
 
+@pytest.mark.slow  # several seconds on 2 cores: CI runs it (make test); the quick suite (-m 'not slow') does not
 @FAST
 @given(df=tables(), cfg=configs())
 def test_nothing_straddles_that_the_mode_keeps_together(df, cfg):
@@ -99,6 +101,7 @@ def test_nothing_straddles_that_the_mode_keeps_together(df, cfg):
         assert (pairs.groupby("u")["g"].nunique() == 1).all() and (pairs.groupby("g")["u"].nunique() == 1).all()
 
 
+@pytest.mark.slow  # several seconds on 2 cores: CI runs it (make test); the quick suite (-m 'not slow') does not
 @FAST
 @given(df=tables(), cfg=configs())
 def test_each_split_is_within_one_unit_of_its_fraction(df, cfg):
@@ -113,6 +116,7 @@ def test_each_split_is_within_one_unit_of_its_fraction(df, cfg):
     assert facts.largest_unit_rows == largest and facts.rows_per_split == rows.to_dict()
 
 
+@pytest.mark.slow  # several seconds on 2 cores: CI runs it (make test); the quick suite (-m 'not slow') does not
 @FAST
 @given(df=tables(), cfg=configs())
 def test_same_data_and_seed_give_the_same_split(df, cfg):

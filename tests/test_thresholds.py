@@ -15,6 +15,7 @@ codes_and_scores = st.integers(2, 60).flatmap(lambda n: st.tuples(
     st.lists(st.integers(0, 20).map(lambda k: k / 20), min_size=n, max_size=n)))
 
 
+@pytest.mark.slow  # several seconds on 2 cores: CI runs it (make test); the quick suite (-m 'not slow') does not
 @settings(max_examples=60, deadline=None)
 @given(codes_and_scores)
 def test_curve_is_f1_of_every_threshold_rule(data):

@@ -31,6 +31,7 @@ def retrained(small_run, audit_labels, tmp_path_factory):
     return run_dir, root / "exp2", reviewed, cfg
 
 
+@pytest.mark.slow  # several seconds on 2 cores: CI runs it (make test); the quick suite (-m 'not slow') does not
 def test_scores_both_runs_against_both_answer_keys(retrained, audit_labels):
     before, after, reviewed, _ = retrained
     res = compare_runs(before, after, bootstrap=300)

@@ -23,6 +23,7 @@ def test_encoder_family_cross_fits(tos_slice, audit_labels):
     assert len(np.unique(folds)) == 3
 
 
+@pytest.mark.slow  # several seconds on 2 cores: CI runs it (make test); the quick suite (-m 'not slow') does not
 def test_held_out_test_codes_never_reach_the_other_rows(noisy_slice, audit_labels):
     """With ``holdout``, changing every held-out code leaves the other rows' probabilities unchanged."""
     noisy, _ = noisy_slice

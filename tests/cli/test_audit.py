@@ -31,6 +31,7 @@ def _ok(result):
     return result.output
 
 
+@pytest.mark.slow  # several seconds on 2 cores: CI runs it (make test); the quick suite (-m 'not slow') does not
 def test_audit_review_apply_and_retrain(workspace, monkeypatch):
     monkeypatch.chdir(workspace)
     runner = CliRunner()

@@ -56,6 +56,7 @@ def test_library_audit_leaves_the_report_and_the_command_rebuilds_it(run):
     assert "## Audit summary" in md and str(result.queue["id"].iloc[0]) in md
 
 
+@pytest.mark.slow  # several seconds on 2 cores: CI runs it (make test); the quick suite (-m 'not slow') does not
 def test_corrections_commands_rebuild_the_report(run, tmp_path):
     runner = CliRunner()
     assert runner.invoke(app, ["audit", str(run), "--folds", "2"]).exit_code == 0

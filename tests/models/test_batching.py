@@ -112,6 +112,7 @@ def test_prediction_respects_the_cap_and_gives_the_same_probabilities(passages, 
     np.testing.assert_allclose(capped, uncapped, rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow  # several seconds on 2 cores: CI runs it (make test); the quick suite (-m 'not slow') does not
 def test_checkpointed_chunks_replay_their_dropout(passages, tiny_llama):
     """A long text's chunks are recomputed in the backward pass with the dropout masks of their forward pass:
     the gradient equals that of the same chunks kept in memory."""

@@ -23,6 +23,8 @@ LABELS = ["limitation_of_liability", "unilateral_termination"]
 ENCODER = {"max_length": 32, "batch_size": 8, "eval_batch_size": 64, "epochs": 2, "lr": 1e-3, "head_lr": 3e-3,
            "checkpoint_steps": 4, "patience": 0, "num_threads": 1, "seed": 3}
 COMBOS = list(itertools.product(["tfidf", "encoder"], ["none", "platt"], [True, False], [False, True]))
+# the encoder combinations take seconds each on 2 cores: CI runs them (make test), the quick suite does not
+PARAMS = [pytest.param(*c, marks=pytest.mark.slow) if c[0] == "encoder" else c for c in COMBOS]
 runner = CliRunner()
 
 
@@ -81,7 +83,7 @@ def _interrupt_once(monkeypatch, kind):
         monkeypatch.setattr(TfidfClassifier, "_fit_label", fit_label)
 
 
-@pytest.mark.parametrize("kind,calibration,refit,corrected", COMBOS,
+@pytest.mark.parametrize("kind,calibration,refit,corrected", PARAMS,
                          ids=[f"{k}-{c}-{'refit' if r else 'norefit'}-{'ledger' if x else 'noledger'}"
                               for k, c, r, x in COMBOS])
 def test_combination(kind, calibration, refit, corrected, data, tiny_bert, tmp_path, monkeypatch):

@@ -100,6 +100,7 @@ def test_mean_head_ignores_padding(fitted):
     torch.testing.assert_close(batched[0], alone[0], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow  # several seconds on 2 cores: CI runs it (make test); the quick suite (-m 'not slow') does not
 def test_cls_head_trains_and_reloads_identically(tos_small, tmp_path):
     train, val = tos_small
     model = EncoderClassifier(**{**FAST, "head": "cls", "max_steps": 2})
@@ -111,6 +112,7 @@ def test_cls_head_trains_and_reloads_identically(tos_small, tmp_path):
     np.testing.assert_array_equal(load_model(tmp_path / "c").predict_proba(texts), model.predict_proba(texts))
 
 
+@pytest.mark.slow  # several seconds on 2 cores: CI runs it (make test); the quick suite (-m 'not slow') does not
 def test_best_weights_are_kept(tos_small):
     """Early stopping restores the weights of the best validation macro-F1, not the last ones."""
     train, val = tos_small
@@ -149,6 +151,7 @@ def test_pooling_functions_agree():
         np.testing.assert_allclose(P[2], reduce(probs[3:6], axis=0), atol=1e-12)
 
 
+@pytest.mark.slow  # several seconds on 2 cores: CI runs it (make test); the quick suite (-m 'not slow') does not
 def test_mean_pooling_trains_on_multi_window_texts(tos_small):
     train, _ = tos_small
     texts = [" ".join(train["text"].iloc[i:i + 3]) for i in range(0, 48, 3)]  # 16 texts, most need 2+ windows
@@ -167,6 +170,7 @@ def _windows(model, texts):
     return model._encode(texts).windows_of()
 
 
+@pytest.mark.slow  # several seconds on 2 cores: CI runs it (make test); the quick suite (-m 'not slow') does not
 def test_per_label_mode_trains_one_model_per_label(tos_small, tmp_path):
     train, val = tos_small
     model = build_model("encoder", "minilm", {**FAST, "per_label": True, "max_steps": 2})
@@ -180,6 +184,7 @@ def test_per_label_mode_trains_one_model_per_label(tos_small, tmp_path):
     np.testing.assert_array_equal(load_model(tmp_path / "pl").predict_proba(val["text"].tolist()), P)
 
 
+@pytest.mark.slow  # several seconds on 2 cores: CI runs it (make test); the quick suite (-m 'not slow') does not
 def test_per_label_models_train_on_the_texts_of_one_multi_label_model(tos_small):
     """With negative_ratio, each label's model keeps every text with any code, not only its own positives."""
     train, _ = tos_small
@@ -233,6 +238,7 @@ def test_demo_minilm_config_builds_a_cpu_sized_encoder(tos_full):
     assert 0 < model.blend_tfidf < 1  # a real blend: it beats either model alone on this data
 
 
+@pytest.mark.slow  # several seconds on 2 cores: CI runs it (make test); the quick suite (-m 'not slow') does not
 def test_blend_with_tfidf_mixes_probabilities_and_reloads(tos_small, tmp_path):
     train, val = tos_small
     model = EncoderClassifier(**{**FAST, "max_steps": 2, "blend_tfidf": 0.5})
@@ -263,6 +269,7 @@ def test_cuda_fine_tuning_learns_and_reloads_identically(tos_small, tmp_path):
     np.testing.assert_array_equal(load_model(tmp_path / "m").predict_proba(train["text"].tolist()), P)
 
 
+@pytest.mark.slow  # several seconds on 2 cores: CI runs it (make test); the quick suite (-m 'not slow') does not
 def test_negative_ratio_trains_every_positive_and_fresh_negatives_each_epoch(tos_small):
     """``negative_ratio``: each epoch = all texts with a positive code + a new draw of the others."""
     train, val = tos_small

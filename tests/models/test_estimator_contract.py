@@ -182,6 +182,7 @@ def test_a_categorical_target_gets_a_softmax_over_its_classes(kind, roles, tiny_
             2 * f1_score(test["label"], np.full(len(test), majority), average="macro")
 
 
+@pytest.mark.slow  # several seconds on 2 cores: CI runs it (make test); the quick suite (-m 'not slow') does not
 def test_cleanlab_finds_swapped_roles_with_a_multiclass_model(roles):
     CleanLearning = pytest.importorskip("cleanlab.classification").CleanLearning
     train, _ = roles

@@ -160,6 +160,7 @@ def llm_config(tiny_llama, tos_full, tmp_path_factory):
     return folder / "config.toml"
 
 
+@pytest.mark.slow  # several seconds on 2 cores: CI runs it (make test); the quick suite (-m 'not slow') does not
 def test_llm_run_interrupted_and_resumed_matches_uninterrupted(llm_config, tmp_path, monkeypatch):
     """`lexcoder run` with kind = "llm"; Ctrl-C after step 7 (checkpoint at 6), --resume: same predictions."""
     from typer.testing import CliRunner

@@ -59,6 +59,7 @@ def _same_result(a, b) -> None:
     np.testing.assert_array_equal(pa[probs].to_numpy(), pb[probs].to_numpy())
 
 
+@pytest.mark.slow  # several seconds on 2 cores: CI runs it (make test); the quick suite (-m 'not slow') does not
 def test_interrupted_run_resumes_to_the_same_result(config, uninterrupted, tmp_path, monkeypatch):
     out = tmp_path / "run"
     calls = []

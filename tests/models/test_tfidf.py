@@ -31,6 +31,7 @@ def test_fit_predict_save_load(tmp_path, data, tos_labels):
     np.testing.assert_array_equal(again.predict_proba(Xte), P)
 
 
+@pytest.mark.slow  # several seconds on 2 cores: CI runs it (make test); the quick suite (-m 'not slow') does not
 def test_auto_C_and_char_ngrams(data, tos_labels):
     Xtr, Ytr, Xte, Yte = data
     model = build_model("tfidf", params={"C": "auto", "char_ngrams": True}).fit(
