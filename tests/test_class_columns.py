@@ -142,3 +142,14 @@ def test_a_class_missing_from_training_stops_the_run_and_empty_cells_can_be_drop
     run_pipeline(load_config(cfg, ["evaluate.bootstrap=0"]), tmp_path / "dropped")
     manifest = json.loads((tmp_path / "dropped" / "manifest.json").read_text())
     assert manifest["data"]["dropped_missing_labels"] == 4
+
+
+def test_class_values_are_read_as_text_and_numbers_written_alike_are_one_class():
+    """README: values are read as text (`1` and `1.0` are the same class); odd cells are refused by row."""
+    from lexcoder.data import normalize_classes
+    values = pd.Series([1, 1.0, "1", " Facts ", "n/a", None, 2.5, "Argument"])
+    out = normalize_classes(values, column="role", source="t.csv")
+    assert out.tolist()[:5] == ["1", "1", "1", "Facts", pd.NA] and out.isna().tolist()[5]
+    assert out.tolist()[6:] == ["2.5", "Argument"]
+    with pytest.raises(DataError, match=r"column 'role' \(class_columns\) must hold text or numbers, but rows 2"):
+        normalize_classes(pd.Series(["a", pd.Timestamp("2020-01-01")]), column="role", source="t.csv")

@@ -26,6 +26,7 @@ Model files are safe and portable: JSON, numpy ``.npy`` and safetensors, never p
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from ..errors import LexcoderError
 from ..io import atomic_dir
+
+log = logging.getLogger(__name__)
 
 META_FILE = "lexcoder_model.json"
 
@@ -210,8 +213,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         known = declared_fields(cls)
         unknown = sorted(set(params) - set(known))
         if unknown:
-            import logging
-            logging.getLogger(__name__).warning("Ignoring saved setting(s) %s that %s does not have.",
+            log.warning("Ignoring saved setting(s) %s that %s does not have.",
                                                 unknown, cls.__name__)
         return cls(**{k: v for k, v in params.items() if k in known})
 
