@@ -149,6 +149,9 @@ class ThresholdConfig(_Section):
     method: Literal["f1", "fixed"] = Field("f1", description=(
         '"f1": per label, maximise F1 on the validation split; "fixed": the same threshold for every label'))
     fixed: float = Field(0.5, gt=0, lt=1, description='the threshold used when method = "fixed"')
+    class_bias: Literal["none", "macro_f1"] = Field("none", description=(
+        'categorical variables: "none" decides the most probable class; "macro_f1" adds a per-class bias to '
+        "the log-probabilities, tuned on validation for macro-F1 (helps rare classes)"))
 
 
 class EvalConfig(_Section):
@@ -166,6 +169,26 @@ class CalibrationConfig(_Section):
 
     method: Literal["none", "platt", "isotonic"] = Field("none", description=(
         '"platt" or "isotonic": recalibrate the probabilities on validation; "none": keep the model\'s'))
+    classes: Literal["none", "temperature"] = Field("temperature", description=(
+        'categorical variables: "temperature" rescales the softmax with one temperature fitted on '
+        'validation (the decisions do not change, the probabilities become honest); "none": keep the model\'s'))
+
+
+class ContextConfig(_Section):
+    """What a model sees besides the text: neighbouring texts of the same document, position, metadata.
+
+    Context is on when ``order_column`` is set. Prediction on a new corpus then needs the same columns.
+    """
+
+    document_column: str | None = Field(None, examples=["judgment_id"], description=(
+        "column naming the document a text belongs to (default: [data] group_column)"))
+    order_column: str | None = Field(None, examples=["sentence_index"], description=(
+        "column giving the text's position in its document (numbers); setting it turns context on"))
+    window: int = Field(1, ge=0, le=10, description=(
+        "neighbours on each side that the model sees with the text (0: none)"))
+    position: bool = Field(True, description="give the model the text's relative position in its document")
+    metadata_columns: list[str] = Field(default_factory=list, examples=[["court", "year"]], description=(
+        "extra columns given to the model as features (categories; numbers are binned)"))
 
 
 class ReportConfig(_Section):
@@ -199,6 +222,7 @@ class Config(_Section):
     thresholds: ThresholdConfig = Field(default_factory=ThresholdConfig)
     evaluate: EvalConfig = Field(default_factory=EvalConfig)
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
+    context: ContextConfig = Field(default_factory=ContextConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
 
