@@ -112,6 +112,9 @@ def test_a_column_cannot_be_both_kinds_and_one_kind_is_needed(roles, tmp_path):
         load_config(_config(tmp_path, roles, class_columns=["facts"], label_columns=["facts"]))
     with pytest.raises(ConfigError, match="name the coded columns"):
         load_config(_config(tmp_path, roles))
+    # two variables whose model folders would be one on a case-insensitive file system (macOS, Windows)
+    with pytest.raises(ConfigError, match=r"\['role', 'Role'\] differ only in case"):
+        load_config(_config(tmp_path, roles.assign(Role=roles["role"]), class_columns=["role", "Role"]))
 
 
 @pytest.mark.slow  # several seconds on 2 cores: CI runs it (make test); the quick suite (-m 'not slow') does not

@@ -214,6 +214,10 @@ def test_foreign_files_and_single_runs_are_refused(three, data, tmp_path):
         res = runner.invoke(app, ["run", str(config), "--out", str(out), "--repeat", "2"])
         assert res.exit_code == 2 and words in said(res) and "Traceback" not in res.output
         assert tree(out) == before
+    before = tree(reps)  # a single run into a repeats folder: told what the folder is and how to continue
+    res = runner.invoke(app, ["run", str(config), "--out", str(reps)])
+    assert res.exit_code == 2 and "holds repeated runs" in said(res) and "--repeat N --resume" in said(res)
+    assert tree(reps) == before
     (reps / "notes.txt").write_text("mine", encoding="utf-8")  # in a repeats folder too
     try:
         before = tree(reps)

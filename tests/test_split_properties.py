@@ -145,6 +145,16 @@ def test_allocation_bound_holds_for_any_units_strata_and_fractions(data):
     np.testing.assert_array_equal(part, allocate_units(units, strata_, fractions, seed=seed, labels=labels))
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_zero_targets_get_nothing_and_warn_nothing():
+    """A label without positives and a part of share 0 have zero targets: no division warning, and the
+    empty part receives no row."""
+    labels = np.zeros((20, 2), int)
+    labels[:5, 1] = 1
+    part = allocate_units(np.arange(20), np.array(["a"] * 20, dtype=object), [0.5, 0.5, 0.0], seed=1, labels=labels)
+    assert np.bincount(part, minlength=3).tolist() == [10, 10, 0]
+
+
 @settings(max_examples=50, deadline=None)
 @given(sizes=st.lists(st.integers(1, 9), min_size=1, max_size=30), data=st.data())
 def test_top_up_leaves_no_part_short_by_a_largest_unit(sizes, data):

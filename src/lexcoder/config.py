@@ -76,6 +76,14 @@ class DataConfig(_Section):
         if not self.label_columns and not self.class_columns:
             raise ValueError("name the coded columns: label_columns (0/1 columns), class_columns (categorical "
                              "columns) or both")
+        from .safety import safe_filename
+        folders: dict[str, list[str]] = {}
+        for variable in self.class_columns:  # each variable's model has a folder named after it
+            folders.setdefault(safe_filename(variable).casefold(), []).append(variable)
+        clash = next((names for names in folders.values() if len(names) > 1), None)
+        if clash:
+            raise ValueError(f"class_columns {clash} differ only in case (or in characters a file name cannot "
+                             "hold), so their models would share a folder on macOS and Windows; rename one column")
         both = sorted(set(self.label_columns) & set(self.class_columns))
         if both:
             raise ValueError(f"{both} is listed in both label_columns and class_columns; a column is either "

@@ -33,10 +33,10 @@ from .io import read_json, write_json, write_text
 from .pipeline import run_pipeline
 from .rundir import LOCK_FILE, RunDir, RunDirError, RunInputs, ensure_dir, prepare_out, remove_debris
 from .rundir.identity import _config_changes
+from .rundir.lifecycle import REPEATS_MANIFEST
 
 log = logging.getLogger(__name__)
 
-REPEATS_MANIFEST = "repeats_manifest.json"  # marks a folder of repeats written by lexcoder
 REPEATS_JSON = "repeats.json"
 REPEATS_MD = "repeats.md"
 REPEAT_DIR = "repeat-{}"

@@ -219,7 +219,8 @@ def allocate_units(units: np.ndarray, strata_: np.ndarray, fractions: Sequence[f
     order = np.lexsort((rng.random(len(sizes)), rarity, -sizes))
     jitter = rng.random((len(sizes), len(f))) * 1e-9  # seeded tie-break between equal parts
     count, filled, part = np.zeros_like(target), np.zeros(len(f)), np.empty(len(sizes), dtype=np.int64)
-    inv_target, inv_size = 1 / target, 1 / size_target
+    with np.errstate(divide="ignore"):  # a zero target (a part of share 0, a label without positives)
+        inv_target, inv_size = 1 / target, 1 / size_target  # gives inf: any unit there costs inf
     for i in order:
         a, b, s = start[i], start[i + 1], sizes[i]
         # growth of sum (count - target)^2 / target if the unit joins each part (terms equal for all

@@ -27,6 +27,9 @@ from typing import Any
 from ..config import Config, dump_config
 from ..io import write_json, write_text
 from .folder import LOCK_FILE, OWNED_PATTERNS, RunDir, RunDirError
+
+#: marks a folder of repeated runs written by ``lexcoder run --repeat`` (see :mod:`lexcoder.repeats`)
+REPEATS_MANIFEST = "repeats_manifest.json"
 from .identity import RunInputs, git_commit, package_versions
 
 
@@ -51,6 +54,10 @@ def prepare_out(run: RunDir, *, resume: bool) -> str:
         raise RunDirError(f"The output folder {root} lies inside the run folder {outer}, which holds only what that run wrote. "
                           "Choose a folder outside it.")
     if not run.is_run():
+        if (root / REPEATS_MANIFEST).is_file():
+            raise RunDirError(f"The output folder {root} holds repeated runs (lexcoder run --repeat), not a single "
+                              "run. Use `lexcoder run ... --repeat N --resume` to continue them, or choose "
+                              "another --out folder.")
         if run.manifest.is_file() and not run.foreign_entries():
             raise RunDirError(f"Run folder damaged: {run.manifest} is not a lexcoder manifest. Choose another "
                               "--out, or delete the folder.")
