@@ -51,13 +51,14 @@ def clean(df: pd.DataFrame, label_columns: list[str], cfg: CleanConfig | None = 
     Parameters
     ----------
     df : canonical table from :func:`lexcoder.data.load_dataset`
-    label_columns : the label columns, to find conflicting duplicates
+    label_columns : the coded columns (0/1 labels and categorical variables), to find conflicting duplicates
 
     Returns
     -------
     cleaned : ``df`` with cleaned ``text`` and an int ``dup_group`` column (same value = same text)
-    conflicts : one row per (duplicate group, label) whose copies carry different human labels, with
-        columns ``dup_group, label, ids, values, text``
+    conflicts : one row per (duplicate group, coded column) whose copies carry different human codes, with
+        columns ``dup_group, label, ids, values, text`` (``values``: the codes as text, ``"0"``/``"1"``
+        for a 0/1 label, the class for a categorical variable)
     report : counts of duplicates and conflicts
     """
     out = df.copy()
@@ -82,9 +83,14 @@ def find_conflicts(dups: pd.DataFrame, label_columns: list[str]) -> pd.DataFrame
             g = nunique.index[group]
             part = dups[dups["dup_group"] == g]
             rows.append({"dup_group": int(g), "label": label_columns[label],
-                         "ids": list(part["id"]), "values": [int(v) for v in part[label_columns[label]]],
+                         "ids": list(part["id"]), "values": [_code_text(v) for v in part[label_columns[label]]],
                          "text": part["text"].iloc[0]})
     return pd.DataFrame(rows, columns=["dup_group", "label", "ids", "values", "text"])
+
+
+def _code_text(value) -> str:
+    """A code as text: 0/1 labels arrive as integers, classes as text (see :mod:`lexcoder.data`)."""
+    return str(int(value)) if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
 
 
 def conflict_counts(conflicts: pd.DataFrame) -> dict:

@@ -167,7 +167,7 @@ def prepare_inputs(cfg: Config, corrections: str | Path | None = None, *, data_s
     """
     labels = cfg.data.label_columns
     df, load_report = load_dataset(cfg.data)
-    df, conflicts, clean_report = clean(df, labels, cfg.clean)
+    df, conflicts, clean_report = clean(df, cfg.data.coded_columns, cfg.clean)
     ledger, corrections_block = (None, None) if corrections is None else check_corrections(df, corrections, labels)
     t0 = time.perf_counter()
     indicators = class_indicators(df, cfg.data.class_columns)  # classes are stratified like labels
