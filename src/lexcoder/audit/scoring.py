@@ -21,6 +21,11 @@ binary ``find_label_issues`` per class, same defaults); calling the binary funct
 multi-label list format and no special case for a single label. The summary's noise estimates
 (:func:`noise_estimates`) use the same per-label view but the *calibrated* confident joint, so a label's
 estimated number of wrong codes and its number of flagged pairs may differ a little.
+
+A categorical variable is one k-class problem (:func:`score_classes`, :func:`class_noise_estimates`):
+the score is the out-of-fold probability of the class the human gave (ascending = by the loss
+``-log p(given class)``, descending), and the same two cleanlab filters flag rows of the whole k-class
+problem (cleanlab's multi-class ``find_label_issues`` on class indices 0..k-1).
 """
 from __future__ import annotations
 
@@ -29,6 +34,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from ..errors import ConfigError, LexcoderError
+
+
+FILTER_BY = {"loss": "low_self_confidence", "cleanlab": "prune_by_noise_rate"}  # cleanlab filter per mode
 
 
 def _cleanlab():
@@ -87,7 +95,7 @@ def rank_loss(Y: np.ndarray, P: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     flagged : (n, n_labels) bool
     """
     Y, P = _checked(Y, P)
-    return self_confidence(Y, P), _flag(Y, P, "low_self_confidence")
+    return self_confidence(Y, P), _flag(Y, P, FILTER_BY["loss"])
 
 
 def rank_cleanlab(Y: np.ndarray, P: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -97,7 +105,7 @@ def rank_cleanlab(Y: np.ndarray, P: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     cleanlab's own order (``return_indices_ranked_by="self_confidence"``).
     """
     Y, P = _checked(Y, P)
-    return self_confidence(Y, P), _flag(Y, P, "prune_by_noise_rate")
+    return self_confidence(Y, P), _flag(Y, P, FILTER_BY["cleanlab"])
 
 
 RANKERS: dict[str, Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]] = {
@@ -137,3 +145,62 @@ def noise_estimates(Y: np.ndarray, P: np.ndarray, label_names: Sequence[str]) ->
                       "estimated_wrong_1s": int(round(joint[1, 0] * n)),
                       "estimated_wrong_0s": int(round(joint[0, 1] * n))}
     return rows
+
+
+def _checked_classes(y: np.ndarray, P: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Class indices and probabilities clipped away from 0 and renormalised (cleanlab needs rows summing
+    to 1; a class a fold's model never saw has probability 0)."""
+    y, P = np.asarray(y).astype(int), np.asarray(P, dtype=float)
+    if y.ndim != 1 or P.ndim != 2 or len(y) != len(P):
+        raise LexcoderError(f"Classes {y.shape} and probabilities {P.shape} must be (n_rows,) and (n_rows, k).")
+    if np.isnan(P).any():
+        raise LexcoderError("Out-of-fold probabilities contain NaN: some rows were never scored.")
+    if len(y) and (y.min() < 0 or y.max() >= P.shape[1]):
+        raise LexcoderError(f"Class indices must lie in 0..{P.shape[1] - 1}.")
+    P = np.clip(P, 1e-6, 1.0)
+    return y, P / P.sum(axis=1, keepdims=True)
+
+
+def score_classes(y: np.ndarray, P: np.ndarray, *, method: str = "loss") -> tuple[np.ndarray, np.ndarray]:
+    """Score every row of one categorical variable by how likely its human class is wrong.
+
+    Parameters
+    ----------
+    y : (n,) the human classes as indices 0..k-1 (into the sorted classes)
+    P : (n, k) out-of-fold class probabilities
+    method : ``"loss"`` (flags cleanlab's ``low_self_confidence`` set) or ``"cleanlab"`` (its default
+        ``prune_by_noise_rate`` set), as for 0/1 labels
+
+    Returns
+    -------
+    score : (n,) float, the probability of the human class (lower = more likely a coding error)
+    flagged : (n,) bool, the rows confident learning flags
+    """
+    if method not in FILTER_BY:
+        raise ConfigError(f"Unknown audit method {method!r}; choose one of {sorted(FILTER_BY)}.")
+    y, P = _checked_classes(y, P)
+    score = P[np.arange(len(y)), y]
+    if len(np.unique(y)) < 2:  # one class coded everywhere: nothing to be wrong about
+        return score, np.zeros(len(y), dtype=bool)
+    _, cl_filter = _cleanlab()
+    flagged = cl_filter.find_label_issues(labels=y, pred_probs=P, filter_by=FILTER_BY[method], n_jobs=1)
+    return score, np.asarray(flagged, dtype=bool)
+
+
+def class_noise_estimates(y: np.ndarray, P: np.ndarray, classes: Sequence[str]) -> dict:
+    """Confident-learning estimate of how many human classes are wrong in one categorical variable.
+
+    Returns
+    -------
+    ``{"estimated_noise_rate": share of all rows coded with a wrong class, "estimated_wrong": {class: rows
+    given that class whose true class is another}}`` (from cleanlab's calibrated confident joint); ``None``
+    values when one class is coded everywhere
+    """
+    y, P = _checked_classes(y, P)
+    if len(np.unique(y)) < 2:
+        return {"estimated_noise_rate": None, "estimated_wrong": {str(c): None for c in classes}}
+    count, _ = _cleanlab()
+    joint = count.estimate_joint(labels=y, pred_probs=P)
+    wrong = joint.sum(axis=1) - np.diag(joint)
+    return {"estimated_noise_rate": float(1.0 - np.trace(joint)),
+            "estimated_wrong": {str(c): int(round(w * len(y))) for c, w in zip(classes, wrong)}}

@@ -1,5 +1,6 @@
 """Audit commands: `lexcoder audit` (review queue), `lexcoder corrections apply` (ledger) and
-`lexcoder corrections report` (a run against the run retrained on the corrected codes).
+`lexcoder corrections report` (a run against the run retrained on the corrected codes), for 0/1 labels
+and categorical variables alike.
 
 Each command calls one library function, then rebuilds the run's report when the run has one: the
 command layer decides what to rebuild, the audit functions never call the report stage.
@@ -35,8 +36,9 @@ def audit(
                                                       "llm (default: the run's).")] = None,
     method: Annotated[str, typer.Option(help="Ranking: loss (default) or cleanlab.")] = "loss",
     top: Annotated[Optional[int], typer.Option(help="Keep only the N most likely errors in the CSV.")] = None,
-    label: Annotated[Optional[str], typer.Option(help="Only this label (writes label_issues_<label>.csv; "
-                                                      "characters unsafe in file names are replaced).")] = None,
+    label: Annotated[Optional[str], typer.Option(help="Only this label or categorical variable (writes "
+                                                      "label_issues_<label>.csv; characters unsafe in file "
+                                                      "names are replaced).")] = None,
     isolate_test: Annotated[bool, typer.Option(
         "--isolate-test/--no-isolate-test",
         help="Keep the run's test rows out of the cross-fitting models' training data, so corrections "
@@ -54,9 +56,11 @@ def audit(
     show_summary(result.summary)
     show_queue(result.view.head(15))
     path = escape(str(result.csv_path))
-    console.print(f"Review queue: [bold]{path}[/] ({len(result.view)} rows). Fill in "
-                  "'decision' (keep/flip) and 'note', then run [bold]lexcoder corrections apply "
-                  f"{escape(str(run_dir))} {path} --reviewer NAME[/]")
+    how = ("'decision' (keep/flip)" if "new_value" not in result.view else
+           "'decision' (0/1 labels: keep/flip; categorical variables: keep, or change with the class in "
+           "'new_value', empty = the suggested class)")
+    console.print(f"Review queue: [bold]{path}[/] ({len(result.view)} rows). Fill in {how} and 'note', then "
+                  f"run [bold]lexcoder corrections apply {escape(str(run_dir))} {path} --reviewer NAME[/]")
     run = RunDir(run_dir)
     refresh_report(run_dir, f"The audit finished and its results are kept ({result.csv_path.name}, "
                             f"{run.label_issues_table.name}, {run.audit_summary.name})", before="the audit")
@@ -72,12 +76,14 @@ def apply(
     ledger: Annotated[Path, typer.Option(help="Append-only corrections ledger (created if missing).")]
     = Path("corrections.csv"),
 ) -> None:
-    """Append the keep/flip decisions of a reviewed queue to the corrections ledger (idempotent)."""
+    """Append the decisions of a reviewed queue (keep/flip; keep/change for categorical variables) to the
+    corrections ledger (idempotent)."""
     from ..audit import apply_review
     res = apply_review(run_dir, reviewed, reviewer=reviewer, ledger=ledger)
-    flips = int((res.added["old_value"] != res.added["new_value"]).sum())
+    flips = int((res.added["old_value"].astype(str) != res.added["new_value"].astype(str)).sum())
     entries = "entry" if len(res.added) == 1 else "entries"
-    console.print(f"Ledger {escape(str(res.ledger))}: {len(res.added)} new {entries} ({flips} flipped, "
+    changed = "changed" if res.summary and res.summary.get("variables") else "flipped"
+    console.print(f"Ledger {escape(str(res.ledger))}: {len(res.added)} new {entries} ({flips} {changed}, "
                   f"{len(res.added) - flips} kept); {res.skipped} already recorded.")
     if res.summary:
         show_summary(res.summary)
@@ -97,28 +103,58 @@ def report(
     bootstrap: Annotated[int, typer.Option(help="Resamples for the paired confidence intervals (0: none).")]
     = 1000,
 ) -> None:
-    """Compare a run with the run retrained on corrected codes: F1 against the original and corrected codes."""
-    from ..audit.compare import compare_runs, format_interval
+    """Compare a run with the run retrained on corrected codes: F1 (0/1 labels), accuracy and macro-F1
+    (categorical variables) against the original and corrected codes."""
+    from ..audit.compare import compare_runs
     res = compare_runs(before, after, bootstrap=bootstrap)
-    changed = sum(c["changed"] for c in res["corrections"].values())
-    in_test = sum(c["changed_in_test"] for c in res["corrections"].values())
+    changes = [*res["corrections"].values(), *res.get("variables", {}).values()]
+    changed = sum(c["changed"] for c in changes)
+    in_test = sum(c["changed_in_test"] for c in changes)
     console.print(f"{changed} code(s) changed by the review ({in_test} in the {res['test_rows']:,} test rows).")
     for key in ("original", "corrected"):
-        table = Table(title=f"Test F1 against the {key} codes (Δ = after − before, 95% paired bootstrap CI)",
-                      title_justify="left")
-        for col in ("label", "changed", "before", "after", "Δ", "CI of Δ"):
-            table.add_column(col, justify="left" if col == "label" else "right", no_wrap=col == "label")
-        for lab, r in res[key]["labels"].items():
-            table.add_row(escape(lab), str(res["corrections"][lab]["changed"]), f"{r['before']['f1']:.3f}",
-                          f"{r['after']['f1']:.3f}", f"{r['delta_f1']:+.3f}", format_interval(r["delta_f1_ci"]))
-        m = res[key]["macro_f1"]
-        table.add_row("macro", "", f"{m['before']:.3f}", f"{m['after']:.3f}", f"{m['delta']:+.3f}",
-                      format_interval(m["delta_ci"]), style="bold")
-        console.print(table)
+        if key in res:  # the 0/1 labels
+            show_label_comparison(res, key)
+        if res.get("variables"):
+            show_variable_comparison(res["variables"], key)
     md, js = RunDir(after).corrections_report_md, RunDir(after).corrections_report_json
     console.print(f"Written: [bold]{escape(str(md))}[/] and {js.name}")
     refresh_report(after, f"The comparison is kept ({md.name} and {js.name})",
                    before="the comparison")  # the report gains the "Effect of the corrections" table
+
+
+def show_label_comparison(res: dict, key: str) -> None:
+    """F1 of the 0/1 labels and macro-F1 before/after, against the ``key`` codes."""
+    from ..audit.compare import format_interval
+    table = Table(title=f"Test F1 against the {key} codes (Δ = after − before, 95% paired bootstrap CI)",
+                  title_justify="left")
+    for col in ("label", "changed", "before", "after", "Δ", "CI of Δ"):
+        table.add_column(col, justify="left" if col == "label" else "right", no_wrap=col == "label")
+    for lab, r in res[key]["labels"].items():
+        table.add_row(escape(lab), str(res["corrections"][lab]["changed"]), f"{r['before']['f1']:.3f}",
+                      f"{r['after']['f1']:.3f}", f"{r['delta_f1']:+.3f}", format_interval(r["delta_f1_ci"]))
+    m = res[key]["macro_f1"]
+    table.add_row("macro", "", f"{m['before']:.3f}", f"{m['after']:.3f}", f"{m['delta']:+.3f}",
+                  format_interval(m["delta_ci"]), style="bold")
+    console.print(table)
+
+
+def show_variable_comparison(variables: dict, key: str) -> None:
+    """Accuracy and macro-F1 of the categorical variables before/after, against the ``key`` codes."""
+    table = Table(title=f"Categorical variables: test accuracy and macro-F1 against the {key} codes "
+                        "(Δ = after − before, 95% paired bootstrap CI)", title_justify="left")
+    for col in ("variable", "changed", "figure", "before", "after", "Δ", "CI of Δ"):
+        table.add_column(col, justify="left" if col in ("variable", "figure") else "right", no_wrap=col == "variable")
+    from ..audit.compare import format_interval
+    for var, r in variables.items():
+        for figure in ("accuracy", "macro_f1"):
+            b = r[key]
+            table.add_row(escape(var), str(r["changed"]), figure, _num(b["before"][figure]), _num(b["after"][figure]),
+                          f"{b[f'delta_{figure}']:+.3f}", format_interval(b[f"delta_{figure}_ci"]))
+    console.print(table)
+
+
+def _num(value) -> str:
+    return "—" if value is None else f"{value:.3f}"
 
 
 def refresh_report(run_dir: Path, kept: str, *, before: str) -> None:
@@ -171,6 +207,30 @@ def show_summary(summary: dict) -> None:
                       str(m.get("conflicting_duplicate_groups", "—")), f(m["estimated_noise_rate"], "{:.2%}"),
                       str(m["reviewed"]), str(m["flipped"]), f(before.get("average_precision")),
                       f(after.get("average_precision")))
+    if summary["labels"] or not summary.get("variables"):
+        console.print(table)
+    if summary.get("variables"):
+        show_variable_summary(summary)
+
+
+def show_variable_summary(summary: dict) -> None:
+    """Per categorical variable: rows, issues, conflicting duplicates, estimated noise, reviewed/changed, and
+    out-of-fold accuracy and macro-F1 against the codes before → after the recorded corrections."""
+    table = Table(title=f"Categorical variables ({summary['settings']['folds']}-fold out-of-fold, "
+                        f"{summary['settings']['kind']})", title_justify="left")
+    for col in ("variable", "rows", "issues", "confl. dup. groups", "est. noise", "reviewed", "changed",
+                "accuracy", "macro-F1"):
+        table.add_column(col, justify="left" if col == "variable" else "right", no_wrap=col == "variable")
+    f = lambda v, fmt="{:.3f}": "—" if v is None else fmt.format(v)  # noqa: E731
+    for var, m in summary["variables"].items():
+        oof = m.get("out_of_fold", {})
+        before, after = oof.get("before") or {}, oof.get("after")
+
+        def figure(name: str) -> str:
+            return f(before.get(name)) + ("" if after is None else f" → {f(after.get(name))}")
+        table.add_row(escape(var), str(m["rows"]), str(m["in_queue"]),
+                      str(m.get("conflicting_duplicate_groups", "—")), f(m["estimated_noise_rate"], "{:.2%}"),
+                      str(m["reviewed"]), str(m["changed"]), figure("accuracy"), figure("macro_f1"))
     console.print(table)
 
 
@@ -183,11 +243,14 @@ def _conflict_caption(summary: dict) -> str | None:
 
 
 def show_queue(view) -> None:
+    """The first rows of the queue (with categorical variables: the suggested value and its probability)."""
+    suggested = "suggested_value" in view
     table = Table(title="Most likely coding errors", title_justify="left")
-    for col in ("rank", "id", "label", "human", "p(model)", "text"):
+    for col in ("rank", "id", "label", "human", "p(model)", *(("suggested", "p(sugg.)") if suggested else ()), "text"):
         table.add_column(col, overflow="fold" if col == "text" else "ellipsis")
     for r in view.itertuples():
         text = r.text if len(r.text) <= 90 else r.text[:87] + "..."
-        table.add_row(str(r.rank), escape(str(r.id)), escape(r.label), str(r.human_value),
-                      f"{r.model_probability:.2f}", escape(text))
+        extra = (escape(str(r.suggested_value)), f"{r.suggested_probability:.2f}") if suggested else ()
+        table.add_row(str(r.rank), escape(str(r.id)), escape(r.label), escape(str(r.human_value)),
+                      f"{r.model_probability:.2f}", *extra, escape(text))
     console.print(table)
