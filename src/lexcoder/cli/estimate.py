@@ -1,4 +1,5 @@
-"""`lexcoder estimate` and `lexcoder regress`: valid prevalence and regression estimates from predicted labels."""
+"""`lexcoder estimate` and `lexcoder regress`: valid prevalence, class-share and regression estimates from
+predicted codes."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,7 +17,8 @@ from .common import app, console, friendly
 
 RunArg = Annotated[Path, typer.Argument(help="The run directory whose model coded the corpus.")]
 CorpusOpt = Annotated[Path, typer.Option("--corpus", help="The coded corpus: output of `lexcoder predict`.")]
-GoldOpt = Annotated[Path, typer.Option("--gold", help="Human-coded random sample of the corpus: id + label columns.")]
+GoldOpt = Annotated[Path, typer.Option("--gold", help="Human-coded random sample of the corpus: id + label (and "
+                                        "categorical variable) columns.")]
 IdOpt = Annotated[Optional[str], typer.Option("--id-column", help="Id column in both files (default: the run's).")]
 WeightsOpt = Annotated[Optional[str], typer.Option(
     "--weights", help="Gold column with each row's inclusion probability, if the sample was not uniform.")]
@@ -32,12 +34,17 @@ def estimate(
     run_dir: RunArg, corpus: CorpusOpt, gold: GoldOpt,
     by: Annotated[Optional[str], typer.Option(help="Corpus column: estimate per value (court, year...).")] = None,
     weights: WeightsOpt = None, alpha: AlphaOpt = 0.05,
-    labels: Annotated[Optional[str], typer.Option(help="Comma-separated labels (default: all of the run).")] = None,
+    labels: Annotated[Optional[str], typer.Option(
+        help="Comma-separated labels and/or categorical variables (default: all of the run's).")] = None,
     id_column: IdOpt = None, yhat: YhatOpt = "prob",
-    min_positives: Annotated[int, typer.Option(help="Warn below this many human-coded positives.")] = MIN_GOLD_POSITIVES,
+    min_positives: Annotated[int, typer.Option(
+        help="Warn below this many human-coded positives (texts of a class).")] = MIN_GOLD_POSITIVES,
+    simultaneous: Annotated[bool, typer.Option(
+        "--simultaneous/--per-class", help="Intervals of a categorical variable's class shares that hold for all "
+        "its classes at once (default), or each class on its own.")] = True,
     out: OutOpt = None, overwrite: OverwriteOpt = False,
 ) -> None:
-    """Prevalence of each label in the corpus with valid confidence intervals (prediction-powered inference).
+    """Prevalence of each label and share of each class in the corpus, with valid confidence intervals (PPI++).
 
     Shows the naive estimate (model codes only, biased where the model errs), the classical one (human
     sample only) and the PPI++ estimate that corrects the model's codes with the human sample.
@@ -48,8 +55,15 @@ def estimate(
         raise LexcoderError(f"The run in {run_dir} has no id column; name the column that identifies rows in "
                             "both files with --id-column.")
     table = estimate_run(run_dir, corpus, gold, labels=_split(labels), id_column=id_column, by=by,
-                         weight_column=weights, alpha=alpha, yhat=yhat, min_positives=min_positives)
-    _show_prevalence(table, by, alpha)
+                         weight_column=weights, alpha=alpha, yhat=yhat, min_positives=min_positives,
+                         simultaneous=simultaneous)
+    if "label" in table.columns:
+        _show_prevalence(table[table["label"].notna()], by, alpha)
+    if "variable" in table.columns:
+        _show_shares(table[table["variable"].notna()], by, alpha, simultaneous)
+    if not table["reliable"].all():
+        console.print("[yellow]![/] Few human-coded positives (or rows): the interval may be unreliable. "
+                      "Have more randomly sampled texts coded (see the 'note' column of --out).")
     if out:
         write_table(table, out)
         console.print(f"Wrote {out}.")
@@ -78,7 +92,7 @@ def regress(
     table = estimate_regression(read_table(corpus), read_table(gold), outcome, list(on),
                                 labels=list(cfg.data.label_columns), kind="logistic" if logistic else "ols",
                                 id_column=id_column, alpha=alpha, yhat=yhat, weight_column=weights,
-                                names=(str(corpus), str(gold)))
+                                names=(str(corpus), str(gold)), variables=tuple(cfg.data.class_columns))
     _show_regression(table, outcome, logistic, alpha)
     if out:
         write_table(table, out)
@@ -97,23 +111,33 @@ def _ci(est: float, low: float, high: float, pct: bool) -> str:
 
 
 def _show_prevalence(table: pd.DataFrame, by: str | None, alpha: float) -> None:
-    level = f"{1 - alpha:.0%}"
-    out = Table(title=f"Prevalence in the corpus ({level} confidence intervals)", title_justify="left")
-    for col in ([by] if by else []) + ["label", "corpus", "gold (pos.)", "naive (model only)",
-                                       "classical (humans only)", "PPI++ (model + humans)"]:
-        out.add_column(col, no_wrap=col == "label", justify="left" if col in (by, "label") else "right")
+    _show_estimates(table, by, ["label"], "gold (pos.)",
+                    f"Prevalence in the corpus ({1 - alpha:.0%} confidence intervals)")
+
+
+def _show_shares(table: pd.DataFrame, by: str | None, alpha: float, simultaneous: bool) -> None:
+    scope = "for all classes of a variable at once" if simultaneous else "for each class on its own"
+    _show_estimates(table, by, ["variable", "class"], "gold (class)",
+                    f"Share of each class in the corpus ({1 - alpha:.0%} confidence intervals {scope})")
+
+
+def _show_estimates(table: pd.DataFrame, by: str | None, keys: list[str], gold_header: str, title: str) -> None:
+    """One rich table of estimate rows: ``by`` and ``keys`` columns, then the corpus and gold sizes and the
+    naive, classical and PPI++ estimates; a ``!`` marks rows resting on few human-coded positives."""
+    out = Table(title=title, title_justify="left")
+    names = [c for c in (by, *keys) if c]
+    for col in names + ["corpus", gold_header, "naive (model only)", "classical (humans only)",
+                        "PPI++ (model + humans)"]:
+        out.add_column(col, no_wrap=col in keys, justify="left" if col in names else "right")
     for _, r in table.iterrows():
         flag = "" if r["reliable"] else " [yellow]![/]"
-        out.add_row(*([str(r[by])] if by else []), r["label"], f"{r['n_corpus']:,}",
-                    f"{r['n_gold']:,} ({r['gold_positives']})", _ci(r["naive"], r["naive_low"], r["naive_high"], True),
+        out.add_row(*(str(r[c]) for c in names), f"{r['n_corpus']:,}", f"{r['n_gold']:,} ({r['gold_positives']})",
+                    _ci(r["naive"], r["naive_low"], r["naive_high"], True),
                     _ci(r["classical"], r["classical_low"], r["classical_high"], True),
                     f"[bold]{_ci(r['ppi'], r['ppi_low'], r['ppi_high'], True)}[/]{flag}")
     console.print(out)
     methods = sorted(set(table["method"]) - {""})
     console.print(f"Interval: {', '.join(methods)}. The naive interval ignores the model's errors.")
-    if not table["reliable"].all():
-        console.print("[yellow]![/] Few human-coded positives (or rows): the interval may be unreliable. "
-                      "Have more randomly sampled texts coded (see the 'note' column of --out).")
 
 
 def _show_regression(table: pd.DataFrame, outcome: str, logistic: bool, alpha: float) -> None:

@@ -42,7 +42,7 @@ def _weights(w: np.ndarray | None) -> np.ndarray | None:
 
 
 def ppi_mean(y: np.ndarray, yhat: np.ndarray, yhat_corpus: np.ndarray, *, alpha: float = 0.05,
-             weights: np.ndarray | None = None, power_tuning: bool = True) -> MeanCI:
+             weights: np.ndarray | None = None, lam: float | None = None) -> MeanCI:
     """Prediction-powered estimate of the mean of ``y`` over the corpus, with ppi_py's Wald interval.
 
     Parameters
@@ -57,9 +57,10 @@ def ppi_mean(y: np.ndarray, yhat: np.ndarray, yhat_corpus: np.ndarray, *, alpha:
         Error level: the interval targets coverage ``1 - alpha``.
     weights : np.ndarray of shape (n,), optional
         Inverse inclusion probabilities of the gold rows (any scale); None for a uniform random sample.
-    power_tuning : bool, default True
-        PPI++: estimate the weight ``lambda`` of the predictions from the data. False is plain PPI
-        (``lambda = 1``).
+    lam : float, optional
+        Weight of the predictions: None estimates it from the data (PPI++, ppi_py's rule), 1 is plain
+        PPI, 0 the gold sample alone; a given value (e.g. one weight shared by the classes of a
+        variable, :func:`power_tuning_lambda`) is used as it is.
 
     Returns
     -------
@@ -68,7 +69,6 @@ def ppi_mean(y: np.ndarray, yhat: np.ndarray, yhat_corpus: np.ndarray, *, alpha:
     """
     ppi = _ppi()
     y, yhat, yhat_corpus = (np.asarray(a, dtype=float) for a in (y, yhat, yhat_corpus))
-    lam = None if power_tuning else 1.0
     w = _weights(weights)
     est = ppi.ppi_mean_pointestimate(y, yhat, yhat_corpus, lam=lam, w=w)
     low, high = ppi.ppi_mean_ci(y, yhat, yhat_corpus, alpha=alpha, lam=lam, w=w)
@@ -151,33 +151,44 @@ def interval(method: str, y: np.ndarray, yhat: np.ndarray, yhat_corpus: np.ndarr
     if method == "ppi++_ac":
         return ppi_mean_adjusted(y, yhat, yhat_corpus, alpha=alpha, finite_population=True)
     if method in ("ppi", "ppi++"):
-        return ppi_mean(y, yhat, yhat_corpus, alpha=alpha, weights=weights, power_tuning=method == "ppi++")
+        return ppi_mean(y, yhat, yhat_corpus, alpha=alpha, weights=weights, lam=None if method == "ppi++" else 1.0)
     raise LexcoderError(f"Unknown estimation method {method!r}; choose one of {METHODS}.")
 
 
-def power_tuning_lambda(y: np.ndarray, yhat: np.ndarray, yhat_corpus: np.ndarray) -> float:
+def power_tuning_lambda(y: np.ndarray, yhat: np.ndarray, yhat_corpus: np.ndarray, *,
+                        weights: np.ndarray | None = None) -> float:
     """PPI++'s variance-minimising weight of the predictions, clipped to [0, 1] (as ``ppi_py`` computes it).
 
     ``lambda = cov(y, yhat) / ((1 + n/N) var(yhat))``, with the covariance from the gold sample and the
-    variance over the gold and corpus predictions together.
+    variance over the gold and corpus predictions together. With several columns (the class indicators
+    of a categorical variable), one ``lambda`` minimises the *sum* of the columns' variances: covariances
+    and variances are summed over the columns (ppi_py's ``lam_optim_mode="overall"``, its default for a
+    d-dimensional mean).
 
     Parameters
     ----------
-    y : np.ndarray of float, shape (n,)
+    y : np.ndarray of float, shape (n,) or (n, d)
         Human codes of the gold sample.
-    yhat : np.ndarray of float, shape (n,)
+    yhat : np.ndarray of float, same shape as ``y``
         Model outputs for the same rows.
-    yhat_corpus : np.ndarray of float, shape (N,)
+    yhat_corpus : np.ndarray of float, shape (N,) or (N, d)
         Model outputs for every corpus row.
+    weights : np.ndarray of shape (n,), optional
+        Inverse inclusion probabilities of the gold rows (any scale), as ppi_py weighs them.
 
     Returns
     -------
     float
         In [0, 1]; 0 when the predictions do not vary.
     """
+    y, yhat, yhat_corpus = (np.asarray(a, dtype=float).reshape(len(a), -1) for a in (y, yhat, yhat_corpus))
     n, big_n = len(y), len(yhat_corpus)
-    cov = float(np.mean((y - y.mean()) * (yhat - yhat.mean())))
-    var = float(np.var(np.concatenate([yhat, yhat_corpus]), ddof=1))
+    w = np.ones((n, 1)) if weights is None else (np.asarray(weights, float) / np.sum(weights) * n)[:, None]
+    # ppi_py's gradients at the lambda = 1 estimate; without weights the centre cancels out
+    centre = yhat_corpus.mean(0) + (w * (y - yhat)).mean(0)
+    grads, grads_hat = w * (y - centre), w * (yhat - centre)
+    cov = float(np.sum(np.mean((grads - grads.mean(0)) * (grads_hat - grads_hat.mean(0)), axis=0)))
+    var = float(np.sum(np.var(np.concatenate([grads_hat, yhat_corpus - centre]), axis=0, ddof=1)))
     if var <= 0:
         return 0.0
     return float(np.clip(cov / ((1 + n / big_n) * var), 0.0, 1.0))

@@ -1,20 +1,18 @@
-"""Prevalence of each label in a coded corpus: naive, classical and prediction-powered (PPI++) estimates."""
+"""Prevalence of each label in a coded corpus: naive, classical and prediction-powered (PPI++) estimates.
+
+The helpers that split the tables into groups, compute the three estimates of one 0/1 indicator and flag
+small samples serve :mod:`~lexcoder.estimate.shares` (class shares) as well.
+"""
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..errors import ConfigError, LexcoderError
-from ..io import read_table
-from ..rundir import RunDir
+from ..active.provenance import check_gold_provenance
 from .intervals import MeanCI, classical_mean, naive_mean, ppi_mean, ppi_mean_adjusted
 from .tables import YhatKind, inverse_probability_weights, match_gold, output_column, require_columns
-
-log = logging.getLogger(__name__)
 
 #: Below this many human-coded positives in a gold sample (or group), intervals are flagged as unreliable.
 MIN_GOLD_POSITIVES = 10
@@ -67,59 +65,103 @@ def estimate_prevalence(corpus: pd.DataFrame, gold: pd.DataFrame, labels: list[s
     require_columns(corpus, [id_column, *outputs] + ([by] if by else []), names[0],
                     "Code the corpus first with `lexcoder predict` (in Python: lexcoder.predict_file); it adds "
                     "<label>_prob and <label>_pred.")
-    if weight_column:
-        require_columns(gold, [weight_column], names[1],
-                        "Name the gold column that holds each row's inclusion probability.")
     matched = match_gold(corpus, gold, labels, id_column=id_column, yhat=yhat,
                          extra_columns=(by,) if by else (), names=names)
-    weights = None if not weight_column else inverse_probability_weights(gold[weight_column], weight_column,
-                                                                         names[1])
-    groups = [(None, corpus, matched, weights)] if not by else _split_groups(corpus, matched, weights, by)
-    # a gold sample drawn from the corpus: intervals for the corpus prevalence (finite-population correction)
-    drawn_from_corpus = bool(matched[id_column].isin(corpus[id_column].astype(str)).all())
     rows = []
-    for value, c_part, g_part, w_part in groups:
+    for key, c_part, g_part, w_part, finite in gold_groups(corpus, gold, matched, id_column=id_column, by=by,
+                                                           weight_column=weight_column, names=names):
         for lab in labels:
-            row = _label_row(lab, c_part, g_part, w_part, yhat=yhat, alpha=alpha, min_positives=min_positives,
-                             finite_population=drawn_from_corpus)
-            rows.append(({by: value} if by else {}) | row)
+            col = output_column(lab, yhat)
+            naive_col = f"{lab}_pred" if f"{lab}_pred" in corpus.columns else col
+            fields = three_estimates(g_part[lab].to_numpy(float), g_part[col].to_numpy(float),
+                                     c_part[col].to_numpy(float), c_part[naive_col].to_numpy(float), w_part,
+                                     alpha=alpha, finite_population=finite)
+            count = int(g_part[lab].sum())
+            rows.append(key | {"label": lab, "n_corpus": len(c_part), "n_gold": len(g_part),
+                               "gold_positives": count} | fields | reliability(count, len(g_part), min_positives))
     return pd.DataFrame(rows)
 
 
-def _split_groups(corpus: pd.DataFrame, matched: pd.DataFrame, weights: np.ndarray | None, by: str
-                  ) -> Iterator[tuple[object, pd.DataFrame, pd.DataFrame, np.ndarray | None]]:
-    """(value, corpus rows, gold rows, gold weights) for each value of the corpus column ``by``."""
+def gold_groups(corpus: pd.DataFrame, gold: pd.DataFrame, matched: pd.DataFrame, *, id_column: str,
+                by: str | None, weight_column: str | None, names: tuple[str, str]
+                ) -> Iterator[tuple[dict, pd.DataFrame, pd.DataFrame, np.ndarray | None, bool]]:
+    """The parts to estimate on: ``({by: value} or {}, corpus rows, matched gold rows, their weights,
+    finite_population)``, once for the whole corpus or once per value of the corpus column ``by``.
+
+    ``finite_population`` is True when every gold row was drawn from the corpus: the intervals are then
+    for the prevalence in this corpus (finite-population correction). Gold rows chosen by ``lexcoder next``
+    are refused, and a ``lexcoder sample`` file's unequal inclusion probabilities are used when no weight
+    column is named (:func:`~lexcoder.active.provenance.check_gold_provenance`).
+    """
+    weight_column = check_gold_provenance(gold, weight_column, names[1])
+    weights = None
+    if weight_column:
+        require_columns(gold, [weight_column], names[1],
+                        "Name the gold column that holds each row's inclusion probability.")
+        weights = inverse_probability_weights(gold[weight_column], weight_column, names[1])
+    finite = bool((pd.Index(corpus[id_column].astype(str)).get_indexer(matched[id_column]) >= 0).all())
+    if not by:
+        yield {}, corpus, matched, weights, finite
+        return
     for value in pd.unique(corpus[by].dropna()):
         in_gold = (matched[by] == value).to_numpy()
-        yield (value, corpus[corpus[by] == value], matched[in_gold],
-               None if weights is None else weights[in_gold])
+        yield ({by: value}, corpus[corpus[by] == value], matched[in_gold],
+               None if weights is None else weights[in_gold], finite)
 
 
-def _label_row(label: str, corpus: pd.DataFrame, gold: pd.DataFrame, weights: np.ndarray | None, *,
-               yhat: YhatKind, alpha: float, min_positives: int, finite_population: bool) -> dict:
-    """One row of :func:`estimate_prevalence`'s table: the three estimates of one label in one group."""
-    col = output_column(label, yhat)
-    naive_col = f"{label}_pred" if f"{label}_pred" in corpus.columns else col
-    y, h = gold[label].to_numpy(float), gold[col].to_numpy(float)
-    h_corpus = corpus[col].to_numpy(float)
-    row = {"label": label, "n_corpus": len(corpus), "n_gold": len(gold), "gold_positives": int(y.sum())}
-    row |= _ci_fields("naive", naive_mean(corpus[naive_col].to_numpy(float), alpha=alpha))
-    if len(gold) < 2:
+def three_estimates(y: np.ndarray, h: np.ndarray, h_corpus: np.ndarray, naive_codes: np.ndarray,
+                    weights: np.ndarray | None, *, alpha: float, finite_population: bool,
+                    lam: float | None = None) -> dict:
+    """The naive, classical and PPI++ estimates of one 0/1 indicator's share, with the method's name.
+
+    Parameters
+    ----------
+    y : np.ndarray, shape (n,)
+        Human 0/1 codes of the gold rows.
+    h : np.ndarray, shape (n,)
+        Model outputs for the gold rows.
+    h_corpus : np.ndarray, shape (N,)
+        Model outputs for the corpus rows.
+    naive_codes : np.ndarray, shape (N,)
+        What the naive estimate averages (the model's 0/1 codes where the corpus has them).
+    weights : np.ndarray of shape (n,), optional
+        Inverse inclusion probabilities of the gold rows.
+    alpha : float
+        Error level of each interval.
+    finite_population : bool
+        See :func:`~lexcoder.estimate.intervals.ppi_mean_adjusted`.
+    lam : float, optional
+        Weight of the predictions; None tunes it for this indicator alone (PPI++).
+
+    Returns
+    -------
+    dict
+        ``naive``, ``classical``, ``ppi`` each with ``_low``/``_high`` (clipped to [0, 1]) and ``method``;
+        with fewer than 2 gold rows, the classical and PPI++ fields are NaN and ``method`` is empty.
+    """
+    row = _ci_fields("naive", naive_mean(naive_codes, alpha=alpha))
+    if len(y) < 2:
         nan = MeanCI(np.nan, np.nan, np.nan)
-        return row | _ci_fields("classical", nan) | _ci_fields("ppi", nan) | {
-            "method": "", "reliable": False, "note": "fewer than 2 human-coded rows: no estimate"}
+        return row | _ci_fields("classical", nan) | _ci_fields("ppi", nan) | {"method": ""}
     if weights is None:
         classical = ppi_mean_adjusted(y, h, h_corpus, alpha=alpha, lam=0.0, finite_population=finite_population)
-        ppi = ppi_mean_adjusted(y, h, h_corpus, alpha=alpha, finite_population=finite_population)
+        ppi = ppi_mean_adjusted(y, h, h_corpus, alpha=alpha, lam=lam, finite_population=finite_population)
         method = "PPI++ (Agresti-Coull adjusted" + (", finite corpus)" if finite_population else ")")
     else:
         classical = classical_mean(y, alpha=alpha, weights=weights)
-        ppi, method = ppi_mean(y, h, h_corpus, alpha=alpha, weights=weights), "PPI++ (weighted, Wald)"
-    reliable = row["gold_positives"] >= min_positives
-    note = "" if reliable else (f"only {row['gold_positives']} human-coded positive(s) (< {min_positives}): "
-                                "the interval may be unreliable; have more texts coded")
-    return row | _ci_fields("classical", classical) | _ci_fields("ppi", ppi) | {
-        "method": method, "reliable": reliable, "note": note}
+        ppi, method = ppi_mean(y, h, h_corpus, alpha=alpha, weights=weights, lam=lam), "PPI++ (weighted, Wald)"
+    return row | _ci_fields("classical", classical) | _ci_fields("ppi", ppi) | {"method": method}
+
+
+def reliability(positives: int, n_gold: int, min_positives: int, what: str = "positive(s)") -> dict:
+    """``reliable`` and ``note``: flags an estimate resting on fewer than ``min_positives`` human-coded
+    positives (or on fewer than 2 gold rows, which give no estimate)."""
+    if n_gold < 2:
+        return {"reliable": False, "note": "fewer than 2 human-coded rows: no estimate"}
+    if positives >= min_positives:
+        return {"reliable": True, "note": ""}
+    return {"reliable": False, "note": f"only {positives} human-coded {what} (< {min_positives}): the interval "
+                                       "may be unreliable; have more texts coded"}
 
 
 def _ci_fields(prefix: str, ci: MeanCI) -> dict:
@@ -130,50 +172,3 @@ def _ci_fields(prefix: str, ci: MeanCI) -> dict:
 
 def _unit(value: float) -> float:
     return float(np.clip(value, 0.0, 1.0))
-
-
-def estimate_run(run_dir: str | Path, corpus_path: str | Path, gold_path: str | Path, *,
-                 labels: list[str] | None = None, id_column: str | None = None, **options) -> pd.DataFrame:
-    """:func:`estimate_prevalence` for files: the labels and the id column default to the run's config.
-
-    Parameters
-    ----------
-    run_dir : str or Path
-        The run whose model coded the corpus.
-    corpus_path, gold_path : str or Path
-        The coded corpus and the human-coded sample (any format :func:`lexcoder.io.read_table` reads).
-    labels : list of str, optional
-        Labels to estimate (default: all of the run's).
-    id_column : str, optional
-        Column identifying rows in both files (default: the run's).
-    **options
-        Passed on to :func:`estimate_prevalence` (``by``, ``weight_column``, ``alpha``, ``yhat``,
-        ``min_positives``).
-
-    Returns
-    -------
-    pd.DataFrame
-        As :func:`estimate_prevalence`; estimates with too few human-coded positives are also logged.
-
-    Raises
-    ------
-    LexcoderError
-        If neither ``id_column`` nor the run's config names an id column.
-    """
-    cfg = RunDir(Path(run_dir)).load_config()
-    labels = labels or list(cfg.data.label_columns)
-    if not labels:
-        raise ConfigError(f"Prevalence estimates cover 0/1 labels, and the run {run_dir} has none: the shares "
-                          f"of its categorical variables ({', '.join(cfg.data.class_columns)}) are not "
-                          "estimated yet.")
-    id_column = id_column or cfg.data.id_column
-    if not id_column:
-        raise LexcoderError(f"The run in {run_dir} has no id column; give the column that identifies rows in "
-                            "both files as id_column.")
-    corpus, gold = read_table(corpus_path), read_table(gold_path)
-    table = estimate_prevalence(corpus, gold, labels, id_column=id_column,
-                                names=(str(corpus_path), str(gold_path)), **options)
-    if not table["reliable"].all():
-        log.warning("%d of %d estimates rest on fewer than %d human-coded positives; see the 'note' column.",
-                    int((~table["reliable"]).sum()), len(table), options.get("min_positives", MIN_GOLD_POSITIVES))
-    return table

@@ -212,7 +212,8 @@ def _glm_lambda(g, gh, ghu, inv_h) -> float:
 def estimate_regression(corpus: pd.DataFrame, gold: pd.DataFrame, outcome: str, predictors: list[str], *,
                         labels: list[str], kind: RegressionKind = "ols", id_column: str = "id",
                         alpha: float = 0.05, yhat: YhatKind = "prob", weight_column: str | None = None,
-                        names: tuple[str, str] = ("corpus", "gold")) -> pd.DataFrame:
+                        names: tuple[str, str] = ("corpus", "gold"), variables: tuple[str, ...] = ()
+                        ) -> pd.DataFrame:
     """Prediction-powered (PPI++) regression where the outcome and/or predictors are coded labels.
 
     Every variable that is one of ``labels`` is taken from the human codes in the gold sample and from
@@ -234,6 +235,9 @@ def estimate_regression(corpus: pd.DataFrame, gold: pd.DataFrame, outcome: str, 
         The names that are coded labels (e.g. the run's label columns).
     kind : {"ols", "logistic"}, default "ols"
         See :func:`ppi_glm`.
+    variables : tuple of str, default ()
+        The run's categorical variables (``class_columns``): not supported in a regression yet, so a
+        regression naming one is refused (their class shares: :func:`~lexcoder.estimate.estimate_shares`).
 
     Returns
     -------
@@ -245,11 +249,16 @@ def estimate_regression(corpus: pd.DataFrame, gold: pd.DataFrame, outcome: str, 
     Raises
     ------
     LexcoderError
-        If no variable is a coded label.
+        If no variable is a coded label, or one is a categorical variable.
     DataError
         A missing column, unmatched ids, a non-numeric outcome, or coefficients the gold sample cannot
         identify.
     """
+    categorical = [v for v in dict.fromkeys([outcome, *predictors]) if v in variables]
+    if categorical:
+        raise LexcoderError(f"{categorical[0]!r} is a categorical variable (class_columns) of the run; regressions "
+                            "take its 0/1 labels and corpus columns only, not yet a coded categorical variable. "
+                            "Its class shares are estimated by `lexcoder estimate` (in Python: estimate_shares).")
     variables = [outcome, *predictors]
     coded = [v for v in dict.fromkeys(variables) if v in labels]
     observed = [v for v in dict.fromkeys(variables) if v not in labels]
