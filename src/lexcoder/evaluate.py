@@ -228,16 +228,19 @@ def add_second_coder(block: dict[str, Any], Y: np.ndarray, pred: np.ndarray, Y_s
         }
 
 
-def evaluate_variable(y: np.ndarray, P: np.ndarray, classes: Sequence[str], *,
+def evaluate_variable(y: np.ndarray, P: np.ndarray, classes: Sequence[str], *, pred: np.ndarray | None = None,
                       groups: np.ndarray | None = None, bootstrap: int = 0, seed: int = 42, ece_bins: int = 10,
                       majority: int | None = None) -> dict[str, Any]:
-    """Figures of one categorical variable on one split; the model's decision is the most probable class.
+    """Figures of one categorical variable on one split, of the decisions ``pred`` (default: the most probable
+    class).
 
     Parameters
     ----------
     y : (n,) human codes as class indices 0..k-1 (into ``classes``)
     P : (n, k) class probabilities (rows sum to 1), columns in the order of ``classes``
     classes : the k class names, in the model's order (``classes_``, sorted)
+    pred : (n,) the decisions made, class indices (e.g. after a per-class bias, :mod:`lexcoder.decide`);
+        ``None``: the most probable class of each row of ``P``
     groups : (n,) group of each row; the bootstrap resamples whole groups. ``None``: single rows.
     bootstrap : number of bootstrap resamples for the ``*_ci`` intervals (0: no intervals)
     seed : seed of the bootstrap
@@ -258,10 +261,11 @@ def evaluate_variable(y: np.ndarray, P: np.ndarray, classes: Sequence[str], *,
     ``cohen_kappa_ci``, each class's ``f1_ci``, ``precision_ci``, ``recall_ci``, and the ``bootstrap`` settings
     """
     y, P, names = _check_variable(y, P, classes)
-    k, pred = len(names), P.argmax(axis=1)
+    k, pred = len(names), _check_decisions(pred, P)
     out = {"n": int(len(y)), **class_agreement(y, pred, k), "classes": names,
            "confusion": confusion_matrix(y, pred, labels=np.arange(k)).tolist(),
-           "per_class": per_class_metrics(y, pred, names), **probability_metrics(y, P, ece_bins=ece_bins)}
+           "per_class": per_class_metrics(y, pred, names),
+           **probability_metrics(y, P, ece_bins=ece_bins, pred=pred)}
     baseline = majority_class_baseline(y, names, majority=majority)
     gain = out["macro_f1"] - baseline["macro_f1"]
     out.update({"baseline": baseline, "macro_f1_over_baseline": float(gain),
@@ -296,16 +300,19 @@ def per_class_metrics(y: np.ndarray, pred: np.ndarray, classes: Sequence[str]) -
             for i, c in enumerate(classes)}
 
 
-def probability_metrics(y: np.ndarray, P: np.ndarray, *, ece_bins: int = 10) -> dict[str, float]:
+def probability_metrics(y: np.ndarray, P: np.ndarray, *, ece_bins: int = 10, pred: np.ndarray | None = None
+                        ) -> dict[str, float]:
     """Calibration and proper scores of class probabilities ``P`` (n, k) against class indices ``y`` (n,).
 
-    ``ece`` is the top-label ECE: the probability of the chosen class against whether it is the human's;
-    ``brier`` the multi-class Brier score (squared distance to the one-hot code, summed over the classes,
-    mean over the rows: 0 best, 2 worst); ``log_loss`` scikit-learn's, over all k classes.
+    ``ece`` is the top-label ECE: the probability of the chosen class (``pred``, class indices (n,); default
+    the most probable) against whether it is the human's; ``brier`` the multi-class Brier score (squared
+    distance to the one-hot code, summed over the classes, mean over the rows: 0 best, 2 worst); ``log_loss``
+    scikit-learn's, over all k classes.
     """
     k = P.shape[1]
-    correct = (P.argmax(axis=1) == y).astype(float)
-    return {"ece": expected_calibration_error(correct, P.max(axis=1), n_bins=ece_bins),
+    pred = P.argmax(axis=1) if pred is None else np.asarray(pred, dtype=int)
+    correct = (pred == y).astype(float)
+    return {"ece": expected_calibration_error(correct, P[np.arange(len(y)), pred], n_bins=ece_bins),
             "brier": float(np.mean(np.sum((P - np.eye(k)[y]) ** 2, axis=1))),
             "log_loss": float(log_loss(y, P, labels=np.arange(k)))}
 
@@ -351,6 +358,17 @@ def _check_variable(y: np.ndarray, P: np.ndarray, classes: Sequence[str]
     if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= len(names):
         raise ValueError(f"y must hold class indices 0..{len(names) - 1}; got values {np.unique(y)[:10].tolist()}.")
     return y.astype(int), P, names
+
+
+def _check_decisions(pred: np.ndarray | None, P: np.ndarray) -> np.ndarray:
+    """The decisions as int class indices (n,), the argmax of ``P`` (n, k) when ``pred`` is None."""
+    if pred is None:
+        return P.argmax(axis=1)
+    pred = np.asarray(pred)
+    if pred.shape != (len(P),) or (len(pred) and (not np.issubdtype(pred.dtype, np.integer) or pred.min() < 0
+                                                   or pred.max() >= P.shape[1])):
+        raise ValueError(f"pred must hold {len(P)} class indices 0..{P.shape[1] - 1}; got shape {pred.shape}.")
+    return pred.astype(int)
 
 
 def evaluate_options(cfg: Config, df: pd.DataFrame, rows: np.ndarray) -> dict[str, Any]:

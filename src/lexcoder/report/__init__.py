@@ -60,7 +60,7 @@ def report_context(run: RunDir, art: dict[str, Any], *, top_issues: int) -> dict
             "honesty": ctx.honesty_notes(metrics),
             "second_coder": ctx.second_coder_rows(metrics), "bootstrap": metrics.get("bootstrap"),
             "split": metrics.get("split"), "labels": list(metrics["labels"]),
-            "variables": ctx.variable_sections(metrics),
+            "variables": ctx.variable_sections(metrics, art["cfg"]),
             "issues": ctx.label_issues(run, top_issues), "audit": ctx.audit_rows(run),
             "corrections": ctx.corrections_rows(run),
             "config_text": run.config.read_text(encoding="utf-8"),
@@ -68,7 +68,9 @@ def report_context(run: RunDir, art: dict[str, Any], *, top_issues: int) -> dict
 
 
 def figures(art: dict[str, Any]) -> dict[str, Any]:
-    """Embedded PNGs: the F1 overview and five panels per label; a confusion heat map per categorical variable."""
+    """Embedded PNGs: the F1 overview and five panels per label; per categorical variable a confusion heat map
+    (``variables``) and, where the predictions hold its columns, per-class precision–recall panels and a
+    reliability diagram (``variable_curves``: ``{"pr", "reliability"}`` or None)."""
     from . import plots
     metrics, df, preds = art["metrics"], art["df"], art["preds"]
     preds = preds.set_index("id").loc[df["id"]]  # align with the table's rows
@@ -89,7 +91,37 @@ def figures(art: dict[str, Any]) -> dict[str, Any]:
                               for lab, m in metrics["labels"].items()]) if metrics["labels"] else None
     variables = {name: plots.class_confusion(v["confusion"], v["classes"], title=f"{name}: confusion ({where})")
                  for name, v in (metrics.get("variables") or {}).items()}
-    return {"overview": forest, "labels": per_label, "variables": variables}
+    curves = {name: variable_curves(name, v, df, preds, evaluated, where=where, ece_bins=art["cfg"].evaluate.ece_bins)
+              for name, v in (metrics.get("variables") or {}).items()}
+    return {"overview": forest, "labels": per_label, "variables": variables, "variable_curves": curves}
+
+
+def variable_curves(name: str, block: dict[str, Any], df, preds, rows: np.ndarray, *, where: str,
+                    ece_bins: int = 10) -> dict[str, str] | None:
+    """The per-class precision–recall panels and the reliability diagram of one categorical variable, drawn
+    from the written probabilities and decisions of the evaluated ``rows`` (``preds`` aligned with ``df``).
+
+    ``None`` when the table or the predictions lack the variable's columns (metrics from elsewhere).
+    """
+    from . import plots
+    classes = list(block["classes"])
+    columns = [f"{name}_pred", *(f"{name}_prob_{c}" for c in classes)]
+    if name not in df.columns or any(c not in preds.columns for c in columns):
+        return None
+    human = df[name].astype(str).to_numpy()
+    rows = rows & np.isin(human, classes) & preds[columns[0]].notna().to_numpy()
+    if not rows.any():
+        return None
+    index = {c: i for i, c in enumerate(classes)}
+    y = np.array([index[c] for c in human[rows]])
+    pred = np.array([index[str(c)] for c in preds[columns[0]].to_numpy()[rows]])
+    P = preds[columns[1:]].to_numpy(dtype=float)[rows]
+    before = block.get("before_temperature") or {}
+    return {"pr": plots.class_pr_curves(y, P, pred, classes, where=where),
+            "reliability": plots.class_reliability((pred == y).astype(float), P[np.arange(len(y)), pred],
+                                                   n_bins=ece_bins, ece=block.get("ece"),
+                                                   ece_before=before.get("ece"),
+                                                   temperature=block.get("temperature"), where=where)}
 
 
 def _environment():

@@ -107,8 +107,11 @@ def metric_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def variable_sections(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+def variable_sections(metrics: dict[str, Any], cfg: Any = None) -> list[dict[str, Any]]:
     """One section per categorical variable of ``metrics["variables"]`` (none without that block).
+
+    ``cfg`` (the run's config) says whether a temperature was asked for; without it a temperature of 1 reads
+    as "none fitted".
 
     Returns
     -------
@@ -116,7 +119,9 @@ def variable_sections(metrics: dict[str, Any]) -> list[dict[str, Any]]:
     ``weighted_f1``, ``kappa``, with ``<key>_ci`` where bootstrapped, ``alpha``, ``ac1``, ``ece``), the majority
     baseline (``baseline_class``, ``baseline_macro_f1``, ``baseline_accuracy``) and ``below_baseline``;
     ``classes`` (one row per class: ``name``, ``support``, ``precision``, ``recall``, ``f1`` with ``_ci``,
-    ``small``), ``small`` (class names flagged ``small_support``), ``threshold`` and ``bootstrap`` (settings)
+    ``small``), ``small`` (class names flagged ``small_support``), ``threshold`` and ``bootstrap`` (settings),
+    ``ece_before`` (ECE before temperature scaling, "" if not recorded) and ``decision`` (a sentence on the
+    temperature and class bias used, None for metrics written before they existed)
     """
     sections = []
     for name, v in (metrics.get("variables") or {}).items():
@@ -126,7 +131,9 @@ def variable_sections(metrics: dict[str, Any]) -> list[dict[str, Any]]:
                    "baseline_class": base.get("class"), "baseline_macro_f1": fmt(base.get("macro_f1")),
                    "baseline_accuracy": fmt(base.get("accuracy")), "below_baseline": not v.get("beats_baseline", True),
                    "small": list(v.get("small_support", [])), "bootstrap": v.get("bootstrap"),
-                   "threshold": v.get("small_support_threshold", SMALL_SUPPORT)}
+                   "threshold": v.get("small_support_threshold", SMALL_SUPPORT),
+                   "ece_before": fmt((v.get("before_temperature") or {}).get("ece")) if "before_temperature" in v
+                   else "", "decision": decision_note(v, cfg, cv=metrics.get("split") == "cv")}
         for key, figure in (("accuracy", "accuracy"), ("macro_f1", "macro_f1"), ("weighted_f1", "weighted_f1"),
                             ("kappa", "cohen_kappa")):
             section[key], section[f"{key}_ci"] = fmt(v.get(figure)), fmt_ci(v, figure)
@@ -136,6 +143,40 @@ def variable_sections(metrics: dict[str, Any]) -> list[dict[str, Any]]:
                               for c, m in v["per_class"].items()]
         sections.append(section)
     return sections
+
+
+def decision_note(block: dict[str, Any], cfg: Any = None, *, cv: bool = False) -> str | None:
+    """How a categorical variable's probabilities and decisions were made, in a few sentences: the
+    temperature (with T; one per fold in k-fold mode) and the per-class bias (its non-zero values), both
+    fitted on validation rows; None for a block written before these keys existed."""
+    if "temperature" not in block:
+        return None
+    fitted = block["temperature"] != 1.0 or block.get("class_bias") is not None
+    where = " The validation figures in metrics.json are in-sample for this rule (it was fitted there)." \
+        if fitted and not cv else ""
+    return f"{_temperature_note(block, cfg)} {_bias_note(block.get('class_bias'), cv=cv)}{where}"
+
+
+def _temperature_note(block: dict[str, Any], cfg: Any) -> str:
+    T, folds = block["temperature"], block.get("temperature_folds") or []
+    if cfg is not None and cfg.calibration.classes != "temperature":
+        return "Probabilities: the model's softmax (no temperature scaling)."
+    if T == 1.0 and not folds:
+        return "Probabilities: the model's softmax (temperature scaling found no better temperature than 1)."
+    which = (f"one T per fold ({', '.join(f'{t:.2f}' for t in folds)}; the saved model's T = {T:.2f}), each fitted "
+             "on its fold's validation rows") if folds else f"T = {T:.2f}, fitted on validation rows"
+    return (f"Probabilities: temperature-scaled, {which} (a T above 1 softens over-confident probabilities; it "
+            "never changes which class is the most probable).")
+
+
+def _bias_note(bias: dict[str, float] | None, *, cv: bool) -> str:
+    if bias is None:
+        return "Decision: the most probable class (no class bias)."
+    moved = ", ".join(f"{c} {b:+.2f}" for c, b in bias.items() if b)
+    whose = "; each fold tuned its own, shown: the saved model's" if cv else ""
+    values = f"{moved}; 0 for the others{whose}" if moved else f"it found no bias that helps: all 0{whose}"
+    return ("Decision: the most probable class after a per-class bias on the log-probabilities, tuned on "
+            f"validation rows for macro-F1 ({values}).")
 
 
 def honesty_notes(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -213,6 +254,8 @@ def corrections_rows(run: RunDir) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     res = read_json(path)
+    if "original" not in res:  # runs without 0/1 labels: the table shows labels (variables: corrections_report.md)
+        return None
 
     def cells(key: str, before: float, after: float, delta: float, ci) -> dict[str, str]:
         return {f"{key}_before": fmt(before), f"{key}_after": fmt(after), f"{key}_delta": f"{delta:+.3f}",

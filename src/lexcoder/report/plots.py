@@ -209,3 +209,89 @@ def class_confusion(confusion: Sequence[Sequence[int]], classes: Sequence[str], 
     fig.colorbar(image, cax=bar, ticks=_TICKS).set_label("share of the human class", fontsize=font)
     bar.tick_params(labelsize=font)
     return to_data_uri(fig)
+
+
+def class_pr_curves(y: np.ndarray, P: np.ndarray, pred: np.ndarray, classes: Sequence[str], *, where: str) -> str:
+    """Per-class precision–recall curves of a categorical variable, each class against the rest, one small
+    panel per class (a grid of up to six columns: readable with 7 classes and with 37).
+
+    Each panel shows the class's curve over its probability column, the dot where the decisions made put it
+    (precision and recall of ``pred``, after any class bias) and the class's share of the rows (the precision
+    of guessing), with its average precision in the title.
+
+    Parameters
+    ----------
+    y : (n,) human codes as class indices into ``classes``
+    P : (n, k) the written class probabilities of the same rows
+    pred : (n,) the decisions made (class indices)
+    classes : the k class names
+    where : which rows these are ("test", "out-of-fold"), for the title
+    """
+    from matplotlib.figure import Figure
+    from sklearn.metrics import average_precision_score
+    k = len(classes)
+    ncols = min(k, 4 if k <= 8 else 6)
+    nrows = -(-k // ncols)
+    panel = 2.3  # inches per panel
+    width, height = ncols * panel + 0.4, nrows * (panel + 0.35) + 0.8
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    fig.subplots_adjust(left=0.5 / width, right=1 - 0.15 / width, bottom=0.45 / height, top=1 - 0.85 / height,
+                        wspace=0.35, hspace=0.6)
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    fig.suptitle(plain_text(f"Precision–recall per class, one against the rest ({where}); dot: the decisions made"),
+                 fontsize=10)
+    for c, ax in enumerate(axes):
+        if c >= k:
+            ax.set_axis_off()
+            continue
+        _class_pr_panel(ax, y == c, P[:, c], pred == c)
+        ap = average_precision_score(y == c, P[:, c]) if (y == c).any() else None
+        name = class_name_label(classes[c], width=26, lines=1)
+        ax.set_title(f"{name}\nAP {ap:.2f}, {int((y == c).sum()):,} texts" if ap is not None else f"{name}\nno texts",
+                     fontsize=9, parse_math=False)
+    return to_data_uri(fig)
+
+
+def _class_pr_panel(ax, truth: np.ndarray, p: np.ndarray, chosen: np.ndarray) -> None:
+    if truth.any() and not truth.all():
+        precision, recall, _ = precision_recall_curve(truth, p)
+        ax.step(recall, precision, where="post", color=_BLUE, lw=1.2)
+        tp = (chosen & truth).sum()
+        ax.plot(tp / truth.sum(), tp / max(chosen.sum(), 1), "o", color=_ORANGE, ms=5)
+        ax.axhline(truth.mean(), color=_GREY, ls=":", lw=1)
+    ax.set(xlim=(0, 1), ylim=(0, 1.02), xticks=_TICKS, yticks=_TICKS)
+    ax.tick_params(labelsize=8)
+    ax.set_xlabel("recall", fontsize=8, labelpad=1)
+    ax.set_ylabel("precision", fontsize=8, labelpad=1)
+
+
+def class_reliability(correct: np.ndarray, p_chosen: np.ndarray, *, n_bins: int = 10, ece: float | None = None,
+                      ece_before: float | None = None, temperature: float | None = None, where: str = "test") -> str:
+    """Reliability diagram of a categorical variable: the probability of the chosen class against the share
+    of texts where it is the human coders' class, per equal-width bin (dot size: rows in the bin).
+
+    Parameters
+    ----------
+    correct : (n,) 1 where the chosen class is the human's, else 0
+    p_chosen : (n,) the written probability of the chosen class
+    n_bins : equal-width bins on [0, 1]
+    ece, ece_before : the ECE with the written probabilities and before temperature scaling (for the legend)
+    temperature : the temperature of the deployed rule (None: not recorded)
+    where : which rows these are, for the title
+    """
+    from ..stats import reliability_curve
+    fig, (ax,) = _figure(4.2, 3.9, left=0.16, right=0.96, bottom=0.13, top=0.86)
+    ax.plot([0, 1], [0, 1], color=_GREY, ls=":", label="perfect")
+    bins = reliability_curve(correct, p_chosen, n_bins=n_bins)
+    if bins:
+        x, obs = [b["mean_prob"] for b in bins], [b["observed"] for b in bins]
+        size = np.sqrt([b["n"] for b in bins])
+        label = "bins (size = rows)" if ece is None else f"ECE {ece:.3f}"
+        if ece_before is not None and temperature not in (None, 1.0):
+            label += f" (before T = {temperature:.2f}: {ece_before:.3f})"
+        ax.plot(x, obs, color=_BLUE, lw=1)
+        ax.scatter(x, obs, s=8 + 60 * size / size.max(), color=_BLUE, zorder=3, label=label)
+    _unit_axes(ax, xlabel="probability of the chosen class", ylabel="share where it is the human's class")
+    ax.set_title(f"Calibration of the chosen class ({where})", fontsize=10)
+    ax.legend(loc="upper left", fontsize=8)
+    return to_data_uri(fig)
