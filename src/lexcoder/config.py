@@ -185,7 +185,8 @@ class CalibrationConfig(_Section):
 class ContextConfig(_Section):
     """What a model sees besides the text: neighbouring texts of the same document, position, metadata.
 
-    Context is on when ``order_column`` is set. Prediction on a new corpus then needs the same columns.
+    Neighbours and position need ``order_column``; ``metadata_columns`` alone add features to the text.
+    Prediction on a new corpus then needs the same columns.
     """
 
     document_column: str | None = Field(None, examples=["judgment_id"], description=(

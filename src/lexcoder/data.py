@@ -2,6 +2,7 @@
 
 The canonical table has columns ``id`` (str), ``text`` (str), optional ``group`` (str), one int8 0/1
 column per label, and ``source_row`` (1-based data row in the input file, for error messages and audits).
+Other columns are carried along; those ``[context]`` reads are checked (:mod:`lexcoder.context`).
 """
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .config import DataConfig
+from .config import ContextConfig, DataConfig
+from .context import RESERVED, check_context_columns  # RESERVED: the canonical table's own column names
 from .errors import DataError, did_you_mean, format_rows
 from .io import excel_sheet_columns, read_table, table_format
 
@@ -21,7 +23,6 @@ TRUE_VALUES = {"1", "1.0", "true", "t", "yes", "y"}
 FALSE_VALUES = {"0", "0.0", "false", "f", "no", "n"}
 # how R, Stata and spreadsheets write a missing value into a text file: an empty label cell, like ""
 MISSING_VALUES = {"", "na", "n/a", "nan", "null", "none", "."}
-RESERVED = {"id", "text", "group", "source_row", "dup_group"}
 
 
 class MissingColumnsError(DataError):
@@ -100,8 +101,10 @@ def _check_classes(values: pd.Series, *, column: str, source: str) -> None:
                         "Check that class_columns names the right column.")
 
 
-def load_dataset(cfg: DataConfig) -> tuple[pd.DataFrame, LoadReport]:
+def load_dataset(cfg: DataConfig, *, context: ContextConfig | None = None) -> tuple[pd.DataFrame, LoadReport]:
     """Read ``cfg.path`` and return the validated canonical table and a report.
+
+    ``context``: the run's ``[context]``, whose document, order and metadata columns are checked too.
 
     Raises
     ------
@@ -111,20 +114,22 @@ def load_dataset(cfg: DataConfig) -> tuple[pd.DataFrame, LoadReport]:
     """
     raw = read_table(cfg.path, sheet=cfg.sheet)
     try:
-        return validate_table(raw, cfg, source=str(cfg.path))
+        return validate_table(raw, cfg, source=str(cfg.path), context=context)
     except MissingColumnsError as err:
         if table_format(cfg.path) != "xlsx":
             raise
         raise MissingColumnsError(f"{err}\n{_sheet_advice(cfg, err.columns)}", err.columns) from None
 
 
-def validate_table(raw: pd.DataFrame, cfg: DataConfig, *, source: str = "input"
-                   ) -> tuple[pd.DataFrame, LoadReport]:
+def validate_table(raw: pd.DataFrame, cfg: DataConfig, *, source: str = "input",
+                   context: ContextConfig | None = None) -> tuple[pd.DataFrame, LoadReport]:
     """Validate an in-memory table (the Python API's entry point; :func:`load_dataset` reads a file)."""
     report = LoadReport(rows_read=len(raw))
     _check_not_empty(raw, cfg, source)
     _check_columns(raw, cfg, source)
     raw = raw.reset_index(drop=True)
+    # document, order (as numbers) and metadata columns of [context], under their names in the table
+    context_values = {} if context is None else check_context_columns(raw, cfg, context, source=source)
     df = pd.DataFrame({"source_row": np.arange(1, len(raw) + 1)})
     df["id"] = _ids(raw, cfg, source, report)
     df["text"] = raw[cfg.text_column].map(lambda v: "" if _is_missing(v) else str(v))
@@ -138,6 +143,9 @@ def validate_table(raw: pd.DataFrame, cfg: DataConfig, *, source: str = "input"
         if col not in df.columns and col not in {cfg.text_column, cfg.id_column, cfg.group_column} \
                 and col not in RESERVED:
             df[col] = raw[col]
+    for col, values in context_values.items():
+        if col != "group":  # (the group column is already there, as text)
+            df[col] = values.to_numpy()
 
     df = _handle_missing_labels(df, cfg, source, report)
     df = _handle_empty_texts(df, cfg, source, report)

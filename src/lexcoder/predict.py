@@ -1,6 +1,7 @@
 """Code new texts with a trained run: streamed in chunks, written atomically, never over an input."""
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,10 +11,13 @@ import numpy as np
 import pandas as pd
 
 from .clean import clean_text
+from .context import check_context_columns, context_columns, context_on, document_column, model_inputs, \
+    whole_documents
 from .errors import DataError
 from .io import (atomic_path, compression_of, count_rows, iter_table, open_text_output, table_format, write_table,
                  write_text_table)
 from .progress import track
+from .decide import decide_classes
 from .rundir import RunDir, check_output_file
 from .safety import neutralise_formulas as neutralise
 
@@ -23,25 +27,40 @@ log = logging.getLogger(__name__)
 SPREADSHEET_FORMATS = ("csv", "tsv", "xlsx")
 
 
-def predict_frame(model, thresholds: np.ndarray, labels: list[str], texts: pd.Series, clean_cfg, *,
-                  variables: dict | None = None) -> pd.DataFrame:
-    """The coded columns for ``texts`` (cleaned exactly as at training): ``<label>_prob`` /
+def chunk_inputs(chunk: pd.DataFrame, cfg, text_column: str, *, source: str, first_row: int
+                 ) -> list[str] | pd.DataFrame:
+    """The model inputs of a chunk of the input: its texts cleaned exactly as at training, with their
+    context (:func:`lexcoder.context.model_inputs`) when the run has one; ``first_row`` (1-based) for
+    messages."""
+    cleaned = [clean_text("" if pd.isna(t) else str(t), cfg.clean) for t in chunk[text_column]]
+    if not context_on(cfg.context):
+        return cleaned
+    columns = check_context_columns(chunk.reset_index(drop=True), cfg.data, cfg.context, source=source,
+                                    first_row=first_row)
+    table = pd.DataFrame({"text": cleaned, **{name: values.to_numpy() for name, values in columns.items()}})
+    return model_inputs(table, cfg)
+
+
+def predict_frame(model, thresholds: np.ndarray, labels: list[str], inputs: list[str] | pd.DataFrame, *,
+                  variables: dict | None = None, index: pd.Index | None = None) -> pd.DataFrame:
+    """The coded columns for the model ``inputs`` (:func:`chunk_inputs`): ``<label>_prob`` /
     ``<label>_pred`` for the 0/1 labels (``model`` may be None without labels), and for each categorical
-    variable's model in ``variables`` ``<variable>_pred`` (the most probable class) and
-    ``<variable>_prob_<class>`` per class."""
-    cleaned = [clean_text("" if pd.isna(t) else str(t), clean_cfg) for t in texts]
+    variable's model in ``variables`` (:meth:`~lexcoder.rundir.RunDir.load_variable_models`)
+    ``<variable>_pred`` (the class its saved rule chooses: the most probable one, or with a per-class bias)
+    and ``<variable>_prob_<class>`` per class (temperature-scaled where the run saved a temperature); rows
+    indexed by ``index``."""
     out = {}
     if labels:
-        P = model.predict_proba(cleaned)
+        P = model.predict_proba(inputs)
         for j, lab in enumerate(labels):
             out[f"{lab}_prob"] = P[:, j]
             out[f"{lab}_pred"] = (P[:, j] >= thresholds[j]).astype("int8")
     for variable, vmodel in (variables or {}).items():
-        P = vmodel.predict_proba(cleaned)
-        out[f"{variable}_pred"] = np.asarray(vmodel.classes_, dtype=object)[P.argmax(axis=1)]
+        P = vmodel.predict_proba(inputs)
+        out[f"{variable}_pred"] = np.asarray(vmodel.classes_, dtype=object)[decide_classes(vmodel, P)]
         for j, value in enumerate(vmodel.classes_):
             out[f"{variable}_prob_{value}"] = P[:, j]
-    return pd.DataFrame(out, index=texts.index)
+    return pd.DataFrame(out, index=index)
 
 
 def coded_columns(labels: list[str], variables: dict) -> list[str]:
@@ -61,6 +80,12 @@ def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str |
     in chunks of ``chunksize`` rows (bounded memory); the output appears only once complete (temporary
     file + rename), compressed when its name ends in ``.gz``, ``.bz2``, ``.xz``, ``.zip`` (or ``.zst``).
 
+    A run with ``[context]`` needs the input to hold its document, order and metadata columns. Its texts
+    are read with their neighbours, so each document is coded whole: the rows of a document must be next
+    to each other in the input (sorted by document; in any order within it), and the chunks are re-cut at
+    document boundaries (memory holds one chunk plus one document; :func:`lexcoder.context.whole_documents`).
+    Neighbours and positions come from the rows of the input: code whole documents, not samples of them.
+
     Parameters
     ----------
     run_dir : a finished run directory
@@ -74,7 +99,9 @@ def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str |
     ------
     DataError
         When ``output_path`` is the input, lies inside a run folder, exists (without ``overwrite``) or has
-        an unsupported extension, or the input lacks the text column; nothing is written then.
+        an unsupported extension, or the input lacks the text column or a column the run's context reads;
+        nothing is written then. With context, also when a document's rows are not together (or a
+        document/order cell is invalid), found while coding: the partial output is then removed.
     """
     input_path, output_path = Path(input_path), Path(output_path)
     check_output_file(output_path, inputs=[input_path], overwrite=overwrite)
@@ -90,18 +117,22 @@ def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str |
     fmt = table_format(output_path)
     safe = neutralise_formulas and fmt in SPREADSHEET_FORMATS
     total = count_rows(input_path)
-    n_done, checked = 0, False
+    n_done = 0
+    chunks = iter_table(input_path, chunksize=chunksize)
+    first = next(chunks)
+    _check_input_columns(first, input_path, text_column, id_column or cfg.data.id_column, added)
+    _check_context_columns(first, input_path, cfg)
+    chunks = itertools.chain([first], chunks)
+    if cfg.context.order_column:  # neighbours: whole documents at a time
+        chunks = whole_documents(chunks, document_column(cfg.data, cfg.context), source=str(input_path))
     with atomic_path(output_path) as tmp, _writer(tmp, output_path, input_path, added) as write:
-        for chunk in track(iter_table(input_path, chunksize=chunksize), description="Coding texts",
-                           total=_n_chunks(total, chunksize)):
-            if n_done == 0 and not checked:
-                checked = True
-                _check_input_columns(chunk, input_path, text_column, id_column or cfg.data.id_column, added)
+        for chunk in track(chunks, description="Coding texts", total=_n_chunks(total, chunksize)):
             if not len(chunk):  # e.g. a header without rows: nothing to code
                 continue
             chunk = chunk.drop(columns=[c for c in added if c in chunk.columns])
-            coded = pd.concat([chunk, predict_frame(model, thresholds, labels, chunk[text_column], cfg.clean,
-                                                    variables=variables)], axis=1)
+            inputs = chunk_inputs(chunk, cfg, text_column, source=str(input_path), first_row=n_done + 1)
+            coded = pd.concat([chunk, predict_frame(model, thresholds, labels, inputs, variables=variables,
+                                                    index=chunk.index)], axis=1)
             write(neutralise(coded) if safe else coded)
             n_done += len(chunk)
         if n_done == 0:
@@ -121,6 +152,16 @@ def _check_input_columns(chunk: pd.DataFrame, input_path: Path, text_column: str
     if replaced:
         log.warning("%s already holds %s: replaced by this run's predictions in the output (the input file is "
                     "unchanged).", input_path, ", ".join(replaced))
+
+
+def _check_context_columns(chunk: pd.DataFrame, input_path: Path, cfg) -> None:
+    """The input holds every column the run's context reads (one message naming all that are missing)."""
+    missing = [(key, col) for key, col in context_columns(cfg.data, cfg.context) if col not in chunk.columns]
+    if missing:
+        named = ", ".join(f"{col!r} ([context] {key})" for key, col in missing)
+        raise DataError(f"{input_path}: the run's model reads its texts with context, but the input has no column "
+                        f"{named} (columns: {', '.join(map(str, chunk.columns[:20]))}). Add the column(s), "
+                        "holding what they held in the training data.")
 
 
 def _n_chunks(total: int | None, chunksize: int) -> int | None:
