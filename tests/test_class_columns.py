@@ -121,10 +121,9 @@ def test_a_column_cannot_be_both_kinds_and_one_kind_is_needed(roles, tmp_path):
 def test_stages_that_cover_labels_only_say_so_for_a_variables_only_run(roles, tmp_path):
     out = tmp_path / "run"
     run_pipeline(load_config(_config(tmp_path, roles, class_columns=["role"])), out)
-    res = runner.invoke(app, ["audit", str(out)])
-    assert res.exit_code == 2 and "categorical variables (role) are not audited yet" in " ".join(res.output.split())
-    from lexcoder.estimate import estimate_run
-    with pytest.raises(ConfigError, match=r"categorical variables \(role\) are not estimated yet"):
+    # (the audit covers categorical variables: tests/audit/test_variables_audit.py)
+    from lexcoder.estimate import estimate_run  # estimates cover variables (tests/test_estimate_variables.py) ...
+    with pytest.raises(DataError, match=r"missing column\(s\) \['role_prob_"):  # ... of a coded corpus
         estimate_run(out, tmp_path / "roles.csv", tmp_path / "roles.csv")
 
 

@@ -28,7 +28,11 @@ FORMAT = {"config.toml", "manifest.json", "data.parquet", "duplicate_conflicts.p
           "models", "checkpoints", "metrics.json", "predictions.parquet", "label_issues.csv",
           "label_issues.parquet", "audit_summary.json", "audit_oof.parquet", "audit_oof.json",
           "corrections_applied.parquet", "corrections_report.json", "corrections_report.md", "report.html",
-          "report.md"}
+          "report.md", "batches.parquet", "coded_batches.parquet", "review.sqlite"}
+# written by `lexcoder next` / `lexcoder add` (tests/active), not by the workflow below
+ACTIVE_LEARNING = {"batches.parquet", "coded_batches.parquet"}
+# written by `lexcoder review` (tests/review), not by the workflow below
+REVIEW_DESK = {"review.sqlite"}
 
 
 def test_the_run_folder_format_is_unchanged():
@@ -37,6 +41,7 @@ def test_the_run_folder_format_is_unchanged():
     owned = lambda name: any(fnmatch.fnmatch(name, pat) for pat in OWNED_PATTERNS)  # noqa: E731
     assert all(owned(name) for name in FORMAT) and owned(LOCK_FILE)
     assert owned(RunDir(Path("r")).label_issues_for("a/b: c").name)
+    assert owned("review.sqlite-wal") and owned("review.sqlite-shm")  # SQLite's companions of the review store
     assert not owned("notes.txt") and not owned("audit_notes.json") and not owned("my_data.csv")
 
 
@@ -83,7 +88,7 @@ def test_every_file_written_into_a_run_folder_is_a_named_artifact(workflow):
     (before, after), root = workflow
     label_view = before.label_issues_for(LABELS[1]).name
     written = {e.name for run in (before, after) for e in run.root.iterdir()}
-    assert written - {LOCK_FILE, label_view} == set(ARTIFACT_NAMES) - {"checkpoints"}  # TF-IDF keeps none
+    assert written - {LOCK_FILE, label_view} == set(ARTIFACT_NAMES) - {"checkpoints"} - ACTIVE_LEARNING - REVIEW_DESK  # TF-IDF keeps none
     assert fnmatch.fnmatch(label_view, LABEL_VIEW.format("*"))
     assert before.foreign_entries() == [] and after.foreign_entries() == []
     for run in (before, after):  # inside the model folder: the thresholds RunDir reads

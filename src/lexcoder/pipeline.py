@@ -19,6 +19,7 @@ import pandas as pd
 from .calibrate import CalibratedModel, calibrate_on_validation
 from .clean import clean
 from .config import Config
+from .context import model_inputs, take
 from .data import load_dataset
 from .errors import ConfigError, DataError
 from .evaluate import evaluate_options, evaluate_predictions
@@ -166,9 +167,10 @@ def prepare_inputs(cfg: Config, corrections: str | Path | None = None, *, data_s
     uses the original codes, so a run and its retrained twin split alike.
     """
     labels = cfg.data.label_columns
-    df, load_report = load_dataset(cfg.data)
+    df, load_report = load_dataset(cfg.data, context=cfg.context)
     df, conflicts, clean_report = clean(df, cfg.data.coded_columns, cfg.clean)
-    ledger, corrections_block = (None, None) if corrections is None else check_corrections(df, corrections, labels)
+    ledger, corrections_block = (None, None) if corrections is None else check_corrections(
+        df, corrections, labels, cfg.data.class_columns)
     t0 = time.perf_counter()
     indicators = class_indicators(df, cfg.data.class_columns)  # classes are stratified like labels
     splits = make_splits(df.join(indicators), [*labels, *indicators.columns], cfg.split,
@@ -206,7 +208,7 @@ def write_prepared(cfg: Config, run: RunDir, prepared: PreparedInputs) -> None:
         run.update_manifest(split=prepared.splits.attrs.get("split_facts"))
 
 
-def fit_partition(cfg: Config, texts: pd.Series, Y: np.ndarray, part: dict[str, np.ndarray],
+def fit_partition(cfg: Config, texts: pd.Series | pd.DataFrame, Y: np.ndarray, part: dict[str, np.ndarray],
                   checkpoint_dir: Path | None = None) -> tuple[TextClassifier, np.ndarray, np.ndarray]:
     """Fit a fresh model on the partition's train rows and tune thresholds on its val rows.
 
@@ -221,14 +223,14 @@ def fit_partition(cfg: Config, texts: pd.Series, Y: np.ndarray, part: dict[str, 
     model = build_model(cfg.model.kind, cfg.model.name, cfg.model.params)
     model.checkpoint_dir = checkpoint_dir
     tr, va = part["train"], part["val"]
-    model.fit(texts[tr].tolist(), Y[tr], texts[va].tolist(), Y[va], label_names=labels)
-    P_val = model.predict_proba(texts[va].tolist())
+    model.fit(take(texts, tr), Y[tr], take(texts, va), Y[va], label_names=labels)
+    P_val = model.predict_proba(take(texts, va))
     model, P_val = calibrate_on_validation(model, Y[va], P_val, method=cfg.calibration.method, label_names=labels)
     thresholds = choose_thresholds(Y[va], P_val, method=cfg.thresholds.method, fixed=cfg.thresholds.fixed,
                                    label_names=labels)
     if refits(cfg):
         refitted = build_model(cfg.model.kind, cfg.model.name, cfg.model.params)
-        refitted.fit(texts[tr | va].tolist(), Y[tr | va], label_names=labels)
+        refitted.fit(take(texts, tr | va), Y[tr | va], label_names=labels)
         # the thresholds were tuned on calibrated probabilities: the refitted model keeps the calibrator
         # (as scikit-learn's CalibratedClassifierCV(ensemble=False) refits its estimator under one map)
         model = CalibratedModel(refitted, model.calibrator) if isinstance(model, CalibratedModel) else refitted
@@ -270,7 +272,7 @@ def _train_labels(cfg: Config, run: RunDir, df: pd.DataFrame, splits: pd.DataFra
                   ) -> dict[str, Any]:
     """The 0/1 labels' model: fit, thresholds, out-of-sample probabilities, metrics; adds to ``preds``."""
     labels = cfg.data.label_columns
-    texts, Y = df["text"].reset_index(drop=True), df[labels].to_numpy()
+    texts, Y = model_inputs(df, cfg), df[labels].to_numpy()
     parts = cv_partitions(splits)
     P = np.full(Y.shape, np.nan)
     T = np.full(Y.shape, np.nan)  # threshold in force for each row's prediction
@@ -280,7 +282,7 @@ def _train_labels(cfg: Config, run: RunDir, df: pd.DataFrame, splits: pd.DataFra
         if len(parts) == 1:  # plain split: val keeps the probabilities its thresholds were tuned on
             P[part["val"]], T[part["val"]] = P_val, thresholds
             scored = scored | part["train"]
-        P[scored] = model.predict_proba(texts[scored].tolist())
+        P[scored] = model.predict_proba(take(texts, scored))
         T[scored] = thresholds
     if len(parts) > 1:  # k-fold: fit the deployable model; metrics use the out-of-fold predictions
         folds = splits["fold"].to_numpy()
@@ -303,32 +305,46 @@ def _no_labels(splits: pd.DataFrame) -> dict[str, Any]:
 
 def _train_variable(cfg: Config, run: RunDir, df: pd.DataFrame, splits: pd.DataFrame, variable: str,
                     metrics: dict[str, Any], preds: pd.DataFrame) -> None:
-    """One categorical variable: a model over its classes, out-of-sample probabilities, the most probable
-    class as the decision, and its ``variables`` block in ``metrics`` (and ``metrics["val"]``)."""
-    if cfg.calibration.method != "none":
-        log.warning("[calibration] applies to the 0/1 labels; the classes of %r keep the model's softmax.",
-                    variable)
-    texts, y = df["text"].reset_index(drop=True), df[variable].astype(str).to_numpy(dtype=object)
+    """One categorical variable: a model over its classes per partition, its decision rule fitted on that
+    partition's validation rows (:mod:`lexcoder.decide`: ``[calibration] classes`` temperature, ``[thresholds]
+    class_bias``), out-of-sample temperature-scaled probabilities and the rule's decisions, and its
+    ``variables`` block in ``metrics`` (and ``metrics["val"]``). The model saved for ``predict`` (in k-fold
+    mode: fold 0's partition) keeps its rule beside it, written together with it."""
+    from .decide import ClassDecision
+    from .rundir.folder import DECISION_FILE
+    new_rule = partial(ClassDecision, calibration=cfg.calibration.classes, class_bias=cfg.thresholds.class_bias,
+                       name=variable)
+    texts, y = model_inputs(df, cfg), df[variable].astype(str).to_numpy(dtype=object)
     classes = np.asarray(sorted(set(y)), dtype=object)
-    parts = cv_partitions(splits)
-    P = np.full((len(y), len(classes)), np.nan)
+    codes, parts, rules = np.searchsorted(classes, y), cv_partitions(splits), []
+    raw = np.full((len(y), len(classes)), np.nan)  # the model's softmax (for the figures before temperature)
+    P, decided = raw.copy(), np.zeros(len(y), dtype=int)
+
+    def record(rows: np.ndarray, P_rows: np.ndarray, rule: ClassDecision) -> None:
+        raw[rows], P[rows] = P_rows, rule.transform(P_rows)
+        decided[rows] = rule.decide(P[rows])
     checkpoints = run.checkpoints / run.variable_model_dir(cfg.model.kind, variable).name
     for i, part in enumerate(_progress(parts, f"Training {variable}")):
         model, P_val = _fit_classes(cfg, texts, y, classes, part, checkpoints / f"part{i}")
+        rules.append(rule := new_rule().fit(codes[part["val"]], P_val, classes))
         scored = part["test"]
         if len(parts) == 1:  # val keeps the probabilities of the model that did not see it (before a refit)
-            P[part["val"]] = P_val
+            record(part["val"], P_val, rule)
             scored = scored | part["train"]
-        P[scored] = model.predict_proba(texts[scored].tolist())
+        record(scored, model.predict_proba(take(texts, scored)), rule)
     if len(parts) > 1:
         folds = splits["fold"].to_numpy()
-        model, _ = _fit_classes(cfg, texts, y, classes, {"train": folds != 0, "val": folds == 0},
-                                checkpoints / f"part{len(parts)}")
-    model.save(run.variable_model_dir(cfg.model.kind, variable))
-    preds[f"{variable}_pred"] = classes[P.argmax(axis=1)]
+        model, P_val = _fit_classes(cfg, texts, y, classes, {"train": folds != 0, "val": folds == 0},
+                                    checkpoints / f"part{len(parts)}")
+        rule = new_rule().fit(codes[folds == 0], P_val, classes)
+    with atomic_dir(run.variable_model_dir(cfg.model.kind, variable)) as tmp:  # model and rule, or neither
+        model.save(tmp)
+        rule.save(tmp / DECISION_FILE)
+    preds[f"{variable}_pred"] = classes[decided]
     for j, value in enumerate(classes):
         preds[f"{variable}_prob_{value}"] = P[:, j]
-    _variable_metrics(cfg, df, splits, variable, np.searchsorted(classes, y), P, classes, metrics)
+    _variable_metrics(cfg, df, splits, variable, codes, P, classes, metrics, decided=decided, raw=raw,
+                      rule=rule, fold_rules=rules if len(parts) > 1 else [])
 
 
 def _fit_classes(cfg: Config, texts: pd.Series, y: np.ndarray, classes: np.ndarray, part: dict[str, np.ndarray],
@@ -339,11 +355,11 @@ def _fit_classes(cfg: Config, texts: pd.Series, y: np.ndarray, classes: np.ndarr
     tr, va = part["train"], part["val"]
     model = build_model(cfg.model.kind, cfg.model.name, cfg.model.params)
     model.checkpoint_dir = checkpoint_dir
-    model.fit(texts[tr].tolist(), y[tr], texts[va].tolist(), y[va])
-    P_val = model.predict_proba(texts[va].tolist()) if va.any() else np.zeros((0, len(classes)))
+    model.fit(take(texts, tr), y[tr], take(texts, va), y[va])
+    P_val = model.predict_proba(take(texts, va)) if va.any() else np.zeros((0, len(classes)))
     if refits(cfg):
         model = build_model(cfg.model.kind, cfg.model.name, cfg.model.params)
-        model.fit(texts[tr | va].tolist(), y[tr | va])
+        model.fit(take(texts, tr | va), y[tr | va])
     if list(model.classes_) != list(classes):  # the split puts every class into training; say so if not
         missing = sorted(set(classes) - set(model.classes_))
         raise DataError(f"Class(es) {missing} never occur in the training rows; code more examples of them.")
@@ -351,8 +367,13 @@ def _fit_classes(cfg: Config, texts: pd.Series, y: np.ndarray, classes: np.ndarr
 
 
 def _variable_metrics(cfg: Config, df: pd.DataFrame, splits: pd.DataFrame, variable: str, y: np.ndarray,
-                      P: np.ndarray, classes: np.ndarray, metrics: dict[str, Any]) -> None:
-    from .evaluate import evaluate_variable
+                      P: np.ndarray, classes: np.ndarray, metrics: dict[str, Any], *, decided: np.ndarray,
+                      raw: np.ndarray, rule: Any, fold_rules: list[Any]) -> None:
+    """The ``variables`` block of the decisions made (``decided``) and the written probabilities ``P``, with
+    the deployed rule's ``temperature`` and ``class_bias``, the probability figures before temperature
+    (``before_temperature``: from ``raw``), ``decision_in_sample`` (true on validation, where the rule was
+    fitted) and, in k-fold mode, each fold's temperature (``temperature_folds``)."""
+    from .evaluate import evaluate_variable, probability_metrics
     split = splits["split"].to_numpy()
     # the baseline answers the training rows' most frequent class (in k-fold: all rows', which every fold's
     # training part shares unless two classes are nearly tied)
@@ -360,15 +381,19 @@ def _variable_metrics(cfg: Config, df: pd.DataFrame, splits: pd.DataFrame, varia
     majority = int(np.bincount(y[train], minlength=len(classes)).argmax())
     groups = df["group"].to_numpy() if "group" in df.columns else None
 
-    def block(rows: np.ndarray) -> dict[str, Any]:
-        return evaluate_variable(y[rows], P[rows], [str(c) for c in classes],
-                                 groups=None if groups is None else groups[rows], bootstrap=cfg.evaluate.bootstrap,
-                                 seed=cfg.evaluate.seed, ece_bins=cfg.evaluate.ece_bins, majority=majority)
+    def block(rows: np.ndarray, *, in_sample: bool) -> dict[str, Any]:
+        out = evaluate_variable(y[rows], P[rows], [str(c) for c in classes], pred=decided[rows],
+                                groups=None if groups is None else groups[rows], bootstrap=cfg.evaluate.bootstrap,
+                                seed=cfg.evaluate.seed, ece_bins=cfg.evaluate.ece_bins, majority=majority)
+        before = probability_metrics(y[rows], raw[rows], ece_bins=cfg.evaluate.ece_bins, pred=decided[rows])
+        return {**out, **rule.summary(), "before_temperature": before, "decision_in_sample": in_sample}
     if (split == "cv").all():
-        metrics.setdefault("variables", {})[variable] = block(np.ones(len(y), bool))
+        out = block(np.ones(len(y), bool), in_sample=False)  # each fold's rule was fitted on another fold
+        metrics.setdefault("variables", {})[variable] = {
+            **out, "temperature_folds": [r.summary()["temperature"] for r in fold_rules]}
         return
-    metrics.setdefault("variables", {})[variable] = block(split == "test")
-    metrics["val"].setdefault("variables", {})[variable] = block(split == "val")
+    metrics.setdefault("variables", {})[variable] = block(split == "test", in_sample=False)
+    metrics["val"].setdefault("variables", {})[variable] = block(split == "val", in_sample=True)
 
 
 def _metrics(cfg: Config, Y, P, T, splits: pd.DataFrame, thresholds: np.ndarray, df: pd.DataFrame

@@ -8,7 +8,7 @@ model. The annotation of a field is its type and range (``Annotated[int, Field(g
 from it lexcoder validates settings (:mod:`lexcoder.models.params`), writes the commented example config
 and the README's parameter tables, so the class is the one source of truth.
 
-Three target shapes, as in scikit-learn (``target_type_`` says which one a model was fitted on):
+Four target shapes, as in scikit-learn (``target_type_`` says which one a model was fitted on):
 
 - ``"multilabel"`` (lexcoder's 0/1 labels): ``y`` is an ``(n, n_labels)`` 0/1 matrix; ``predict_proba``
   returns ``(n, n_labels)`` probabilities, one independent sigmoid per label; ``classes_ = arange(n_labels)``;
@@ -16,10 +16,17 @@ Three target shapes, as in scikit-learn (``target_type_`` says which one a model
   holds the two values (what ``TunedThresholdClassifierCV`` and ``CleanLearning`` expect);
 - ``"multiclass"`` (an exclusive categorical variable): ``y`` is 1-D with three or more values;
   ``predict_proba`` returns ``(n, k)`` probabilities that sum to 1 (a softmax), ``classes_`` the k values
-  in sorted order, ``predict`` the most probable one.
+  in sorted order, ``predict`` the most probable one;
+- ``"multiclass-multioutput"`` (0/1 labels and categorical variables together, one model for all): ``y`` is
+  ``(n, m)``, a DataFrame or an array, each column a 0/1 label or a categorical variable (``fit``'s
+  ``categorical`` names the latter); ``predict_proba`` returns a list of ``(n, k_j)`` arrays, one per output
+  (a label's ``(n, 2)``), as scikit-learn's ``MultiOutputClassifier``; ``classes_`` is the list of each
+  output's classes, ``label_names_`` the outputs' names, ``predict`` an ``(n, m)`` object array.
 
-A family sees a 0/1 matrix in every case (one column per class for ``"multiclass"``, one-hot) and reads
-``self.target_type_`` to choose sigmoids or a softmax.
+A family sees a 0/1 matrix in every case and predicts one of the same width: ``self.outputs_``
+(:mod:`lexcoder.models.outputs`) says which columns belong to which output, and ``_link_groups()`` which
+blocks take sigmoids (the 0/1 labels) and which a softmax (each categorical variable; the one variable of
+``"multiclass"``).
 
 Model files are safe and portable: JSON, numpy ``.npy`` and safetensors, never pickle.
 """
@@ -37,6 +44,10 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from ..errors import LexcoderError
 from ..io import atomic_dir
+from .inputs import check_same_inputs, input_columns, model_texts
+from .outputs import MULTIOUTPUT, LinkGroup, categorical_names, check_multioutput, decode, encode, \
+    is_multioutput, link_groups, n_columns, outputs_from_meta, predict_classes, single_target_layout, \
+    split_probabilities
 
 log = logging.getLogger(__name__)
 
@@ -93,18 +104,26 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
 
     # -- the estimator interface ---------------------------------------------------------------------
     def fit(self, texts: Sequence[str], y: Any, val_texts: Sequence[str] | None = None, val_y: Any = None, *,
-            label_names: Sequence[str] | None = None, **fit_params: Any) -> "TextClassifier":
+            label_names: Sequence[str] | None = None, categorical: Sequence[str | int] | None = None,
+            **fit_params: Any) -> "TextClassifier":
         """Learn from ``texts`` and their codes ``y``; returns ``self``.
 
         Parameters
         ----------
-        texts : the texts (any sequence of strings)
+        texts : the texts (any sequence of strings), or a DataFrame of context inputs (a ``text`` column with
+            the texts' neighbours, position, metadata: :mod:`lexcoder.models.inputs`); ``predict_proba``
+            then needs the same columns
         y : ``(n, n_labels)`` 0/1 matrix (multi-label), or 1-D: two distinct values (binary), three or more
-            (one categorical variable, multi-class)
+            (one categorical variable, multi-class), or ``(n, m)`` DataFrame/array of 0/1 labels and
+            categorical variables (multi-output, see :mod:`lexcoder.models.outputs`)
         val_texts, val_y : validation texts and codes (same shape as ``y``), used by some families for
             early stopping or choosing a regularisation strength — never to tune decision thresholds
             (that is :mod:`lexcoder.thresholds`' job)
-        label_names : one name per label (default ``"0"``, ``"1"``, …)
+        label_names : one name per label or output (default: a DataFrame's column names, else ``"0"``, ``"1"``, …)
+        categorical : names (or positions) of the categorical columns of a 2-D ``y``; giving it (even empty)
+            makes ``y`` a multi-output target, and the other columns must be 0/1 labels. Without it a 2-D ``y``
+            whose columns are all 0/1 is multi-label, and one with other values multi-output (its 0/1
+            columns labels, the others categorical: name a categorical variable coded 0/1 here)
         **fit_params : family-specific (see the family's ``_fit``)
 
         Raises
@@ -116,14 +135,11 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         """
         from .params import check_settings
         check_settings(self)
+        if is_multioutput(y, categorical):
+            return self._fit_multioutput(texts, y, val_texts, val_y, label_names, categorical, **fit_params)
         texts, Y, classes = check_training_data(texts, y)
         self.target_type_ = "multilabel" if classes is None else "binary" if len(classes) == 2 else "multiclass"
-        val_Y = None
-        if val_texts is not None and val_y is not None:
-            val_texts = [str(t) for t in val_texts]
-            val_Y = label_matrix(val_y, classes, len(val_texts), what="val_y")
-        elif val_texts is not None:
-            val_texts = None  # texts without codes cannot validate anything
+        val_texts, val_Y = _validation(texts, val_texts, val_y, lambda v, n: label_matrix(v, classes, n, what="val_y"))
         n_labels = Y.shape[1]
         self.label_names_ = [str(n) for n in label_names] if label_names is not None else \
             [str(j) for j in range(n_labels)]
@@ -132,22 +148,45 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         if val_Y is not None and val_Y.shape[1] != n_labels:
             raise LexcoderError(f"val_y has {val_Y.shape[1]} label column(s); y has {n_labels}.")
         self.classes_ = classes if classes is not None else np.arange(n_labels)
+        self.outputs_ = single_target_layout(self.target_type_, self.classes_, self.label_names_)
+        self.input_columns_ = input_columns(texts)  # None: plain texts; else the context inputs' columns
         self._fit(texts, Y, val_texts, val_Y, **fit_params)
         return self
 
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """Probabilities: ``(n, n_labels)`` (multi-label), ``(n, 2)`` (binary), ``(n, k)`` (multi-class)."""
+    def _fit_multioutput(self, texts, y, val_texts, val_y, label_names, categorical, **fit_params
+                         ) -> "TextClassifier":
+        """:meth:`fit` for a multi-output ``y``: the family learns the matrix of :func:`outputs.layout`."""
+        texts = model_texts(texts)
+        outputs, Y = check_multioutput(y, len(texts), names=label_names, categorical=categorical)
+        val_texts, val_Y = _validation(texts, val_texts, val_y, lambda v, n: encode(v, outputs, n, what="val_y"))
+        self.target_type_, self.outputs_ = MULTIOUTPUT, outputs
+        self.label_names_ = [o.name for o in outputs]
+        self.classes_ = [o.classes for o in outputs]
+        self.input_columns_ = input_columns(texts)
+        self._fit(texts, Y, val_texts, val_Y, **fit_params)
+        return self
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray | list[np.ndarray]:
+        """Probabilities: ``(n, n_labels)`` (multi-label), ``(n, 2)`` (binary), ``(n, k)`` (multi-class), or
+        for a multi-output model a list with one ``(n, k_j)`` array per output, columns in the order of
+        ``classes_[j]`` (a 0/1 label: ``(n, 2)``), as scikit-learn's ``MultiOutputClassifier``."""
         self._check_fitted()
-        P = self._predict_proba([str(t) for t in texts])
+        texts = model_texts(texts)
+        check_same_inputs(getattr(self, "input_columns_", None), texts)
+        P = self._predict_proba(texts)
+        if self.target_type_ == MULTIOUTPUT:
+            return split_probabilities(P, self.outputs_)
         return np.c_[1.0 - P[:, 0], P[:, 0]] if self.target_type_ == "binary" else P
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
         """Codes: a 0/1 matrix at probability 0.5 (multi-label), or the predicted class (binary at 0.5,
-        multi-class the most probable).
+        multi-class the most probable), or for a multi-output model an ``(n, m)`` object array of both.
 
         lexcoder's pipeline does not use this: it tunes one threshold per label on validation data.
         """
         P = self.predict_proba(texts)
+        if self.target_type_ == MULTIOUTPUT:
+            return predict_classes(P, self.outputs_)
         if self.target_type_ == "binary":
             return self.classes_[(P[:, 1] >= 0.5).astype(int)]
         if self.target_type_ == "multiclass":
@@ -158,6 +197,25 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
     def multiclass(self) -> bool:
         """Fitted on one categorical variable (softmax over its classes) rather than 0/1 labels."""
         return getattr(self, "target_type_", "multilabel") == "multiclass"
+
+    def _link_groups(self) -> list[LinkGroup]:
+        """The blocks of the family's matrix and their links (the labels' sigmoids, each variable's softmax)."""
+        return link_groups(self.outputs_)
+
+    def _n_columns(self) -> int:
+        """Width of the family's matrix (labels plus every variable's classes)."""
+        return n_columns(self.outputs_)
+
+    def _target_of(self, Y: np.ndarray) -> tuple[Any, dict[str, Any]]:
+        """``y`` and the ``fit`` keywords (besides ``label_names``) that give back the family's matrix ``Y``
+        (to fit a helper model, e.g. a TF-IDF blend or a part of the outputs, on the same target)."""
+        if self.target_type_ == MULTIOUTPUT:
+            return decode(Y, self.outputs_), {"categorical": categorical_names(self.outputs_)}
+        if self.target_type_ == "binary":
+            return self.classes_[Y[:, 0].astype(int)], {}
+        if self.target_type_ == "multiclass":
+            return self.classes_[Y.argmax(axis=1)], {}
+        return Y, {}
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "label_names_")
@@ -184,7 +242,11 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
             self._save(tmp)
             meta = {"kind": self.kind, "params": self.get_params(deep=False),
                     "label_names": list(self.label_names_)}
-            if self.target_type_ != "multilabel":
+            if getattr(self, "input_columns_", None) is not None:
+                meta["input_columns"] = list(self.input_columns_)
+            if self.target_type_ == MULTIOUTPUT:
+                meta.update(target_type=self.target_type_, outputs=[o.to_json() for o in self.outputs_])
+            elif self.target_type_ != "multilabel":
                 meta.update(target_type=self.target_type_, classes=np.asarray(self.classes_).tolist())
             (tmp / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
         return directory
@@ -201,8 +263,12 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         klass = get_model_class(meta["kind"]) if cls is TextClassifier else cls
         model = klass._load(directory, meta)
         model.label_names_ = list(meta["label_names"])
+        model.input_columns_ = meta.get("input_columns")
         model.target_type_ = meta.get("target_type", "multilabel")  # models saved before 0.2 are multi-label
         model.classes_ = np.asarray(meta["classes"]) if "classes" in meta else np.arange(len(model.label_names_))
+        model.outputs_ = outputs_from_meta(meta)
+        if model.target_type_ == MULTIOUTPUT:
+            model.classes_ = [o.classes for o in model.outputs_]
         return model
 
     @classmethod
@@ -243,7 +309,7 @@ def check_training_data(texts: Sequence[str], y: Any) -> tuple[list[str], np.nda
     LexcoderError
         Lengths differ, ``y`` is not 0/1 (or 1-D with at least two values), or a label has one class only.
     """
-    texts = [str(t) for t in texts]
+    texts = model_texts(texts)
     y_arr = np.asarray(y)
     classes = None
     if y_arr.ndim == 1:
@@ -258,6 +324,16 @@ def check_training_data(texts: Sequence[str], y: Any) -> tuple[list[str], np.nda
     if len(bad):
         raise LexcoderError(f"Label column(s) {bad.tolist()} have only one class in the training data.")
     return texts, Y, classes
+
+
+def _validation(texts: list[str], val_texts: Any, val_y: Any, encode_y) -> tuple[list[str] | None, Any]:
+    """Validation inputs, checked like the training ``texts``, and their codes as the family's matrix
+    (``encode_y(val_y, n)``); (None, None) without codes: texts without codes cannot validate anything."""
+    if val_texts is None or val_y is None:
+        return None, None
+    val_texts = model_texts(val_texts)
+    check_same_inputs(input_columns(texts), val_texts, what="val_texts")
+    return val_texts, encode_y(val_y, len(val_texts))
 
 
 def label_matrix(y: Any, classes: np.ndarray | None, n_texts: int, *, what: str) -> np.ndarray:

@@ -1,8 +1,10 @@
 """Fine-tuned encoders (MiniLM, DistilBERT, RoBERTa, ...) as multi-label classifiers.
 
 By default one network with one sigmoid output per label is trained (``problem_type =
-"multi_label_classification"``); ``per_label = true`` trains one binary network per label instead, as the
-reference workflow did, behind the same interface (for comparison: it costs ``n_labels`` times as much).
+"multi_label_classification"``), and categorical variables get a softmax block each in the same head
+(:mod:`~lexcoder.models.transformer`); ``per_label = true`` trains one binary network per label instead, as
+the reference workflow did, behind the same interface (for comparison: it costs ``n_labels`` times as much;
+with categorical variables, each variable gets its own network too).
 
 Which vector the classification head reads: Hugging Face's ``*ForSequenceClassification`` heads read the
 first ([CLS]) token, but sentence-transformers models (all-MiniLM-L6-v2, the default) were trained so that
@@ -21,10 +23,10 @@ import numpy as np
 import torch
 from pydantic import Field
 from safetensors.torch import load_file, save_file
-from sklearn.base import clone
 
 from ..errors import LexcoderError
 from .base import model_family
+from .outputs import MULTIOUTPUT, n_columns, outputs_from_meta
 from .tfidf import TfidfClassifier
 from .transformer import TransformerClassifier
 
@@ -90,7 +92,8 @@ class EncoderClassifier(TransformerClassifier):
         'head on the first token) or "auto" ("mean" for sentence-transformers models that pool by the mean, '
         'such as minilm; "cls" otherwise)'))] = "auto"
     per_label: Annotated[bool, Field(description=(
-        "train one binary model per label instead of one multi-label model (n_labels times the cost)"))] = False
+        "train one binary model per label instead of one multi-label model (n_labels times the cost); with "
+        "categorical variables, one model per label and one per variable"))] = False
     blend_tfidf: Annotated[float, Field(ge=0, lt=1, description=(
         "weight of a TF-IDF model's probabilities averaged into the encoder's (0: encoder only; 0.5: the "
         "plain mean, which beats either model alone on the ToS data)"))] = 0.0
@@ -131,29 +134,39 @@ class EncoderClassifier(TransformerClassifier):
             return super()._load_weights(directory, meta, device)
         from transformers import AutoModel
         encoder = AutoModel.from_pretrained(directory / "model", local_files_only=True, dtype=torch.float32)
-        model = MeanPoolingClassifier(encoder, len(meta["label_names"]))
+        model = MeanPoolingClassifier(encoder, n_columns(outputs_from_meta(meta)))
         model.classifier.load_state_dict(load_file(directory / _MEAN_HEAD_FILE, device="cpu"))
         return model
 
     # -- one binary model per label ------------------------------------------------------------------
+    def _single_network_settings(self) -> dict[str, Any]:
+        # the TF-IDF blend is the whole model's, over the parts' assembled probabilities
+        return {**super()._single_network_settings(), "per_label": False, "blend_tfidf": 0.0}
+
     def _label_model(self, j: int) -> "EncoderClassifier":
-        sub = clone(self).set_params(per_label=False, blend_tfidf=0.0)
-        if self.checkpoint_dir is not None:
-            sub.checkpoint_dir = Path(self.checkpoint_dir) / f"label{j}"
-        return sub
+        return self._part_model(f"label{j}")
+
+    def _per_label_models(self) -> bool:
+        """Whether this model is (or is fitted as) one binary model per 0/1 label of a label matrix; with a
+        multi-output target ``per_label`` trains one network per output instead (the generic parts)."""
+        return self.per_label and getattr(self, "target_type_", None) != MULTIOUTPUT
+
+    def _parts(self) -> list[TransformerClassifier]:
+        return list(getattr(self, "label_models_", None) or []) if self._per_label_models() else super()._parts()
 
     def _fit(self, texts, Y, val_texts, val_Y, *, coded=None) -> None:
         """Fine-tune (see :meth:`TransformerClassifier._fit`); with ``per_label``, one model per label."""
         if self.per_label and self.multiclass:
             raise LexcoderError("per_label = true trains one binary model per 0/1 label; a categorical variable "
                                 "needs one model over its classes (per_label = false).")
-        if self.per_label:
+        if self._per_label_models():
             self._fit_per_label(texts, Y, val_texts, val_Y)
         else:
             super()._fit(texts, Y, val_texts, val_Y, coded=coded)
-        if self.blend_tfidf:
-            self.tfidf_ = TfidfClassifier(seed=self.seed).fit(texts, Y, val_texts, val_Y,
-                                                              label_names=self.label_names_)
+        if self.blend_tfidf:  # TF-IDF on the same target (a variable's softmax stays one), blended per column
+            (y, extra), val_y = self._target_of(Y), None if val_Y is None else self._target_of(val_Y)[0]
+            self.tfidf_ = TfidfClassifier(seed=self.seed).fit(texts, y, val_texts, val_y,
+                                                              label_names=self.label_names_, **extra)
 
     def _fit_per_label(self, texts, Y, val_texts, val_Y) -> None:
         self.label_models_ = []
@@ -168,16 +181,13 @@ class EncoderClassifier(TransformerClassifier):
         self.history_ = [m.history_ for m in self.label_models_]
 
     def _predict_proba(self, texts: list[str]) -> np.ndarray:
-        """Probabilities ``(len(texts), n_labels)``."""
-        if self.per_label:
-            P = np.hstack([m.predict_proba(texts) for m in self.label_models_])
-        else:
-            P = super()._predict_proba(texts)
+        """Probabilities ``(len(texts), width)``: the network's, or its parts' (per label) assembled."""
+        P = super()._predict_proba(texts)
         w = self.blend_tfidf
-        return (1 - w) * P + w * self.tfidf_.predict_proba(texts) if w else P
+        return (1 - w) * P + w * self.tfidf_._predict_proba(texts) if w else P
 
     def _save(self, directory: Path) -> None:
-        if self.per_label:
+        if self._per_label_models():
             for j, m in enumerate(self.label_models_):
                 m.save(directory / f"label{j}")
         else:
@@ -187,7 +197,7 @@ class EncoderClassifier(TransformerClassifier):
 
     @classmethod
     def _load(cls, directory: Path, meta: dict[str, Any]) -> "EncoderClassifier":
-        if meta["params"].get("per_label"):
+        if meta["params"].get("per_label") and meta.get("target_type") != MULTIOUTPUT:
             model = cls.from_saved_params(meta["params"])
             model.label_models_ = [EncoderClassifier.load(directory / f"label{j}")
                                    for j in range(len(meta["label_names"]))]

@@ -1,7 +1,8 @@
 """Decoder LLMs (Llama, Mistral, Qwen, SmolLM, ...) fine-tuned with LoRA / QLoRA as multi-label classifiers.
 
 The causal LM is loaded as ``AutoModelForSequenceClassification`` (the last non-padding token's hidden
-state feeds a linear ``score`` head, one sigmoid per label) and wrapped by peft with
+state feeds a linear ``score`` head: one sigmoid per 0/1 label, a softmax block per categorical variable,
+:mod:`~lexcoder.models.transformer`) and wrapped by peft with
 ``TaskType.SEQ_CLS``: the LoRA adapters *and* the head are trained, and both are saved (``adapter/``,
 a few MB). Training itself (windows, length-grouped batches, BCE with ``pos_weight``, early stopping,
 checkpoints) is :class:`~lexcoder.models.transformer.TransformerClassifier`'s.
@@ -100,7 +101,7 @@ class LLMClassifier(TransformerClassifier):
     def _save_weights(self, directory: Path) -> None:
         """Adapters + head in ``adapter/``; with ``merge``, the merged full model in ``merged/``."""
         self.model_.save_pretrained(directory / "adapter", safe_serialization=True)
-        state = {"pad_token_id": self._pad_id(), "num_labels": len(self.label_names_), "merged": False}
+        state = {"pad_token_id": self._pad_id(), "num_labels": self._n_columns(), "merged": False}
         if self.merge:
             self.model_ = self.model_.merge_and_unload()  # predictions now come from the merged weights
             self._infer_model = None

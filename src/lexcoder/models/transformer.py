@@ -1,13 +1,23 @@
 """The shared torch core of the fine-tuned families (encoders and decoder LLMs).
 
 :class:`TransformerClassifier` holds the settings and the training loop the families share: AdamW with
-linear warm-up over length-grouped batches of token windows, the multi-label loss, evaluation on the
-validation texts with early stopping on macro-F1, checkpoints with exact resume, and a fast inference
-path. Subclasses only say how to build and save the network (``_build_model``, ``_build_tokenizer``,
+linear warm-up over length-grouped batches of token windows, the loss, evaluation on the validation texts
+with early stopping on macro-F1, checkpoints with exact resume, and a fast inference path.
+
+0/1 labels and categorical variables share one body: the head has one logit per 0/1 label and one per
+class of each categorical variable (``n_labels + sum k_j``, labels first: :mod:`~lexcoder.models.outputs`);
+the labels' block takes sigmoids and each variable's block a softmax; the loss is the mean of the labels'
+binary cross-entropy and each variable's class-weighted cross-entropy
+(:func:`~lexcoder.models.losses.grouped_loss` says why), and early stopping watches the mean of the labels'
+macro-F1 (at their best thresholds) and each variable's macro-F1. ``per_variable = true`` (or an encoder's
+``per_label``) trains separate networks instead, one per group of outputs, behind the same interface.
+
+Subclasses only say how to build and save the network (``_build_model``, ``_build_tokenizer``,
 ``_save_weights``, ``_load_weights``, ``_trainable_parameters``). The parts live beside it:
 
 - :mod:`~lexcoder.models.windows`: texts as overlapping token windows, padding, batches, pooling;
-- :mod:`~lexcoder.models.losses`: binary cross-entropy with capped ``pos_weight``, focal loss;
+- :mod:`~lexcoder.models.losses`: binary cross-entropy with capped ``pos_weight``, focal loss, class-weighted
+  cross-entropy, their mean over a shared head's groups;
 - :mod:`~lexcoder.models.checkpoints`: atomic checkpoints and their resume;
 - :mod:`~lexcoder.models.torch_runtime`: devices, CPU threads, int8 inference.
 
@@ -30,24 +40,29 @@ from typing import Annotated, Any, ClassVar, Literal
 import numpy as np
 import torch
 from pydantic import Field
+from sklearn.base import clone
 
 from ..errors import LexcoderError
 from ..io import write_json
 from ..progress import track
 from ..thresholds import f1_curve
-from .base import TextClassifier, model_family
+from .base import META_FILE, TextClassifier, model_family
 from .checkpoints import TrainState, latest_checkpoint, read_checkpoint, write_checkpoint
-from .losses import class_weights, multiclass_loss, multilabel_loss, positive_weights
+from .inputs import encode_inputs
+from .losses import grouped_loss, loss_weights
+from .outputs import MULTIOUTPUT, LinkGroup, categorical_names, output_groups
 from .pretrained import resolve_model_path
 from .torch_runtime import load_device, pick_device, quantize_int8, torch_threads
-from .windows import Encoded, collate, encode_windows, length_grouped_batches, pack, pool_logits, \
-    pool_probabilities
+from .windows import Encoded, collate, length_grouped_batches, pack, pool_logits, pool_probabilities
 
 log = logging.getLogger(__name__)
 
 # settings that change how much memory a step takes, not what it computes (beyond float rounding): a run
 # that ran out of memory can be resumed from its checkpoint with a smaller cap
 _MEMORY_ONLY = ("max_tokens_per_batch",)
+# settings that only change how a fitted network predicts: set_params passes them on to separate networks
+_INFERENCE = ("quantize_int8", "inference_bf16", "eval_batch_size", "max_tokens_per_batch", "num_threads",
+              "device")
 
 
 @model_family
@@ -114,12 +129,18 @@ class TransformerClassifier(TextClassifier):
         '"cpu", "cuda", "cuda:1", or "auto"/unset: CUDA when available'))] = None
     seed: Annotated[int, Field(ge=0, lt=2**32, description=(
         "seeds weight initialisation, batch order and dropout"))] = 0
+    per_variable: Annotated[bool, Field(description=(
+        "with categorical variables: train one network for the 0/1 labels and one per categorical variable "
+        "(as many fine-tunes as groups) instead of one network with a head for each"))] = False
 
     def set_params(self, **params: Any) -> "TransformerClassifier":
         """scikit-learn's ``set_params``; on a fitted model, inference settings (``quantize_int8``,
         ``inference_bf16``, ``eval_batch_size`` ...) take effect at the next prediction."""
         super().set_params(**params)
         self._infer_model = None  # rebuilt (e.g. int8-quantised or not) when next needed
+        inference = {k: v for k, v in params.items() if k in _INFERENCE}
+        for part in self._parts() if inference else []:
+            part.set_params(**inference)
         return self
 
     def _setting_conflicts(self) -> list[str]:
@@ -169,7 +190,8 @@ class TransformerClassifier(TextClassifier):
 
     # -- tokenisation and batching ----------------------------------------------------------------
     def _encode(self, texts: Sequence[str]) -> Encoded:
-        return encode_windows(self.tokenizer_, texts, max_length=self.max_length, stride=self._stride())
+        # texts with context (neighbours, position, metadata) become one window centred on the text
+        return encode_inputs(self.tokenizer_, texts, max_length=self.max_length, stride=self._stride())
 
     def _stride(self) -> int:
         return int(self.stride or self.max_length // 4)
@@ -257,25 +279,37 @@ class TransformerClassifier(TextClassifier):
             return logits
         local = torch.as_tensor(np.repeat(np.arange(len(texts)), [len(self._windows[t]) for t in texts]),
                                 device=logits.device)
-        return pool_logits(logits, local, len(texts), self.pooling, softmax=self.multiclass)
+        groups = self._link_groups()
+        if len(groups) == 1 or self.pooling == "max":  # the largest logit per column, whatever the link
+            return pool_logits(logits, local, len(texts), self.pooling, softmax=groups[0][1])
+        return torch.cat([pool_logits(logits[:, cols], local, len(texts), self.pooling, softmax=soft)
+                          for cols, soft in groups], dim=1)
 
     def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if self.multiclass:
-            return multiclass_loss(logits, y, weight=self.pos_weight_)
-        return multilabel_loss(logits, y, pos_weight=self.pos_weight_, focal_gamma=self.focal_gamma)
+        return grouped_loss(logits, y, self._link_groups(), self.loss_weights_, focal_gamma=self.focal_gamma)
 
     # -- training ---------------------------------------------------------------------------------
     def _fit(self, texts: list[str], Y: np.ndarray, val_texts, val_Y, *, coded=None) -> None:
-        """Fine-tune on ``texts`` and ``Y`` ``(n, n_labels)``; early stopping on ``val_texts``/``val_Y``.
+        """Fine-tune on ``texts`` and ``Y`` ``(n, width)``; early stopping on ``val_texts``/``val_Y``.
+
+        One network for every output, or (multi-output target with ``per_variable``/``per_label``) one per group
+        of outputs (:meth:`_fit_groups`).
 
         With ``checkpoint_dir`` set, training is checkpointed there and resumed from its last checkpoint.
         ``coded`` (n,) bool: the texts ``negative_ratio`` keeps in every epoch (default: those with a
         positive code in ``Y``; per-label mode passes the texts with any label's code, so each binary model
         trains on the same texts as one multi-label model would).
         """
-        if self.multiclass and self.negative_ratio is not None:
-            raise LexcoderError("negative_ratio applies to 0/1 labels (texts without any code); a categorical "
-                                "variable gives every text a class. Leave negative_ratio unset.")
+        groups = self._network_groups()
+        self.group_models_ = None
+        if groups is not None:
+            self._fit_groups(texts, Y, val_texts, val_Y, groups)
+            return
+        if self.negative_ratio is not None and any(soft for _, soft in self._link_groups()):
+            raise LexcoderError(
+                "negative_ratio applies to 0/1 labels (texts without any code); a categorical variable gives every "
+                "text a class. Leave negative_ratio unset" + (", or set per_variable = true (the 0/1 labels' own "
+                "network then uses it)." if self.target_type_ == MULTIOUTPUT else "."))
         coded = Y.sum(axis=1) > 0 if coded is None else np.asarray(coded, dtype=bool)
         if coded.shape != (len(texts),):
             raise ValueError(f"coded has shape {coded.shape}; expected ({len(texts)},)")
@@ -285,12 +319,63 @@ class TransformerClassifier(TextClassifier):
             enc = self._encode(texts)
             val = (val_texts, val_Y) if val_texts is not None and len(val_texts) else None
             self._has_positive = coded
-            if self.multiclass:  # class-weighted cross-entropy (pos_weight_cap caps the largest ratio)
-                self.pos_weight_ = class_weights(Y, cap=self.pos_weight_cap, device=self.device_)
-            else:  # the positives' share as the epochs see it (with negative_ratio, fewer negatives per epoch)
-                self.pos_weight_ = positive_weights(Y.sum(axis=0) / self._epoch_size(), cap=self.pos_weight_cap,
-                                                    device=self.device_)
+            # labels: their positives' share as the epochs see it (with negative_ratio, fewer negatives per
+            # epoch); variables: class weights (pos_weight_cap caps the largest ratio)
+            self.loss_weights_ = loss_weights(Y, self._link_groups(), cap=self.pos_weight_cap,
+                                              texts_per_epoch=self._epoch_size(), device=self.device_)
             self._train(enc, torch.as_tensor(Y, dtype=torch.float32), val, self._fingerprint(texts, Y, val, coded))
+
+    # -- separate networks (per_variable; an encoder's per_label) ------------------------------------
+    def _network_groups(self) -> list[list[int]] | None:
+        """The outputs of each separate network, or None for one network (the only choice unless the target
+        is multi-output)."""
+        if self.target_type_ != MULTIOUTPUT:
+            return None
+        # an encoder's per_label: every output its own network (a label alone, a variable alone)
+        return output_groups(self.outputs_, per_output=bool(getattr(self, "per_label", False)),
+                             per_variable=self.per_variable)
+
+    def _single_network_settings(self) -> dict[str, Any]:
+        """Settings of a network that is a part of this model (its own parts: none)."""
+        return {"per_variable": False}
+
+    def _part_model(self, subdir: str, **settings: Any) -> "TransformerClassifier":
+        """An unfitted network with this model's settings, checkpointing in ``checkpoint_dir/subdir``."""
+        part = clone(self).set_params(**self._single_network_settings(), **settings)
+        if self.checkpoint_dir is not None:
+            part.checkpoint_dir = Path(self.checkpoint_dir) / subdir
+        return part
+
+    def _parts(self) -> list["TransformerClassifier"]:
+        """The separate networks of a fitted model (none when one network holds every output)."""
+        return list(getattr(self, "group_models_", None) or [])
+
+    def _fit_groups(self, texts, Y: np.ndarray, val_texts, val_Y, groups: list[list[int]]) -> None:
+        """One network per group of outputs, each fitted on its outputs alone (a multi-output target)."""
+        y, val_y = self._target_of(Y)[0], None if val_Y is None else self._target_of(val_Y)[0]
+        labels = [o.columns.start for o in self.outputs_ if not o.categorical]
+        coded = Y[:, labels].any(axis=1)  # with negative_ratio, every label network keeps every coded text
+        self.group_models_ = []
+        for g, members in enumerate(groups):
+            names = [self.outputs_[j].name for j in members]
+            variables = categorical_names([self.outputs_[j] for j in members])
+            log.info("Training the network for %s (%d of %d)", ", ".join(names), g + 1, len(groups))
+            # a variable's network: every text has a class, so there are no uncoded texts to subsample
+            part = self._part_model(f"group{g}", **({"negative_ratio": None} if variables else {}))
+            part.fit(texts, y[names], val_texts, None if val_y is None else val_y[names], categorical=variables,
+                     **({} if variables else {"coded": coded}))
+            self.group_models_.append(part)
+        self.history_ = [m.history_ for m in self.group_models_]
+
+    def _assemble(self, texts: list[str]) -> np.ndarray:
+        """The family's matrix from the separate networks' matrices (columns matched by output name)."""
+        columns = {o.name: o.columns for o in self.outputs_}
+        P = np.empty((len(texts), self._n_columns()))
+        for part in self._parts():
+            P_part = part._predict_proba(texts)
+            for o in part.outputs_:
+                P[:, columns[o.name]] = P_part[:, o.columns]
+        return P
 
     def _setup(self, num_labels: int) -> None:
         """Device, seed, tokenizer and a freshly initialised network."""
@@ -425,8 +510,11 @@ class TransformerClassifier(TextClassifier):
                      state.epoch + 1, state.global_step, train_loss, speed)
             return self._trainable_state()
         P = self._predict(val[0], self.model_)
-        score = macro_f1_of_classes(val[1], P) if self.multiclass else macro_f1_at_best_thresholds(val[1], P)
+        scores = validation_scores(val[1], P, self._link_groups())
+        score = float(np.mean(scores))
         entry["val_macro_f1"] = round(score, 5)
+        if self.target_type_ == MULTIOUTPUT:  # what each head contributes to the mean
+            entry["val_macro_f1_parts"] = dict(zip(self._group_names(), (round(s, 5) for s in scores)))
         state.history.append(entry)
         improved = score > state.best_score
         if improved:
@@ -437,6 +525,11 @@ class TransformerClassifier(TextClassifier):
         log.info("epoch %d step %d: train loss %.4f, val macro-F1 %.4f (best %.4f at step %d), %.1f texts/s",
                  state.epoch + 1, state.global_step, train_loss, score, state.best_score, state.best_step, speed)
         return best
+
+    def _group_names(self) -> list[str]:
+        """A name per link group: ``"labels"`` (the 0/1 labels' block), then each variable's name."""
+        starts = {o.start: o.name for o in self.outputs_ if o.categorical}
+        return [starts[cols.start] if soft else "labels" for cols, soft in self._link_groups()]
 
     def _trainable_state(self) -> dict[str, torch.Tensor]:
         """Copies of the trainable parameters, by name."""
@@ -458,6 +551,8 @@ class TransformerClassifier(TextClassifier):
         for t in texts:
             h.update(t.encode("utf-8", "surrogatepass") + b"\0")
         h.update(np.ascontiguousarray(Y).tobytes())
+        if self.target_type_ == MULTIOUTPUT:  # the same matrix may encode other outputs (a label vs a 0/1 variable)
+            h.update(json.dumps([o.to_json() for o in self.outputs_], default=str).encode())
         h.update(np.packbits(coded).tobytes())
         if val is not None:
             h.update(str(len(val[0])).encode() + np.ascontiguousarray(val[1]).tobytes())
@@ -486,12 +581,14 @@ class TransformerClassifier(TextClassifier):
 
     # -- prediction -------------------------------------------------------------------------------
     def _predict_proba(self, texts: list[str]) -> np.ndarray:
-        """Probabilities ``(len(texts), n_labels)``: windows sorted by length, pooled per text."""
+        """Probabilities ``(len(texts), width)``: windows sorted by length, pooled per text."""
+        if self._parts():
+            return self._assemble(texts)
         with torch_threads(self.num_threads):
             return self._predict(texts, self._inference_model())
 
     def _predict(self, texts: list[str], model: torch.nn.Module) -> np.ndarray:
-        n_labels = len(self.label_names_)
+        n_labels = self._n_columns()
         if not texts:
             return np.zeros((0, n_labels))
         model.eval()
@@ -505,7 +602,8 @@ class TransformerClassifier(TextClassifier):
             for part in passes:
                 idx = order[part]
                 logits[idx] = self._forward(model, **self._collate([enc.ids[i] for i in idx])).cpu().numpy()
-        return pool_probabilities(logits, enc.owner, len(texts), self.pooling, softmax=self.multiclass)
+        return np.hstack([pool_probabilities(logits[:, cols], enc.owner, len(texts), self.pooling, softmax=soft)
+                          for cols, soft in self._link_groups()])
 
     def _inference_model(self) -> torch.nn.Module:
         """The network in eval mode, dynamically int8-quantised on CPU when ``quantize_int8``."""
@@ -519,6 +617,10 @@ class TransformerClassifier(TextClassifier):
 
     # -- persistence ------------------------------------------------------------------------------
     def _save(self, directory: Path) -> None:
+        if self._parts():  # separate networks: each saved whole in groupN/
+            for g, part in enumerate(self._parts()):
+                part.save(directory / f"group{g}")
+            return
         self._save_weights(directory)
         self.tokenizer_.save_pretrained(directory / "tokenizer")
         write_json({"history": getattr(self, "history_", []), "threads": getattr(self, "threads_", None)},
@@ -528,6 +630,12 @@ class TransformerClassifier(TextClassifier):
     def _load(cls, directory: Path, meta: dict[str, Any]) -> "TransformerClassifier":
         from transformers import AutoTokenizer
         model = cls.from_saved_params(meta["params"])
+        if (directory / "group0" / META_FILE).is_file():
+            model.group_models_ = []
+            while (directory / f"group{len(model.group_models_)}" / META_FILE).is_file():
+                model.group_models_.append(cls.load(directory / f"group{len(model.group_models_)}"))
+            model.history_ = [m.history_ for m in model.group_models_]
+            return model
         model.device_ = load_device(model.device)
         model.tokenizer_ = AutoTokenizer.from_pretrained(directory / "tokenizer", local_files_only=True)
         model.model_ = cls._load_weights(directory, meta, model.device_).to(model.device_).eval()
@@ -541,6 +649,12 @@ class TransformerClassifier(TextClassifier):
 
 
 # -- helpers ------------------------------------------------------------------------------------
+def validation_scores(Y: np.ndarray, P: np.ndarray, groups: list[LinkGroup]) -> list[float]:
+    """Per link group: the 0/1 labels' macro-F1 at their best thresholds, or a variable's macro-F1."""
+    return [macro_f1_of_classes(Y[:, cols], P[:, cols]) if soft else macro_f1_at_best_thresholds(Y[:, cols], P[:, cols])
+            for cols, soft in groups]
+
+
 def macro_f1_of_classes(Y: np.ndarray, P: np.ndarray) -> float:
     """Macro-F1 of the most probable class (``P`` ``(n, k)``) against the one-hot ``Y``."""
     from sklearn.metrics import f1_score

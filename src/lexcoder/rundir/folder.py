@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 LOCK_FILE = ".lexcoder.lock"
 THRESHOLDS_FILE = "thresholds.json"  # in models/<kind>/, beside the saved model
+DECISION_FILE = "decision.json"  # in a categorical variable's model folder: its temperature and class bias
 LABEL_VIEW = "label_issues_{}.csv"  # the review queue of one label (``lexcoder audit --label``)
 _HELD: set[str] = set()  # run folders whose lock this process holds
 
@@ -90,6 +91,9 @@ class RunDir:
     corrections_report_md = _Artifact("corrections_report.md")
     report_html = _Artifact("report.html")
     report_md = _Artifact("report.md")
+    batches = _Artifact("batches.parquet")  # texts `lexcoder next` handed out to code (lexcoder.active)
+    coded_batches = _Artifact("coded_batches.parquet")  # ... and their codes, once `lexcoder add` read them
+    review_store = _Artifact("review.sqlite")  # the review desk's events (lexcoder.review), SQLite in WAL mode
 
     def label_issues_for(self, label: str) -> Path:
         """The review queue of one label (:data:`LABEL_VIEW`), the label made safe for a file name
@@ -106,19 +110,27 @@ class RunDir:
 
     def load_variable_models(self) -> dict:
         """``{variable: model}`` for the run's categorical variables (``class_columns``), each model
-        knowing its classes (``classes_``)."""
+        knowing its classes (``classes_``) and wrapped with its saved decision rule (:data:`DECISION_FILE`):
+        ``predict_proba`` gives the temperature-scaled probabilities the run wrote and
+        :func:`lexcoder.decide.decide_classes` its decisions; a run saved without a rule keeps the plain
+        softmax and argmax."""
+        from ..decide import with_saved_decision
         from ..models import load_model as load_model_folder
         cfg = self.load_config()
         models = {}
         for variable in cfg.data.class_columns:
             directory = self.variable_model_dir(cfg.model.kind, variable)
             try:
-                models[variable] = load_model_folder(directory)
+                model = load_model_folder(directory)
             except LexcoderError:
                 raise
             except Exception as err:  # a truncated .npy, a missing vocabulary, broken JSON, ...
                 raise RunDirError(f"Run folder damaged: cannot load the model of {variable!r} in {directory} "
                                   f"({type(err).__name__}: {err}). Rerun the training into a new folder.") from None
+            try:
+                models[variable] = with_saved_decision(model, directory / DECISION_FILE)
+            except LexcoderError as err:
+                raise RunDirError(f"Run folder damaged: {err}") from None
         return models
 
     def thresholds(self, kind: str, labels: list[str], default: float | None = None):
@@ -322,8 +334,10 @@ class RunDir:
 ARTIFACT_NAMES = tuple(a.name for a in vars(RunDir).values() if isinstance(a, _Artifact))
 # what lexcoder may overwrite or remove in a run folder; anything else there belongs to the user and is
 # never touched. Besides lexcoder's own names: a reviewed copy of the queue saved as a workbook beside it
-# ("label_issues*.xlsx", which `corrections apply` reads), so that it never blocks a --resume.
-OWNED_PATTERNS = (*ARTIFACT_NAMES, LABEL_VIEW.format("*"), "label_issues*.xlsx", LOCK_FILE, ".*.tmp", ".*.old")
+# ("label_issues*.xlsx", which `corrections apply` reads), so that it never blocks a --resume; and SQLite's
+# companion files of the review store (its write-ahead log and shared memory, "review.sqlite-wal"/"-shm").
+OWNED_PATTERNS = (*ARTIFACT_NAMES, LABEL_VIEW.format("*"), "label_issues*.xlsx", f"{RunDir.review_store.name}-*",
+                  LOCK_FILE, ".*.tmp", ".*.old")
 
 
 def load_model(path: str | Path):
