@@ -1,0 +1,50 @@
+"""A small audited TF-IDF run on the bundled ToS sentences, shared by the review desk's tests."""
+from __future__ import annotations
+
+import shutil
+
+import pandas as pd
+import pytest
+import tomli_w
+
+LABELS = ["limitation_of_liability", "unilateral_termination", "unilateral_change"]
+
+
+@pytest.fixture(scope="session")
+def audited_run(tos_full, tmp_path_factory):
+    """A run on 8 Terms of Service (3 labels) with its audit queue; never modified (copy it: ``run_dir``)."""
+    import lexcoder
+    from lexcoder.audit import audit_run
+    root = tmp_path_factory.mktemp("review_run")
+    sizes = tos_full["doc_id"].value_counts()
+    docs = sorted(sizes.index[(sizes >= 150) & (sizes <= 350)])[:8]
+    tos_full[tos_full["doc_id"].isin(docs)][["id", "doc_id", "text", *LABELS]].to_csv(root / "tos.csv", index=False)
+    (root / "my.toml").write_text(tomli_w.dumps({
+        "data": {"path": str(root / "tos.csv"), "text_column": "text", "id_column": "id", "label_columns": LABELS,
+                 "group_column": "doc_id"},
+        "split": {"duplicates": "keep_groups"}, "evaluate": {"bootstrap": 0}, "report": {"enabled": False}}),
+        encoding="utf-8")
+    lexcoder.run_pipeline(lexcoder.load_config(root / "my.toml"), root / "run")
+    audit_run(root / "run", n_folds=2)
+    return root / "run"
+
+
+@pytest.fixture
+def run_dir(audited_run, tmp_path):
+    """A fresh copy of the audited run (the review store is written into it)."""
+    return shutil.copytree(audited_run, tmp_path / "run")
+
+
+@pytest.fixture(scope="session")
+def new_texts(tos_full, tmp_path_factory):
+    """A CSV of 40 ToS sentences from documents outside the run (``id``, ``text``), to code."""
+    sizes = tos_full["doc_id"].value_counts()
+    doc = sorted(sizes.index[sizes > 400])[0]
+    path = tmp_path_factory.mktemp("texts") / "new.csv"
+    tos_full[tos_full["doc_id"] == doc][["id", "text"]].head(40).to_csv(path, index=False)
+    return path
+
+
+def queue_of(run) -> pd.DataFrame:
+    from lexcoder.rundir import RunDir
+    return pd.read_parquet(RunDir(run).label_issues_table)
