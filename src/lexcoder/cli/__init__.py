@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from . import audit, core, estimate, notify, report, review  # noqa: F401  (each registers its commands on `app`)
+from . import audit, coding, core, estimate, notify, report, review  # noqa: F401  (each registers its commands on `app`)
 from .common import app, console, err_console, friendly
 
 __all__ = ["app", "console", "err_console", "friendly", "main"]
