@@ -150,6 +150,11 @@ def test_a_batch_chosen_by_next_is_never_a_gold_sample(ws):
     _cli("predict", "runs/exp1", "corpus.csv", "--out", "corpus_coded.csv")
     out = _cli("estimate", "runs/exp1", "--corpus", "corpus_coded.csv", "--gold", "coded.csv", code=2)
     assert "were chosen by `lexcoder next`" in out and "lexcoder sample" in out and "rows 1, 2, 3" in out
+    # without its provenance columns the batch is still recognised: the run recorded what it handed out
+    coded = pd.read_csv("coded.csv", dtype=str)
+    coded.drop(columns=[c for c in coded.columns if c.startswith("lexcoder_")]).to_csv("stripped.csv", index=False)
+    out = _cli("estimate", "runs/exp1", "--corpus", "corpus_coded.csv", "--gold", "stripped.csv", code=2)
+    assert "handed out for coding (batch exp1-b1)" in out and "rows 1, 2, 3" in out
 
 
 def test_sample_plans_draws_and_the_estimate_corrects_for_unequal_probabilities(ws):

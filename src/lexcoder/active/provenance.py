@@ -87,3 +87,36 @@ def _actively_chosen(gold: pd.DataFrame) -> np.ndarray:
             filled = values.notna() & values.map(lambda v: str(v).strip() not in ("", "nan", "None"))
             chosen |= filled.to_numpy(dtype=bool)
     return chosen
+
+
+def check_not_handed_out(gold: pd.DataFrame, handed_out: pd.DataFrame, id_column: str, name: str = "gold") -> None:
+    """Refuse gold rows whose ids a ``lexcoder next`` of the run handed out (its ``batches.parquet``).
+
+    The provenance columns (:func:`check_gold_provenance`) go wherever the coders' file goes, but a user may
+    drop them; the run's own record of what it handed out cannot be edited away.
+
+    Parameters
+    ----------
+    gold : the human-coded sample given to an estimate
+    handed_out : the run's record of chosen texts (columns ``id``, ``batch``, ``strategy``); may be empty
+    id_column : the gold column holding the ids
+    name : the gold table's name in messages
+
+    Raises
+    ------
+    DataError
+        Naming the rows, their batches and what to do instead.
+    """
+    if handed_out.empty or id_column not in gold.columns:
+        return
+    from ..data import id_to_str
+    ids = gold[id_column].map(lambda v: None if pd.isna(v) else id_to_str(v))
+    # rows that still carry their provenance are refused by check_gold_provenance, with its message
+    chosen = ids.isin(set(handed_out["id"].astype(str))).to_numpy() & ~_actively_chosen(gold)
+    if chosen.any():
+        batches = sorted(set(handed_out.loc[handed_out["id"].astype(str).isin(set(ids[chosen])), "batch"].astype(str)))
+        raise DataError(f"{name}: rows {format_rows(np.flatnonzero(chosen) + 1)} of {len(gold)} have ids that "
+                        f"`lexcoder next` handed out for coding (batch {', '.join(batches)}), i.e. texts picked "
+                        "for what the model thinks of them, not drawn at random: an estimate from them would be "
+                        "biased. Estimate from a gold sample drawn with `lexcoder sample`, without those texts.")
+

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..active.provenance import check_not_handed_out
 from ..config import Config
 from ..errors import LexcoderError, did_you_mean
 from ..io import read_table
@@ -63,6 +64,8 @@ def estimate_run(run_dir: str | Path, corpus_path: str | Path, gold_path: str | 
                             "both files as id_column.")
     classes = {v: run_classes(run, v) for v in variables}
     corpus, gold = read_table(corpus_path), read_table(gold_path)
+    if run.batches.is_file():  # texts active learning chose are never a random gold sample
+        check_not_handed_out(gold, run.read_table(run.batches), id_column, str(gold_path))
     common = dict(id_column=id_column, names=(str(corpus_path), str(gold_path)), **options)
     parts = [estimate_prevalence(corpus, gold, chosen, **common)] if chosen else []
     if classes:
