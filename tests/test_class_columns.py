@@ -61,6 +61,10 @@ def test_a_run_with_a_categorical_variable_codes_every_class(roles, tmp_path):
     assert np.asarray(block["confusion"]).sum() == len(test)
     # real words: clearly better than always answering the training split's most frequent role
     assert block["macro_f1"] > block["baseline"]["macro_f1"] + 0.1
+    # the console says how the decisions were made: the temperature (default on) and the ECE it changed
+    said = " ".join(res.output.split())
+    assert (f"role: probabilities rescaled by temperature T = {block['temperature']:.2f} "
+            f"(ECE {block['before_temperature']['ece']:.3f} → {block['ece']:.3f})") in said
 
 
 @pytest.mark.slow  # several seconds on 2 cores: CI runs it (make test); the quick suite (-m 'not slow') does not

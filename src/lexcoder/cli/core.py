@@ -212,6 +212,9 @@ def show_variables(metrics: dict) -> None:
                       f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "", f(v["cohen_kappa"]), f(base.get("macro_f1")),
                       f(base.get("accuracy")))
     console.print(table)
+    for name, v in variables.items():
+        if (line := _decision_line(name, v)):
+            console.print(line, highlight=False)
     where = "in the evaluated (out-of-fold) rows" if metrics["split"] == "cv" else "in the test split"
     for name, v in variables.items():
         if v.get("small_support"):
@@ -221,6 +224,19 @@ def show_variables(metrics: dict) -> None:
         if not v.get("beats_baseline", True):
             console.print(f"[bold yellow]≤[/] {escape(name)}: the model's macro-F1 does not beat giving every text "
                           "the majority class.", highlight=False)
+
+
+def _decision_line(name: str, v: dict) -> str | None:
+    """How the variable's decisions were made: its temperature (with the ECE it changed) and class biases."""
+    parts = []
+    if v.get("temperature") is not None:
+        before = (v.get("before_temperature") or {}).get("ece")
+        change = f" (ECE {before:.3f} → {v['ece']:.3f})" if before is not None and v.get("ece") is not None else ""
+        parts.append(f"probabilities rescaled by temperature T = {v['temperature']:.2f}{change}")
+    bias = {c: b for c, b in (v.get("class_bias") or {}).items() if b}
+    if bias:
+        parts.append("class bias " + ", ".join(f"{escape(str(c))} {b:+.2f}" for c, b in bias.items()))
+    return f"{escape(name)}: " + "; ".join(parts) + " (tuned on validation)" if parts else None
 
 
 def _repeat_and_show(cfg, out: Path, n: int, resume: bool, corrections: Optional[Path]) -> None:
