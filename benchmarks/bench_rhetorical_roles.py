@@ -18,8 +18,11 @@ and per fold (mean ± sd), per-class F1, wall and CPU time. Rows, all on the sam
     + ``lexcoder.context.model_inputs``/``take``): trained on three folds, early stopping on the validation
     fold, no refit. Driven per fold rather than through ``run_pipeline`` so that results are written after
     every fold and no sixth (deployable) model is trained: on 2 CPU cores each fit costs minutes;
-  * ``blend``: the mean of the ``tfidf+ctx<W>`` and ``minilm+ctx`` probabilities (W = ``--encoder-window``),
-    ``blend-noctx`` the mean of ``tfidf`` and ``minilm``; the decision is the most probable class.
+  * ``blend``: the mean of the ``--blend-tfidf`` row's (default ``tfidf+ctx2``) and ``minilm+ctx``'s
+    probabilities, ``blend-noctx`` the mean of ``tfidf`` and ``minilm``; the decision is the most probable class;
+  * ``stacked``: a benchmark-only prototype of what a label-sequence layer adds (not a lexcoder feature):
+    stacked sequential learning over the baseline's out-of-fold probabilities of each sentence and its
+    neighbours.
 
 The published figures of the dataset's authors are shown as reference rows (marked "published", not rerun)
 from ``results/rhetorical_roles_published.json`` when that file holds them.
@@ -73,9 +76,8 @@ class Row:
     params: tuple[tuple[str, Any], ...] = ()  # [model.params] of a TF-IDF row
 
 
-def row_specs(encoder_window: int) -> dict[str, Row]:
-    """Every row the script knows, by name (``--rows``)."""
-    ctx = f"tfidf+ctx{encoder_window}"
+def row_specs(encoder_window: int, blend_tfidf: str = "tfidf+ctx2") -> dict[str, Row]:
+    """Every row the script knows, by name (``--rows``); ``blend`` averages ``blend_tfidf`` and minilm+ctx."""
     return {
         "baseline": Row("baseline", "baseline: sklearn TF-IDF + multinomial LR (C=1, balanced), 4 folds"),
         "tfidf": Row("pipeline", "lexcoder TF-IDF (run_pipeline, refit on train+val)"),
@@ -92,11 +94,13 @@ def row_specs(encoder_window: int) -> dict[str, Row]:
                                window=2, class_bias="macro_f1"),
         "stacked": Row("stacked", "benchmark-only prototype: baseline + stacked LR over the probabilities of the "
                                   "sentence and its ±2 neighbours + position (not a lexcoder feature)"),
+        "stacked+ctx2": Row("stacked", "benchmark-only prototype: lexcoder TF-IDF + context (window 2) + stacked "
+                                       "LR over its probabilities of the sentence and its ±2 neighbours", window=2),
         "minilm": Row("encoder", "MiniLM (fine-tuned, 3 folds, early stopping on val)", model="encoder"),
         "minilm+ctx": Row("encoder", f"MiniLM + context (window {encoder_window}, position)", model="encoder",
                           window=encoder_window),
         "blend-noctx": Row("blend", "mean(tfidf, minilm)", parts=("tfidf", "minilm")),
-        "blend": Row("blend", f"mean({ctx}, minilm+ctx)", parts=(ctx, "minilm+ctx")),
+        "blend": Row("blend", f"mean({blend_tfidf}, minilm+ctx)", parts=(blend_tfidf, "minilm+ctx")),
     }
 
 
@@ -111,7 +115,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--quick", action="store_true", help="smoke run: test fold 0 only, 1 epoch, max_length 64")
     ap.add_argument("--smoke-docs", type=int, default=0, metavar="N",
                     help="keep only the first N judgments of each fold (whole documents; not a benchmark)")
-    ap.add_argument("--encoder-window", type=int, default=1, help="context window of minilm+ctx (and blend)")
+    ap.add_argument("--encoder-window", type=int, default=1, help="context window of minilm+ctx")
+    ap.add_argument("--blend-tfidf", default="tfidf+ctx2", help="the TF-IDF row that blend averages with minilm+ctx")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=16)
@@ -245,22 +250,47 @@ def sequence_features(P: np.ndarray, df: pd.DataFrame, offsets: tuple[int, ...] 
     return np.hstack(blocks)
 
 
-def run_stacked(df: pd.DataFrame, classes: list[str]) -> Outcome:
-    """Stacked sequential learning (Cohen & Carvalho 2005) on the baseline: a second multinomial LR reads the
-    baseline's probabilities of a sentence and of its neighbours. Its training rows get out-of-fold
-    probabilities from an inner cross-validation over the four training folds, so it never learns from
-    probabilities of sentences the baseline was fitted on."""
+Base = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (train rows, test rows) of the corpus -> test probabilities
+
+
+def sklearn_base(df: pd.DataFrame, classes: list[str]) -> Base:
+    """The baseline model as a stacking base."""
+    return lambda train, test: sk_tfidf_lr(df[train], df[test], classes)
+
+
+def lexcoder_base(data_path: Path, spec: Row, df: pd.DataFrame, classes: list[str]) -> Base:
+    """lexcoder's TF-IDF model with ``spec``'s [context] as a stacking base (fitted on the rows given, C as set)."""
+    from lexcoder.context import model_inputs, take
+    from lexcoder.models import build_model
+    from lexcoder.pipeline import prepare_inputs
+    cfg = lexcoder_config(data_path, spec)
+    table = prepare_inputs(cfg).data
+    inputs = take(model_inputs(table, cfg), pd.Index(table["id"]).get_indexer(df["id"]))  # in corpus order
+    inputs = inputs if isinstance(inputs, pd.DataFrame) else pd.Series(inputs)
+    y = df[LABEL].astype(str).to_numpy(dtype=object)
+
+    def fit_predict(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        model = build_model("tfidf", None, cfg.model.params).fit(take(inputs, train), y[train])
+        return model.predict_proba(take(inputs, test))[:, np.searchsorted(np.asarray(model.classes_), classes)]
+    return fit_predict
+
+
+def run_stacked(df: pd.DataFrame, classes: list[str], base: Base) -> Outcome:
+    """Stacked sequential learning (Cohen & Carvalho 2005): a second multinomial LR reads the base model's
+    probabilities of a sentence and of its neighbours. Its training rows get out-of-fold probabilities from
+    an inner cross-validation over the four training folds, so it never learns from probabilities of
+    sentences the base model was fitted on."""
     P, secs = np.full((len(df), len(classes)), np.nan), {}
-    for k in sorted(df[FOLD].unique()):
-        t0, test = time.perf_counter(), (df[FOLD] == k).to_numpy()
-        train = df[~test].reset_index(drop=True)
-        inner = np.full((len(train), len(classes)), np.nan)
-        for j in sorted(train[FOLD].unique()):
-            held = (train[FOLD] == j).to_numpy()
-            inner[held] = sk_tfidf_lr(train[~held], train[held], classes)
+    folds = df[FOLD].to_numpy()
+    for k in sorted(set(folds.tolist())):
+        t0, test = time.perf_counter(), folds == k
+        inner = np.full((len(df), len(classes)), np.nan)
+        for j in sorted(set(folds[~test].tolist())):
+            inner[folds == j] = base(~test & (folds != j), folds == j)
         stacker = LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000)
-        stacker.fit(sequence_features(inner, train), train[LABEL])
-        outer = sk_tfidf_lr(train, df[test], classes)
+        train = df[~test].reset_index(drop=True)
+        stacker.fit(sequence_features(inner[~test], train), train[LABEL])
+        outer = base(~test, test)
         P[test] = stacker.predict_proba(sequence_features(outer, df[test].reset_index(drop=True)))[
             :, np.searchsorted(stacker.classes_, classes)]
         secs[int(k)] = time.perf_counter() - t0
@@ -434,7 +464,7 @@ def print_table(rows: dict[str, Any], skipped: dict[str, str], classes: list[str
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    specs = row_specs(args.encoder_window)
+    specs = row_specs(args.encoder_window, args.blend_tfidf)
     wanted = list(specs) if args.rows == "all" else [r.strip() for r in args.rows.split(",") if r.strip()]
     unknown = [r for r in wanted if r not in specs]
     if unknown:
@@ -480,7 +510,9 @@ def main(argv: list[str] | None = None) -> int:
             if spec.kind == "baseline":
                 out = timed(lambda: run_baseline(df, classes), args.blas_threads)
             elif spec.kind == "stacked":
-                out = timed(lambda: run_stacked(df, classes), args.blas_threads)
+                make_base = (lambda: sklearn_base(df, classes)) if spec.window is None else \
+                    (lambda: lexcoder_base(data_path, spec, df, classes))
+                out = timed(lambda: run_stacked(df, classes, make_base()), args.blas_threads)
             elif spec.kind == "pipeline":
                 out = timed(lambda: run_pipeline_row(data_path, spec, df, classes, work, name), args.blas_threads)
             else:
