@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from lexcoder import config_from_dict, run_pipeline
 from lexcoder.audit import CLASS_QUEUE_COLUMNS, apply_review, audit_run, compare_runs
+from lexcoder.report import build_report
 from lexcoder.cli import app
 from lexcoder.errors import DataError
 from lexcoder.ledger import check_corrections, read_ledger, training_table
@@ -124,6 +125,19 @@ def _review(run_dir, tmp_path, decisions: dict[int, tuple[str, str]], name="revi
     return path, sheet
 
 
+def _table_row(markdown: str, header: str, first_cell: str) -> list[str]:
+    """The cells of the row starting with ``first_cell`` in the Markdown table whose header starts with ``header``."""
+    lines = markdown.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[0] == first_cell:
+            return cells
+    raise AssertionError(f"no row {first_cell!r} in the table {header!r}")
+
+
 @pytest.mark.slow  # retrains the run (several seconds on 2 cores)
 def test_review_ledger_and_retrain_on_corrected_roles(roles, roles_run, tmp_path):
     _, cfg, truth, swapped = roles
@@ -171,6 +185,14 @@ def test_review_ledger_and_retrain_on_corrected_roles(roles, roles_run, tmp_path
     low, high = role["corrected"]["delta_accuracy_ci"]
     assert low <= role["corrected"]["delta_accuracy"] + 1e-12 <= high + 2e-12
     assert "Categorical variables against the corrected codes" in (run2 / "corrections_report.md").read_text()
+
+    # both reports show the variable: the audit table (reviewed/changed) and the corrections table (macro-F1)
+    audited = build_report(roles_run).md.read_text(encoding="utf-8")
+    cells = _table_row(audited, "| variable | classes | in queue", "role")
+    assert cells[5:7] == ["3", "2"]  # reviewed, changed
+    retrained = build_report(run2).md.read_text(encoding="utf-8")
+    cells = _table_row(retrained, "| label | changed | in test", "role (macro-F1)")
+    assert cells[1] == "2" and float(cells[3]) == pytest.approx(m1["macro_f1"], abs=6e-4)
 
 
 def test_bad_class_in_the_review_exits_2_naming_the_row(roles, roles_run, tmp_path):

@@ -244,18 +244,34 @@ def audit_rows(run: RunDir) -> dict[str, Any] | None:
              "ap_before": fmt(before.get(lab, {}).get("average_precision")),
              "ap_after": fmt(after.get(lab, {}).get("average_precision"))}
             for lab, m in summary.get("labels", {}).items()]
-    return {"rows": rows, "conflict_groups": fmt(summary.get("conflicting_duplicate_groups")),
+    return {"rows": rows, "variables": _audit_variable_rows(summary.get("variables", {})),
+            "conflict_groups": fmt(summary.get("conflicting_duplicate_groups")),
             "conflict_rows": fmt(summary.get("conflicting_duplicate_rows"))}
 
 
+def _audit_variable_rows(variables: dict[str, Any]) -> list[dict[str, str]]:
+    """Per categorical variable of ``audit_summary.json``: classes, queue rows, conflicting duplicate groups,
+    estimated wrong codes, reviewed / changed, out-of-fold macro-F1 against the codes before and after."""
+    def figure(block: dict[str, Any], side: str) -> str:
+        return fmt(((block.get("out_of_fold") or {}).get(side) or {}).get("macro_f1"))
+    return [{"variable": v, "classes": fmt(len(b.get("classes", []))), "issues": fmt(b.get("in_queue")),
+             "conflicts": fmt(b.get("conflicting_duplicate_groups")),
+             "noise": "—" if b.get("estimated_noise_rate") is None else f"{b['estimated_noise_rate']:.2%}",
+             "reviewed": fmt(b.get("reviewed")), "changed": fmt(b.get("changed")),
+             "f1_before": figure(b, "before"), "f1_after": figure(b, "after")}
+            for v, b in variables.items()]
+
+
 def corrections_rows(run: RunDir) -> dict[str, Any] | None:
-    """``corrections_report.json`` (``lexcoder corrections report``) as table rows, or ``None``."""
+    """``corrections_report.json`` (``lexcoder corrections report``) as table rows, or ``None``.
+
+    ``rows``: per 0/1 label and macro, F1 before/after/Δ/CI against the original and the corrected codes;
+    ``variables``: per categorical variable the same with macro-F1 (accuracy is in ``corrections_report.md``).
+    """
     path = run.corrections_report_json
     if not path.is_file():
         return None
     res = read_json(path)
-    if "original" not in res:  # runs without 0/1 labels: the table shows labels (variables: corrections_report.md)
-        return None
 
     def cells(key: str, before: float, after: float, delta: float, ci) -> dict[str, str]:
         return {f"{key}_before": fmt(before), f"{key}_after": fmt(after), f"{key}_delta": f"{delta:+.3f}",
@@ -268,13 +284,24 @@ def corrections_rows(run: RunDir) -> dict[str, Any] | None:
     def macro_f1(key: str) -> tuple:
         m = res[key]["macro_f1"]
         return m["before"], m["after"], m["delta"], m["delta_ci"]
+
+    def variable_f1(block: dict[str, Any]) -> tuple:
+        return (block["before"]["macro_f1"], block["after"]["macro_f1"], block["delta_macro_f1"],
+                block["delta_macro_f1_ci"])
     keys = ("original", "corrected")
-    rows = [{"label": lab, "changed": fmt(c["changed"]), "in_test": fmt(c["changed_in_test"]),
-             **{k: v for key in keys for k, v in cells(key, *label_f1(key, lab)).items()}}
-            for lab, c in res["corrections"].items()]
-    rows.append({"label": "macro", "changed": "", "in_test": "",
-                 **{k: v for key in keys for k, v in cells(key, *macro_f1(key)).items()}})
-    return {"before": res["before"], "test_rows": fmt(res["test_rows"]), "rows": rows}
+    rows = []
+    if "original" in res:  # runs with 0/1 labels
+        rows = [{"label": lab, "changed": fmt(c["changed"]), "in_test": fmt(c["changed_in_test"]),
+                 **{k: v for key in keys for k, v in cells(key, *label_f1(key, lab)).items()}}
+                for lab, c in res["corrections"].items()]
+        rows.append({"label": "macro", "changed": "", "in_test": "",
+                     **{k: v for key in keys for k, v in cells(key, *macro_f1(key)).items()}})
+    variables = [{"label": v, "changed": fmt(b["changed"]), "in_test": fmt(b["changed_in_test"]),
+                  **{k: val for key in keys for k, val in cells(key, *variable_f1(b[key])).items()}}
+                 for v, b in res.get("variables", {}).items()]
+    if not rows and not variables:
+        return None
+    return {"before": res["before"], "test_rows": fmt(res["test_rows"]), "rows": rows, "variables": variables}
 
 
 def run_facts(art: dict[str, Any]) -> list[tuple[str, str]]:
