@@ -19,7 +19,7 @@ from sklearn.metrics import accuracy_score, cohen_kappa_score, f1_score, log_los
 
 from lexcoder.cli.core import show_variables
 from lexcoder.cli.common import console
-from lexcoder.evaluate import SMALL_SUPPORT, evaluate_variable
+from lexcoder.evaluate import SMALL_SUPPORT, evaluate_variable, fold_majorities
 from lexcoder.models.tfidf import TfidfClassifier
 from lexcoder.stats.bootstrap import class_count_metrics, confusion_counts
 
@@ -108,8 +108,26 @@ def test_baseline_is_a_constant_prediction_of_the_majority_class(roles, block):
                                                zero_division=0))}
         assert out["macro_f1_over_baseline"] == pytest.approx(out["macro_f1"] - out["baseline"]["macro_f1"])
         assert out["beats_baseline"]
-    with pytest.raises(ValueError, match="class index in 0..6; got 7"):
+    with pytest.raises(ValueError, match="class indices in 0..6; got 7"):
         evaluate_variable(roles["y"], roles["P"], roles["classes"], majority=7)
+
+
+def test_kfold_baseline_answers_each_rows_training_folds_majority(shared_data):
+    """k-fold: every row's baseline is the most frequent class of the other folds, not of all rows."""
+    df = pd.read_csv(shared_data("indian_sc_rhetorical_roles/texts.csv.gz"), usecols=["label", "fold"])
+    # two of the authors' folds: fold 1's training rows (fold 3) are mostly "Ratio of the decision", fold 3's
+    # (fold 1) mostly "Facts" — while the most frequent class of all rows is "Ratio of the decision"
+    df = df[df["fold"].isin([1, 3])].reset_index(drop=True)
+    classes = sorted(df["label"].unique())
+    y = np.array([classes.index(c) for c in df["label"]])
+    expected = df["fold"].map({f: df.loc[df["fold"] != f, "label"].value_counts().idxmax()
+                               for f in df["fold"].unique()})
+    got = fold_majorities(y, df["fold"].to_numpy(), len(classes))
+    assert [classes[i] for i in got] == expected.tolist() and expected.nunique() == 2
+    P = np.full((len(y), len(classes)), 1 / len(classes))
+    baseline = evaluate_variable(y, P, classes, majority=got)["baseline"]
+    assert baseline["accuracy"] == pytest.approx((df["label"] == expected).mean())
+    assert baseline["class"] == " / ".join(pd.unique(expected))
 
 
 def test_classes_with_few_texts_are_flagged(roles):

@@ -230,7 +230,7 @@ def add_second_coder(block: dict[str, Any], Y: np.ndarray, pred: np.ndarray, Y_s
 
 def evaluate_variable(y: np.ndarray, P: np.ndarray, classes: Sequence[str], *, pred: np.ndarray | None = None,
                       groups: np.ndarray | None = None, bootstrap: int = 0, seed: int = 42, ece_bins: int = 10,
-                      majority: int | None = None) -> dict[str, Any]:
+                      majority: int | np.ndarray | None = None) -> dict[str, Any]:
     """Figures of one categorical variable on one split, of the decisions ``pred`` (default: the most probable
     class).
 
@@ -246,8 +246,8 @@ def evaluate_variable(y: np.ndarray, P: np.ndarray, classes: Sequence[str], *, p
     seed : seed of the bootstrap
     ece_bins : equal-width bins of the ECE
     majority : index of the class the majority baseline answers, the most frequent one in the *training*
-        split (the honest choice: a rule fixed before seeing the evaluated split). ``None``: the most frequent
-        class in ``y``.
+        split (the honest choice: a rule fixed before seeing the evaluated split), or ``(n,)`` indices, one per
+        row (k-fold: :func:`fold_majorities`). ``None``: the most frequent class in ``y``.
 
     Returns
     -------
@@ -317,7 +317,17 @@ def probability_metrics(y: np.ndarray, P: np.ndarray, *, ece_bins: int = 10, pre
             "log_loss": float(log_loss(y, P, labels=np.arange(k)))}
 
 
-def majority_class_baseline(y: np.ndarray, classes: Sequence[str], *, majority: int | None = None
+def fold_majorities(y: np.ndarray, folds: np.ndarray, k: int) -> np.ndarray:
+    """(n,) for each row, the most frequent class among the rows of the *other* folds (its fold's training rows
+    in k-fold cross-validation): the honest majority baseline, fixed before seeing the row's fold."""
+    out = np.empty(len(y), dtype=int)
+    for fold in np.unique(folds):
+        inside = folds == fold
+        out[inside] = int(np.bincount(y[~inside], minlength=k).argmax()) if (~inside).any() else 0
+    return out
+
+
+def majority_class_baseline(y: np.ndarray, classes: Sequence[str], *, majority: int | np.ndarray | None = None
                             ) -> dict[str, Any]:
     """The trivial rule for a categorical variable: answer one class, the majority class, for every text.
 
@@ -325,21 +335,24 @@ def majority_class_baseline(y: np.ndarray, classes: Sequence[str], *, majority: 
     ----------
     y : (n,) human codes (class indices) of the evaluated split
     classes : the k class names
-    majority : index of the class to answer (the training split's most frequent); ``None``: the most
-        frequent class in ``y`` (ties: the first in ``classes``)
+    majority : index of the class to answer (the training split's most frequent), or ``(n,)`` indices, one per
+        row (k-fold: the most frequent class of the training folds of the row's fold,
+        :func:`fold_majorities`); ``None``: the most frequent class in ``y`` (ties: the first in ``classes``)
 
     Returns
     -------
-    dict with ``rule`` ("majority class"), ``class`` (its name), ``accuracy``, ``macro_f1`` (over all k
-    classes: the answered class's F1, 0 for the others, averaged)
+    dict with ``rule`` ("majority class"), ``class`` (its name; with several, the names joined by " / " in
+    order of first use), ``accuracy``, ``macro_f1`` (over all k classes: the answered class's F1, 0 for the
+    others, averaged)
     """
     k = len(classes)
     if majority is None:
         majority = int(np.argmax(np.bincount(y, minlength=k)))
-    elif not 0 <= majority < k:
-        raise ValueError(f"majority must be a class index in 0..{k - 1}; got {majority}.")
-    constant = np.full(len(y), majority)
-    return {"rule": "majority class", "class": classes[majority],
+    constant = np.broadcast_to(np.asarray(majority, dtype=int), (len(y),))
+    if len(constant) and not ((constant >= 0) & (constant < k)).all():
+        raise ValueError(f"majority must hold class indices in 0..{k - 1}; got {majority}.")
+    answered = pd.unique(constant) if len(constant) else np.asarray([majority]).ravel()
+    return {"rule": "majority class", "class": " / ".join(classes[int(c)] for c in answered),
             "accuracy": float(accuracy_score(y, constant)),
             "macro_f1": float(f1_score(y, constant, labels=np.arange(k), average="macro", zero_division=0))}
 

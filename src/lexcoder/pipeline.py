@@ -373,12 +373,13 @@ def _variable_metrics(cfg: Config, df: pd.DataFrame, splits: pd.DataFrame, varia
     the deployed rule's ``temperature`` and ``class_bias``, the probability figures before temperature
     (``before_temperature``: from ``raw``), ``decision_in_sample`` (true on validation, where the rule was
     fitted) and, in k-fold mode, each fold's temperature (``temperature_folds``)."""
-    from .evaluate import evaluate_variable, probability_metrics
+    from .evaluate import evaluate_variable, fold_majorities, probability_metrics
     split = splits["split"].to_numpy()
-    # the baseline answers the training rows' most frequent class (in k-fold: all rows', which every fold's
-    # training part shares unless two classes are nearly tied)
-    train = split == "train" if not (split == "cv").all() else np.ones(len(y), bool)
-    majority = int(np.bincount(y[train], minlength=len(classes)).argmax())
+    # the baseline answers the training rows' most frequent class (in k-fold: each row's, that of the other folds)
+    if (split == "cv").all():
+        majority = fold_majorities(y, splits["fold"].to_numpy(), len(classes))
+    else:
+        majority = int(np.bincount(y[split == "train"], minlength=len(classes)).argmax())
     groups = df["group"].to_numpy() if "group" in df.columns else None
 
     def block(rows: np.ndarray, *, in_sample: bool) -> dict[str, Any]:
