@@ -168,6 +168,30 @@
     pressedAt = null;
     requestAnimationFrame(() => setTimeout(() => timings.push(performance.now() - start), 0));
   }
+  // a key handler that starts the press → paint timer at the key press (event.timeStamp shares
+  // performance.now()'s clock), so handler delays count too
+  const press = (fn) => (event) => { pressedAt = event && event.timeStamp ? event.timeStamp : performance.now(); fn(); };
+
+  // one decision or undo of a work screen: one request at a time (a second press while one is under way is
+  // ignored), acknowledged with a flash; a decision clears the note. `done` is the flash's word, `show` paints
+  // the answer. Returns nothing: errors are flashed.
+  async function send(state, url, body, done, show) {
+    if (state.pending) return;
+    state.pending = true;
+    const undo = url === "/api/undo";
+    try {
+      const data = await request("POST", url, body);
+      if (undo && !data.ack) { flash("Nothing to undo"); pressedAt = null; return; }
+      if (!undo) $("#note").value = "";
+      flash(done + " ✓");
+      show(data);
+    } catch (err) {
+      pressedAt = null;
+      flash(err.message, true);
+    } finally {
+      state.pending = false;
+    }
+  }
 
   // ---------------------------------------------------------------------------------------------------
   // shared parts of the work screens
@@ -283,41 +307,14 @@
     }
 
     async function act(action, values) {
-      if (!state.item || state.pending) return;
-      state.pending = true;
+      if (!state.item) return;
       const body = { item_id: state.item.item_id, action, action_id: newId(), note: $("#note").value, ...filters() };
       if (values) body.values = values;
-      try {
-        const data = await request("POST", "/api/act", body);
-        $("#note").value = "";
-        flash({ keep: "Kept", flip: "Flipped", change: "Changed", skip: "Skipped", flag: "Flagged for discussion" }[action] + " ✓");
-        show(data);
-      } catch (err) {
-        pressedAt = null;
-        flash(err.message, true);
-      } finally {
-        state.pending = false;
-      }
+      const done = { keep: "Kept", flip: "Flipped", change: "Changed", skip: "Skipped", flag: "Flagged for discussion" }[action];
+      await send(state, "/api/act", body, done, show);
     }
+    const undo = () => send(state, "/api/undo", { kind: "audit", action_id: newId() }, "Undone", show);
 
-    async function undo() {
-      if (state.pending) return;
-      state.pending = true;
-      try {
-        const data = await request("POST", "/api/undo", { kind: "audit", action_id: newId() });
-        if (!data.ack) { flash("Nothing to undo"); pressedAt = null; return; }
-        flash("Undone ✓");
-        show(data);
-      } catch (err) {
-        pressedAt = null;
-        flash(err.message, true);
-      } finally {
-        state.pending = false;
-      }
-    }
-
-    // from the key press itself (event.timeStamp shares performance.now()'s clock): handler delays count too
-    const press = (fn) => (event) => { pressedAt = event && event.timeStamp ? event.timeStamp : performance.now(); fn(); };
     keymap.k = press(() => act("keep"));
     keymap.f = press(() => act(isVariable(state.item) ? "change" : "flip"));
     keymap.s = keymap.space = press(() => act("skip"));
@@ -444,45 +441,18 @@
     }
 
     async function act(action) {
-      if (!state.item || state.pending) return;
+      if (!state.item) return;
       if (action === "code" && editor.missing().length) {
         pressedAt = null;
         flash("Choose a value for " + editor.missing().map(pretty).join(", "), true);
         return;
       }
-      state.pending = true;
       const body = { item_id: state.item.item_id, action, action_id: newId(), note: $("#note").value };
       if (action === "code") body.values = editor.values;
-      try {
-        const data = await request("POST", "/api/act", body);
-        $("#note").value = "";
-        flash({ code: "Saved", skip: "Skipped", flag: "Flagged for discussion" }[action] + " ✓");
-        show(data);
-      } catch (err) {
-        pressedAt = null;
-        flash(err.message, true);
-      } finally {
-        state.pending = false;
-      }
+      await send(state, "/api/act", body, { code: "Saved", skip: "Skipped", flag: "Flagged for discussion" }[action], show);
     }
+    const undo = () => send(state, "/api/undo", { kind: "code", action_id: newId() }, "Undone", show);
 
-    async function undo() {
-      if (state.pending) return;
-      state.pending = true;
-      try {
-        const data = await request("POST", "/api/undo", { kind: "code", action_id: newId() });
-        if (!data.ack) { flash("Nothing to undo"); pressedAt = null; return; }
-        flash("Undone ✓");
-        show(data);
-      } catch (err) {
-        pressedAt = null;
-        flash(err.message, true);
-      } finally {
-        state.pending = false;
-      }
-    }
-
-    const press = (fn) => (event) => { pressedAt = event && event.timeStamp ? event.timeStamp : performance.now(); fn(); };
     keymap.Enter = press(() => act("code"));
     keymap.s = keymap.space = press(() => act("skip"));
     keymap.d = press(() => act("flag"));
@@ -551,37 +521,12 @@
     }
 
     async function resolve() {
-      if (!state.item || state.pending) return;
+      if (!state.item) return;
       if (editor.missing().length) { pressedAt = null; flash("Choose a value for " + editor.missing().map(pretty).join(", "), true); return; }
-      state.pending = true;
-      try {
-        const data = await request("POST", "/api/resolve", { item_id: state.item.item_id, action: "resolve", action_id: newId(),
-                                                              values: editor.values, note: $("#note").value });
-        $("#note").value = "";
-        flash("Resolved ✓");
-        show(data);
-      } catch (err) {
-        pressedAt = null;
-        flash(err.message, true);
-      } finally {
-        state.pending = false;
-      }
+      await send(state, "/api/resolve", { item_id: state.item.item_id, action: "resolve", action_id: newId(),
+                                          values: editor.values, note: $("#note").value }, "Resolved", show);
     }
-
-    async function undo() {
-      if (state.pending) return;
-      state.pending = true;
-      try {
-        const data = await request("POST", "/api/undo", { role: "adjudicator", action_id: newId() });
-        if (!data.ack) { flash("Nothing to undo"); return; }
-        flash("Undone ✓");
-        render(data.item);
-      } catch (err) {
-        flash(err.message, true);
-      } finally {
-        state.pending = false;
-      }
-    }
+    const undo = () => send(state, "/api/undo", { role: "adjudicator", action_id: newId() }, "Undone", (data) => render(data.item));
 
     const take = (index) => {
       const values = coderValues(index);
