@@ -1,23 +1,30 @@
-"""Finding injected coding errors: precision@k, recall@k and PR-AUC of the audit's ranking.
+"""Finding injected coding errors: the audit's rankings compared on the same out-of-fold probabilities.
 
 For each data set and noise level, ``rate`` of every label's positives are flipped to 0 and as many
-negatives to 1 (seeded); one cross-fitting (5 folds, group-aware, TF-IDF) gives out-of-fold probabilities,
-and on the same probabilities, in the same run, three rankings per label are compared (k = number of
-flips injected into that label):
+negatives to 1 (seeded); ONE cross-fitting (5 folds, group-aware; ``--kind tfidf`` or ``blend``) gives the
+out-of-fold probabilities, and every ranking is scored on them (k = number of flips injected into a label):
 
-* ``loss``      lexcoder's default: out-of-fold self-confidence (= cross-entropy loss), all pairs ranked;
-* ``cleanlab``  ``cleanlab.multilabel_classification.filter.find_multilabel_issues_per_class(labels,
-                pred_probs, return_indices_ranked_by="self_confidence")`` as documented (default
-                ``filter_by="prune_by_noise_rate"``): its ranked list is what a reviewer sees; when it
-                holds fewer than k pairs the missing places count as misses; its PR-AUC ranks its list
-                first and the rest by self-confidence;
-* ``random``    a seeded random ranking.
+* ``loss``        the ranking before issue 16: out-of-fold self-confidence, the queue sorted by it;
+* ``calibrated``  lexcoder's default: the self-confidence after per-label temperature scaling (cross-fitted
+                  on the folds); within a label and fold the same order as ``loss``, across labels comparable;
+* ``interleave``  ``calibrated`` scores, labels taken in turn in proportion to confident learning's
+                  estimate of their wrong codes (``lexcoder audit --order interleave``);
+* ``posterior``   the probability that the code is wrong (calibrated + confident-learning noise rates);
+* ``cleanlab``    ``find_multilabel_issues_per_class(..., return_indices_ranked_by="self_confidence")`` as
+                  documented (default ``prune_by_noise_rate``): its ranked list is what a reviewer sees;
+                  when it holds fewer than k pairs the missing places count as misses; pooled, its flagged
+                  pairs sorted by self-confidence;
+* ``random``      a seeded random ranking.
 
-Also reported: cleanlab's flagged-set size/precision/recall, the queue-level precision@K over all labels
-pooled (K = all flips; our queue mixes labels), lexcoder's confident-learning noise estimate, and the
-wall time of ``lexcoder audit`` on the whole ToS data set.
+Per label: precision@k, recall@k, PR-AUC. Over the whole queue (all labels pooled): precision of the top
+20 and 50 and at K (all flips), and the *fair share*: the largest share of the top 50 taken by one label
+next to that label's share of the injected errors (a ratio above 1 = it takes more than its share).
+On the ORIGINAL data (no flips) the queue is built as ``lexcoder audit`` builds it: of its top 20 / 50, how
+many rows are conflicting (near-)duplicates (certain problems) and the per-label composition of the rest
+(real errors cannot be labelled here). The machine load is recorded.
 
     nice -n 10 .venv/bin/python benchmarks/bench_audit.py [--datasets tos,echr] [--rates 0.02,0.05,0.1]
+        [--kind tfidf|blend] [--quick]
 """
 from __future__ import annotations
 
@@ -35,7 +42,10 @@ from sklearn.metrics import average_precision_score
 
 os.environ.setdefault("LEXCODER_PROGRESS", "0")
 import lexcoder  # noqa: E402
-from lexcoder.audit import audit_folds, audit_run, noise_estimates, out_of_fold_proba, score_pairs  # noqa: E402
+from lexcoder.audit import audit_folds, audit_run, build_queue, noise_estimates, out_of_fold_proba, score_pairs  # noqa: E402
+from lexcoder.audit.queue import conflict_groups  # noqa: E402
+from lexcoder.audit.ranking import interleave  # noqa: E402
+from lexcoder.audit.scoring import expected_errors  # noqa: E402
 from lexcoder.demo import TOS_LABELS, demo_config, demo_data_path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,62 +98,111 @@ def cleanlab_lists(Y: np.ndarray, P: np.ndarray) -> list[np.ndarray]:
     return lists
 
 
-def evaluate(Y: np.ndarray, P: np.ndarray, flipped: np.ndarray, labels: list[str], seed: int,
-             preexisting: np.ndarray | None = None) -> dict:
-    """Per-label and pooled figures for the three rankings on the same out-of-fold probabilities.
 
-    ``preexisting``: pairs the audit of the unmodified data already queues; with it, ``loss_new`` ranks
-    the other pairs only (the data's own suspect codes are not counted as misses).
+METHODS = ("loss", "calibrated", "interleave", "posterior", "cleanlab", "random")
+
+
+def scores(Y: np.ndarray, P: np.ndarray, folds: np.ndarray) -> dict[str, np.ndarray]:
+    """Per method, (n, n_labels) evidence that a code is wrong (higher = more suspect), same ``P``."""
+    out = {m: 1 - score_pairs(Y, P, method=m, folds=folds)[0] for m in ("loss", "calibrated", "posterior")}
+    return out
+
+
+def pooled_order(method: str, ev: dict[str, np.ndarray], Y: np.ndarray, P: np.ndarray, labels: list[str],
+                 cl_lists: list[np.ndarray], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, labels) of the whole queue in order (all pairs; a method's flagged set first where it has one)."""
+    n, m = Y.shape
+    if method == "random":
+        flat = rng.permutation(n * m)
+        return np.unravel_index(flat, (n, m))
+    if method == "cleanlab":
+        listed = np.zeros((n, m), dtype=bool)
+        for j, rows in enumerate(cl_lists):
+            listed[rows, j] = True
+        key = np.where(listed, 0, 1).ravel()
+        flat = np.lexsort((-ev["loss"].ravel(), key))
+        return np.unravel_index(flat, (n, m))
+    if method == "interleave":
+        w = expected_errors(Y, P, labels)
+        r, c = np.nonzero(np.ones((n, m), dtype=bool))
+        o = interleave(c, ev["calibrated"][r, c], [w[lab] for lab in labels])
+        return r[o], c[o]
+    flat = np.argsort(-ev[method].ravel(), kind="stable")
+    return np.unravel_index(flat, (n, m))
+
+
+def evaluate(Y: np.ndarray, P: np.ndarray, flipped: np.ndarray, labels: list[str], seed: int, *,
+             folds: np.ndarray | None = None) -> dict:
+    """Per-label and pooled figures for every ranking on the same out-of-fold probabilities.
+
+    ``folds``: the cross-fitting folds (the calibration of each fold is fitted on the others; default:
+    seeded random folds). ``bench_audit_blend.py`` calls this too.
     """
-    score, _ = score_pairs(Y, P, method="loss")
+    ev = scores(Y, P, folds)
     cl_lists = cleanlab_lists(Y, P)
     rng = np.random.default_rng(seed + 1)
     per_label = {}
     for j, lab in enumerate(labels):
         truth, k = flipped[:, j], int(flipped[:, j].sum())
-        loss_order = np.argsort(score[:, j], kind="stable")
+        rest = np.argsort(-ev["loss"][:, j], kind="stable")
         cl = cl_lists[j]
-        rest = loss_order[~np.isin(loss_order, cl)]
         cl_rank = np.empty(len(truth))
-        cl_rank[np.r_[cl, rest]] = np.arange(len(truth))
-        rand = rng.permutation(len(truth))
+        cl_rank[np.r_[cl, rest[~np.isin(rest, cl)]]] = np.arange(len(truth))
+        rand = rng.random(len(truth))
         row = {"k": k}
-        for name, order, s in (("loss", loss_order, -score[:, j]), ("cleanlab", cl, -cl_rank),
-                               ("random", rand, rng.random(len(truth)))):
+        within = {"loss": ev["loss"][:, j], "calibrated": ev["calibrated"][:, j], "posterior": ev["posterior"][:, j],
+                  "cleanlab": -cl_rank, "random": rand}
+        for name, s in within.items():
+            order = cl if name == "cleanlab" else np.argsort(-s, kind="stable")
             p, r = at_k(order, truth, k)
             row[name] = {"precision_at_k": p, "recall_at_k": r, "pr_auc": float(average_precision_score(truth, s))}
-        if preexisting is not None:
-            keep = ~preexisting[loss_order, j] | truth[loss_order]
-            p, r = at_k(loss_order[keep], truth, k)
-            row["loss_new"] = {"precision_at_k": p, "recall_at_k": r,
-                               "preexisting_in_top_k": int(preexisting[loss_order[:k], j].sum())}
         hits = truth[cl].sum()
         row["cleanlab"].update(flagged=int(len(cl)), set_precision=float(hits / max(len(cl), 1)),
                                set_recall=float(hits / k))
         per_label[lab] = row
-    K = int(flipped.sum())
-    pooled = np.argsort(score.ravel(), kind="stable")[:K]
-    return {"labels": per_label, "pooled_queue_precision_at_K": float(flipped.ravel()[pooled].mean()),
-            "pooled_random_precision_at_K": float(flipped.mean()), "K": K,
+    pooled = {}
+    share_of_errors = flipped.sum(axis=0) / flipped.sum()
+    for name in METHODS:
+        r, c = pooled_order(name, ev, Y, P, labels, cl_lists, rng)
+        hit = flipped[r, c]
+        top50 = np.bincount(c[:50], minlength=len(labels)) / 50
+        worst = int(np.argmax(top50 / np.maximum(share_of_errors, 1e-9)))
+        K = int(flipped.sum())
+        pooled[name] = {"precision_top20": float(hit[:20].mean()), "precision_top50": float(hit[:50].mean()),
+                        "precision_at_K": float(hit[:K].mean()), "K": K,
+                        "largest_top50_share": float(top50.max()),
+                        "largest_top50_share_label": labels[int(np.argmax(top50))],
+                        "its_share_of_injected_errors": float(share_of_errors[int(np.argmax(top50))]),
+                        "fair_share_ratio": float(top50[worst] / max(share_of_errors[worst], 1e-9)),
+                        "fair_share_ratio_label": labels[worst]}
+    return {"labels": per_label, "pooled": pooled,
             "noise_estimate": {lab: v["estimated_noise_rate"] for lab, v in noise_estimates(Y, P, labels).items()},
             "injected_noise_rate": {lab: float(flipped[:, j].mean()) for j, lab in enumerate(labels)}}
 
 
-def preexisting(df: pd.DataFrame, Y0: np.ndarray, labels: list[str], seed: int) -> np.ndarray:
-    """Pairs that lexcoder's audit of the unmodified data flags (its own likely coding errors)."""
-    folds = audit_folds(df, labels, seed=seed)
-    _, flagged = score_pairs(Y0, out_of_fold_proba(df["text"], Y0, folds, label_names=labels), method="loss")
-    return flagged
-
-
 def means(block: dict, labels: list[str]) -> dict:
     out = {}
-    for m in ("loss", "cleanlab", "random"):
+    for m in ("loss", "calibrated", "posterior", "cleanlab", "random"):
         for key in ("precision_at_k", "recall_at_k", "pr_auc"):
             out[f"{m}_{key}"] = float(np.mean([block["labels"][lab][m][key] for lab in labels]))
-    if "loss_new" in block["labels"][labels[0]]:
-        out["loss_new_precision_at_k"] = float(np.mean([block["labels"][lab]["loss_new"]["precision_at_k"]
-                                                        for lab in labels]))
+    return out
+
+
+def original_queue(df: pd.DataFrame, labels: list[str], P: np.ndarray, folds: np.ndarray) -> dict:
+    """Top 20 / 50 of the queue on the unmodified data, per method: conflicting duplicates and labels."""
+    Y = df[labels].to_numpy().astype(int)
+    groups = conflict_groups(df, labels)
+    out = {"conflicting_pairs": int(len(groups)), "conflicting_exact_pairs": int(groups["exact"].sum())}
+    for method, order in (("loss", "score"), ("calibrated", "score"), ("calibrated", "interleave"),
+                          ("cleanlab", "score")):
+        score, flagged = score_pairs(Y, P, method=method, folds=folds)
+        q = build_queue(df, labels, P, score, flagged, np.zeros_like(flagged), groups=groups, order=order,
+                        weights=expected_errors(Y, P, labels))
+        name = method if order == "score" else "interleave"
+        out[name] = {f"top{n}": {"conflicting_duplicates": int((q.head(n)["group"] != "").sum()),
+                                 "labels_of_the_rest": q.head(n)[q.head(n)["group"] == ""]["label"]
+                                 .value_counts().to_dict()} for n in (20, 50)}
+        out[name]["queue_rows"] = int(len(q))
     return out
 
 
@@ -159,68 +218,104 @@ def time_full_audit() -> dict:
                 "queue_rows": len(res.queue)}
 
 
+def crossfit(df: pd.DataFrame, Y: np.ndarray, labels: list[str], kind: str, seed: int
+             ) -> tuple[np.ndarray, np.ndarray, float]:
+    """Folds and out-of-fold probabilities (computed once per setting), and the seconds they took."""
+    t0 = time.perf_counter()
+    folds = audit_folds(df.assign(**{lab: Y[:, j] for j, lab in enumerate(labels)}), labels, seed=seed)
+    try:
+        P = out_of_fold_proba(df["text"], Y, folds, label_names=labels, kind=kind)
+    except Exception as err:  # noqa: BLE001 -- a benchmark: say which option failed and why, then stop
+        if kind == "tfidf":
+            raise
+        raise SystemExit(f"--kind {kind} failed in cross-fitting ({type(err).__name__}: {err}). 'blend' needs "
+                         "lexcoder.audit.crossfit to support it (issue 16, item 3) and the MiniLM weights.") from None
+    return folds, P, time.perf_counter() - t0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--datasets", default="tos,echr")
     ap.add_argument("--rates", default="0.02,0.05,0.1")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--no-timing", action="store_true", help="skip timing the whole-ToS audit")
-    ap.add_argument("--exclude-preexisting", action="store_true",
-                    help="also audit the unmodified data and report precision@k without its suspect codes")
+    ap.add_argument("--kind", default="tfidf", choices=["tfidf", "blend"])
+    ap.add_argument("--quick", action="store_true", help="ToS and ECHR samples (25 / 150 documents), 5%% only")
+    ap.add_argument("--timing", action="store_true", help="also time the whole-ToS `lexcoder audit`")
     ap.add_argument("--docs", type=int, default=None,
                     help="use a seeded sample of this many documents per data set (default: all)")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks/results/audit.json"))
+    ap.add_argument("--out", default=None)
     args = ap.parse_args()
+    if args.quick:
+        args.rates = "0.05"
+    out = Path(args.out or ROOT / f"benchmarks/results/audit_ranking{'_quick' if args.quick else ''}"
+                                  f"{'' if args.kind == 'tfidf' else '_' + args.kind}.json")
     results = {"protocol": "flip rate*positives 1->0 and as many 0->1 per label (seeded); 5-fold group-aware "
-                           "cross-fitting, TF-IDF (lexcoder defaults); k = flips injected into the label",
-               "seed": args.seed, "runs": []}
+                           f"cross-fitting, {args.kind}; k = flips injected into the label; every ranking on the "
+                           "same out-of-fold probabilities", "seed": args.seed, "kind": args.kind,
+               "load_before": os.getloadavg(), "runs": [], "original": {}}
     for name in args.datasets.split(","):
-        df, labels, frequent = load(name, args.docs, args.seed)
+        docs = args.docs or ((25 if name == "tos" else 150) if args.quick else None)
+        df, labels, frequent = load(name, docs, args.seed)
         Y0 = df[labels].to_numpy().astype(int)
-        pre = preexisting(df, Y0, labels, args.seed) if args.exclude_preexisting else None
+        folds0, P0, seconds = crossfit(df, Y0, labels, args.kind, args.seed)
+        results["original"][name] = {**original_queue(df, labels, P0, folds0), "crossfit_seconds": round(seconds, 1)}
+        print_original(name, results["original"][name])
         for rate in map(float, args.rates.split(",")):
             flipped = inject(Y0, rate, args.seed)
             Y = np.where(flipped, 1 - Y0, Y0)
-            t0 = time.perf_counter()
-            folds = audit_folds(df.assign(**{lab: Y[:, j] for j, lab in enumerate(labels)}), labels, seed=args.seed)
-            P = out_of_fold_proba(df["text"], Y, folds, label_names=labels)
-            seconds = time.perf_counter() - t0
-            block = evaluate(Y, P, flipped, labels, args.seed, pre)
+            folds, P, seconds = crossfit(df, Y, labels, args.kind, args.seed)
+            block = evaluate(Y, P, flipped, labels, args.seed, folds=folds)
             block.update(dataset=name, rate=rate, rows=len(df), documents=int(df["group"].nunique()),
-                         crossfit_seconds=round(seconds, 1),
+                         crossfit_seconds=round(seconds, 1), load=os.getloadavg(),
                          mean_all=means(block, labels), mean_frequent=means(block, frequent), frequent=frequent)
             results["runs"].append(block)
             print_row(block)
-            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.out).write_text(json.dumps(results, indent=2))
-    if not args.no_timing:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(results, indent=2))
+    if args.timing:
         results["full_tos_audit"] = time_full_audit()
-        print(f"lexcoder audit on the whole ToS data (TF-IDF, 5 folds): {results['full_tos_audit']}")
-    results["encoder_timing"] = "not measured: see benchmarks/README.md"
-    Path(args.out).write_text(json.dumps(results, indent=2))
+    results["load_after"] = os.getloadavg()
+    out.write_text(json.dumps(results, indent=2))
     print_table(results)
 
 
 def print_row(b: dict) -> None:
-    f = b["mean_frequent"]
-    print(f"{b['dataset']} {b['rate']:.0%}: P@k loss {f['loss_precision_at_k']:.3f} cleanlab "
-          f"{f['cleanlab_precision_at_k']:.3f} random {f['random_precision_at_k']:.3f} "
-          f"({b['crossfit_seconds']} s)", file=sys.stderr)
+    f, p = b["mean_frequent"], b["pooled"]
+    print(f"{b['dataset']} {b['rate']:.0%}: P@k loss {f['loss_precision_at_k']:.3f} calibrated "
+          f"{f['calibrated_precision_at_k']:.3f} posterior "
+          f"{f['posterior_precision_at_k']:.3f} cleanlab {f['cleanlab_precision_at_k']:.3f}; top-50 "
+          + " ".join(f"{m} {p[m]['precision_top50']:.2f}" for m in METHODS) + f" ({b['crossfit_seconds']} s)",
+          file=sys.stderr)
+
+
+def print_original(name: str, o: dict) -> None:
+    print(f"{name} original data: {o['conflicting_pairs']} conflicting (row, label) pairs; top 20/50 of the "
+          "default queue: " + ", ".join(f"{o['calibrated'][f'top{n}']['conflicting_duplicates']} conflicting "
+                                        f"duplicates in the top {n}" for n in (20, 50)), file=sys.stderr)
 
 
 def print_table(results: dict) -> None:
-    print("| data | noise | labels | P@k loss | P@k cleanlab | P@k random | R@k loss | R@k cleanlab "
-          "| PR-AUC loss | PR-AUC cleanlab | PR-AUC random | queue P@K (all labels) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| data | noise | labels | P@k loss | P@k calibrated | P@k posterior | P@k cleanlab | P@k random "
+          "| top-50 P: loss | calibrated | interleave | posterior | cleanlab | largest top-50 share / its share "
+          "of errors: loss | calibrated | interleave |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for b in results["runs"]:
-        for which, m in (("frequent", b["mean_frequent"]), ("all", b["mean_all"])):
-            if which == "all" and b["frequent"] == list(b["labels"]):
-                continue
-            print(f"| {b['dataset']} | {b['rate']:.0%} | {which} ({len(b['frequent']) if which == 'frequent' else len(b['labels'])}) "
-                  f"| {m['loss_precision_at_k']:.3f} | {m['cleanlab_precision_at_k']:.3f} | {m['random_precision_at_k']:.3f} "
-                  f"| {m['loss_recall_at_k']:.3f} | {m['cleanlab_recall_at_k']:.3f} "
-                  f"| {m['loss_pr_auc']:.3f} | {m['cleanlab_pr_auc']:.3f} | {m['random_pr_auc']:.3f} "
-                  f"| {b['pooled_queue_precision_at_K']:.3f} |")
+        m, p = b["mean_frequent"], b["pooled"]
+        share = lambda k: f"{p[k]['largest_top50_share']:.2f} / {p[k]['its_share_of_injected_errors']:.2f}"  # noqa: E731
+        print(f"| {b['dataset']} | {b['rate']:.0%} | frequent ({len(b['frequent'])}) "
+              f"| {m['loss_precision_at_k']:.3f} | {m['calibrated_precision_at_k']:.3f} | {m['posterior_precision_at_k']:.3f} "
+              f"| {m['cleanlab_precision_at_k']:.3f} | {m['random_precision_at_k']:.3f} "
+              + "".join(f"| {p[k]['precision_top50']:.2f} " for k in ("loss", "calibrated", "interleave", "posterior",
+                                                                       "cleanlab"))
+              + f"| {share('loss')} | {share('calibrated')} | {share('interleave')} |")
+    print()
+    print("| data | method | top-20: conflicting duplicates | top-50: conflicting duplicates | top-50 others by label |")
+    print("|---|---|---|---|---|")
+    for name, o in results["original"].items():
+        for m in ("loss", "calibrated", "interleave", "cleanlab"):
+            rest = o[m]["top50"]["labels_of_the_rest"]
+            print(f"| {name} | {m} | {o[m]['top20']['conflicting_duplicates']} | {o[m]['top50']['conflicting_duplicates']} "
+                  f"| {', '.join(f'{k} {v}' for k, v in rest.items())} |")
 
 
 if __name__ == "__main__":

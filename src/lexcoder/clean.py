@@ -74,14 +74,34 @@ def clean(df: pd.DataFrame, label_columns: list[str], cfg: CleanConfig | None = 
     return out, conflicts, report
 
 
-def find_conflicts(dups: pd.DataFrame, label_columns: list[str]) -> pd.DataFrame:
-    """Rows of ``dups`` (duplicates only) grouped by ``dup_group`` whose labels disagree."""
+_PUNCT = re.compile(r"[^\w\s]|_")
+_NUMBER = re.compile(r"\d+(?:[.,:/-]\d+)*")  # 3, 3.1, 1,000, 12/05/2020: one number each
+
+
+def near_duplicate_key(text: str) -> str:
+    """The text with case, whitespace, punctuation and numbers normalised away (near-duplicates share it).
+
+    ``"Section 3.1: Fees"`` and ``"section 4 fees"`` both become ``"section 0 fees"``. A text with no
+    letter left (``"1."``, ``"(2)"``) gets ``""``: numbering lines are not near-duplicates of each other in
+    any useful sense, and callers leave texts with an empty key out.
+    """
+    key = _WS.sub(" ", _PUNCT.sub(" ", _NUMBER.sub("0", clean_text(text).casefold()))).strip()
+    return key if any(c.isalpha() for c in key) else ""
+
+
+def find_conflicts(dups: pd.DataFrame, label_columns: list[str], *, group_column: str = "dup_group"
+                   ) -> pd.DataFrame:
+    """Rows of ``dups`` (duplicates only) grouped by ``group_column`` whose labels disagree.
+
+    ``group_column`` is ``dup_group`` (identical cleaned texts) or any other grouping of near-identical
+    texts (e.g. by :func:`near_duplicate_key`); the output names the group ``dup_group`` either way.
+    """
     rows = []
     if len(dups):
-        nunique = dups.groupby("dup_group")[label_columns].nunique()
+        nunique = dups.groupby(group_column)[label_columns].nunique()
         for group, label in zip(*(nunique > 1).to_numpy().nonzero()):
             g = nunique.index[group]
-            part = dups[dups["dup_group"] == g]
+            part = dups[dups[group_column] == g]
             rows.append({"dup_group": int(g), "label": label_columns[label],
                          "ids": list(part["id"]), "values": [_code_text(v) for v in part[label_columns[label]]],
                          "text": part["text"].iloc[0]})

@@ -88,7 +88,8 @@ def test_swapped_roles_are_ranked_on_top(roles, roles_run, method):
     sw = queue[hits]
     assert (sw["suggested_value"].to_numpy() == truth.loc[sw["id"]].to_numpy()).mean() > 0.3
     assert (queue["score"] == queue["model_probability"]).all()
-    assert (queue["suggested_probability"] >= 0).all() and (queue["score"].diff().dropna() >= 0).all()
+    flagged = queue[queue["group"] == ""]  # after the conflicting (near-)duplicates, which open the queue
+    assert (queue["suggested_probability"] >= 0).all() and (flagged["score"].diff().dropna() >= 0).all()
 
 
 def test_summary_per_variable(roles, roles_run):

@@ -9,10 +9,17 @@ never carry information from the test codes into the retrained model's evaluatio
 0/1 labels share one multi-label model per fold (:func:`out_of_fold_proba`); a categorical variable gets
 a multi-class model over its classes per fold (:func:`out_of_fold_class_proba`). Models read the inputs
 that :func:`lexcoder.context.model_inputs` makes (the texts, or the texts with their context).
+
+``kind = "blend"`` cross-fits the TF-IDF + encoder blend: each fold's model is a fine-tuned encoder (default
+``name = "minilm"``) whose probabilities are averaged with a TF-IDF model's of the same training part, i.e.
+the family ``encoder`` with ``blend_tfidf = 0.5`` (the mean that beat either model alone on every ToS fold,
+``benchmarks/bench_encoder_cv.py``). Fine-tuning on a CPU is slow: :func:`estimate_seconds` times a few
+training steps and extrapolates to all folds before the work starts.
 """
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,6 +34,37 @@ from ..split import assign_folds, split_units, strata
 log = logging.getLogger(__name__)
 
 Inputs = Sequence[str] | pd.Series | pd.DataFrame  # texts, or texts with their context (lexcoder.context)
+
+BLEND = "blend"  # cross-fitting kind: the encoder family with the TF-IDF blend (see the module docstring)
+BLEND_WEIGHT = 0.5  # the plain mean of the two families' probabilities
+BLEND_ENCODER = "minilm"
+
+
+def family_settings(kind: str, name: str | None, params: dict[str, Any] | None
+                    ) -> tuple[str, str | None, dict[str, Any]]:
+    """The model family, pretrained model and settings that cross-fitting ``kind`` builds.
+
+    ``"blend"`` is the ``encoder`` family (default ``name`` ``"minilm"``) with ``blend_tfidf = 0.5``
+    unless ``params`` sets another weight; every other kind is returned as it is.
+    """
+    params = dict(params or {})
+    if kind != BLEND:
+        return kind, name, params
+    return "encoder", name or BLEND_ENCODER, {**params, "blend_tfidf": params.get("blend_tfidf") or BLEND_WEIGHT}
+
+
+def tfidf_settings(kind: str, name: str | None, params: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Settings of the TF-IDF model inside cross-fitting ``kind``'s fold models (None: there is none).
+
+    ``tfidf`` is one; an encoder blended with TF-IDF (``blend``, or ``encoder`` with ``blend_tfidf``) trains
+    a default TF-IDF model with the encoder's seed beside the network (:mod:`lexcoder.models.encoder`).
+    """
+    family, _, params = family_settings(kind, name, params)
+    if family == "tfidf":
+        return params
+    if family == "encoder" and params.get("blend_tfidf"):
+        return {"seed": int(params.get("seed", 0))}
+    return None
 
 
 def audit_folds(df: pd.DataFrame, label_columns: Sequence[str], *, n_folds: int = 5, seed: int = 42,
@@ -136,20 +174,46 @@ def _scored_parts(folds: np.ndarray, holdout: np.ndarray) -> list[np.ndarray]:
     return parts
 
 
+def fit_fold_model(inputs: Inputs, Y: np.ndarray, train: np.ndarray, *, kind: str, name: str | None,
+                   params: dict[str, Any] | None, names: Sequence[str]) -> tuple[Any, np.ndarray]:
+    """The multi-label model cross-fitting trains on the ``train`` rows (a boolean mask).
+
+    Returns
+    -------
+    model : the fitted model of the learnable labels (None if no label is learnable there)
+    learnable : (n_labels,) bool, the labels coded both ways in the training rows (the model's columns)
+    """
+    inputs = _as_inputs(inputs)
+    pos = Y[train].sum(axis=0)
+    learnable = (pos > 0) & (pos < train.sum())
+    if not learnable.any():
+        return None, learnable
+    model = build_model(*family_settings(kind, name, params))
+    model.fit(take(inputs, train), Y[train][:, learnable],
+              label_names=[n for n, ok in zip(names, learnable) if ok])
+    return model, learnable
+
+
+def fit_fold_class_model(inputs: Inputs, y: np.ndarray, train: np.ndarray, *, kind: str, name: str | None,
+                         params: dict[str, Any] | None) -> Any:
+    """The multi-class model cross-fitting trains on the ``train`` rows (None if they hold one class)."""
+    if len(set(y[train])) < 2:
+        return None
+    model = build_model(*family_settings(kind, name, params))
+    return model.fit(take(_as_inputs(inputs), train), y[train])
+
+
 def _fit_and_score(inputs: pd.Series | pd.DataFrame, Y: np.ndarray, train: np.ndarray, test: np.ndarray, *,
                    kind: str, name: str | None, params: dict[str, Any] | None, names: list[str]) -> np.ndarray:
     """Fit on ``train`` rows (learnable labels only) and return probabilities for ``test`` rows."""
     pos = Y[train].sum(axis=0)
-    learnable = (pos > 0) & (pos < train.sum())
     out = np.tile((pos / max(train.sum(), 1)).astype(float), (int(test.sum()), 1))
-    if not learnable.any():
+    model, learnable = fit_fold_model(inputs, Y, train, kind=kind, name=name, params=params, names=names)
+    if model is None:
         return out
     for j in np.flatnonzero(~learnable):
         log.warning("Label %s has a single class in a cross-fitting training part; its held-out rows "
                     "get the training prevalence as probability.", names[j])
-    model = build_model(kind, name, params)
-    model.fit(take(inputs, train), Y[train][:, learnable],
-              label_names=[n for n, ok in zip(names, learnable) if ok])
     out[:, learnable] = model.predict_proba(take(inputs, test))
     return out
 
@@ -164,10 +228,104 @@ def _fit_and_score_classes(inputs: pd.Series | pd.DataFrame, y: np.ndarray, clas
     if len(present) < len(classes):
         log.warning("Class(es) %s of %s do not occur in a cross-fitting training part; that part's model "
                     "gives them probability 0.", sorted(set(classes) - set(present)), variable)
-    if len(present) == 1:  # nothing to learn: the rows get the only class seen
+    model = fit_fold_class_model(inputs, y, train, kind=kind, name=name, params=params)
+    if model is None:  # nothing to learn: the rows get the only class seen
         out[:, column[present[0]]] = 1.0
         return out
-    model = build_model(kind, name, params)
-    model.fit(take(inputs, train), y[train])
     out[:, [column[c] for c in model.classes_]] = model.predict_proba(take(inputs, test))
     return out
+
+
+# -- time estimate ------------------------------------------------------------------------------------
+_TIMED_STEPS = 4  # training steps timed
+
+
+def estimate_seconds(inputs: Inputs, Y: np.ndarray, folds: np.ndarray, *, kind: str, name: str | None = None,
+                     params: dict[str, Any] | None = None, holdout: np.ndarray | None = None,
+                     n_variables: int = 0) -> dict[str, Any] | None:
+    """Estimated wall time of cross-fitting a fine-tuned family, from a few timed training steps.
+
+    A short fit on the first texts (4 optimizer steps, no validation) gives the time of one training step;
+    it is multiplied by the steps every fold's model takes (``epochs`` × batches of the
+    fold's training texts, as the family counts them, ``negative_ratio`` included), plus the time to
+    score every row once. A categorical variable adds one network per fold over all training texts.
+
+    Parameters
+    ----------
+    inputs, Y, folds, kind, name, params, holdout : as :func:`out_of_fold_proba`
+    n_variables : categorical variables cross-fitted beside the 0/1 labels (one more network each per fold)
+
+    Returns
+    -------
+    None for families without fine-tuning (TF-IDF: seconds), else ``{"seconds": estimate, "steps": total
+    optimizer steps, "seconds_per_step": measured, "fits": networks trained}``
+    """
+    from ..models.transformer import TransformerClassifier
+    family, name, params = family_settings(kind, name, params)
+    params = {**params, "blend_tfidf": 0.0} if family == "encoder" else params  # TF-IDF's share: seconds
+    model = build_model(family, name, params)
+    if not isinstance(model, TransformerClassifier):
+        return None
+    inputs, Y = _as_inputs(inputs), np.asarray(Y).astype(np.int8)
+    holdout = _holdout(holdout, len(inputs))
+    per_step, per_text = _timed_steps(family, name, params, inputs, max(Y.shape[1], 1))
+    networks = (Y.shape[1] if getattr(model, "per_label", False) else 1) if Y.shape[1] else 0
+    parts = _scored_parts(folds, holdout)
+    steps = 0
+    for test in parts:
+        train = ~test & ~holdout
+        steps += networks * _fold_steps(model, Y[train])
+        steps += n_variables * _fold_steps(model, np.ones((int(train.sum()), 1)))  # every text has a class
+    # every row is scored once by each kind of network (by its own fold's model)
+    seconds = steps * per_step + (networks + n_variables) * len(inputs) * per_text
+    return {"seconds": float(seconds), "steps": int(steps), "seconds_per_step": float(per_step),
+            "fits": len(parts) * (networks + n_variables)}
+
+
+def _fold_steps(model: Any, Y_train: np.ndarray) -> int:
+    """Optimizer steps one fold's network takes on ``Y_train`` (counted as the family counts them)."""
+    model._has_positive = Y_train.sum(axis=1) > 0
+    return int(model._total_steps(model._epoch_size()))
+
+
+def _timed_steps(family: str, name: str | None, params: dict[str, Any], inputs: pd.Series | pd.DataFrame,
+                 width: int) -> tuple[float, float]:
+    """Seconds per training step and per scored text of the family's settings, on the first texts.
+
+    The step time is the training loop's own speed (texts per second from its first step to its last, as
+    the family records it in ``history_``): loading the network is left out, which two fits of different
+    lengths could only subtract with more noise than a step takes.
+    """
+    batch = int(build_model(family, name, params).batch_size)
+    m = min(len(inputs), batch * _TIMED_STEPS)
+    sample = take(inputs, np.arange(m))
+    Y = (np.arange(m)[:, None] + np.arange(width)[None, :]) % 2  # the codes do not change a step's cost
+    settings = {**params, "max_steps": _TIMED_STEPS, "epochs": max(int(params.get("epochs", 1)), _TIMED_STEPS),
+                "negative_ratio": None, **({"per_label": False} if family == "encoder" else {})}
+    model = build_model(family, name, settings)
+    t0 = time.perf_counter()
+    model.fit(sample, Y, label_names=[f"label{j}" for j in range(width)])
+    elapsed = time.perf_counter() - t0
+    speed = (getattr(model, "history_", None) or [{}])[-1].get("train_examples_per_s")
+    per_step = batch / speed if speed else elapsed / _TIMED_STEPS
+    t0 = time.perf_counter()
+    model.predict_proba(sample)
+    return per_step, (time.perf_counter() - t0) / m
+
+
+def log_time_estimate(estimate: dict[str, Any] | None, kind: str) -> None:
+    """Log :func:`estimate_seconds`' figure before cross-fitting starts (the CLI shows it)."""
+    if estimate is None:
+        return
+    log.warning("Cross-fitting with %s: about %s on this machine (%d models, %s training steps at %.2f s "
+                "each, measured on a few steps; early stopping can only shorten it).", kind,
+                format_duration(estimate["seconds"]), estimate["fits"], f"{estimate['steps']:,}",
+                estimate["seconds_per_step"])
+
+
+def format_duration(seconds: float) -> str:
+    """``"2 h 05 min"``, ``"7 min"`` or ``"40 s"``."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"

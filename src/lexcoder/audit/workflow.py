@@ -11,7 +11,9 @@ Files written into the run directory:
   agreement with the human codes before and after the corrections, and the conflicting duplicates
   (groups and rows as defined in :func:`lexcoder.clean.conflict_counts`, counted on the codes audited);
   per categorical variable (``variables``) its rows, issues, estimated noise, reviewed / kept / changed
-  counts and out-of-fold accuracy and macro-F1 before and after the corrections
+  counts and out-of-fold accuracy and macro-F1 before and after the corrections;
+  ``conflicting_near_duplicate_groups`` and ``blocks`` (clusters of flags in a document, coder or batch:
+  :mod:`lexcoder.audit.blocks`)
 
 Categorical variables (``class_columns``) are audited beside the 0/1 labels: one multi-class model per
 variable and fold, the same folds and held-out test rows, the same two rankings (see
@@ -33,7 +35,7 @@ import pandas as pd
 
 from ..clean import conflict_counts, find_conflicts
 from ..config import Config
-from ..context import model_inputs
+from ..context import canonical_name, document_column, model_inputs
 from ..errors import ConfigError
 from ..evaluate import evaluate_predictions, evaluate_variable
 from ..io import read_json, read_table, write_json, write_table
@@ -41,9 +43,16 @@ from ..ledger import append_ledger, apply_ledger, read_ledger, review_entries, t
 from ..rundir import RunDir, writes_to_run
 from ..safety import check_inside, restore_quoted
 from ..split import class_indicators
-from .crossfit import audit_folds, out_of_fold_class_proba, out_of_fold_proba
-from .queue import ClassScores, build_queue, conflict_mask, select, write_queue
-from .scoring import RANKERS, class_noise_estimates, noise_estimates, score_classes, score_pairs
+from .crossfit import (BLEND, audit_folds, estimate_seconds, log_time_estimate, out_of_fold_class_proba,
+                       out_of_fold_proba)
+from .explain import explain_queue
+from .blocks import block_columns as _block_columns
+from .blocks import find_blocks, mark_blocks
+from .queue import (DEFAULT_ORDER, ORDERS, ClassScores, build_queue, conflict_groups, conflict_mask, group_mask,
+                    select, write_queue)
+from .ranking import check_quota
+from .scoring import (DEFAULT_METHOD, RANKERS, class_noise_estimates, expected_errors, noise_estimates, score_classes,
+                      score_pairs)
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +69,10 @@ class AuditResult:
 
 @writes_to_run("audit")
 def audit_run(run_dir: str | Path, *, n_folds: int = 5, kind: str | None = None, name: str | None = None,
-              params: dict[str, Any] | None = None, method: str = "loss", top: int | None = None,
-              label: str | None = None, isolate_test: bool = True, neutralise_formulas: bool = True
-              ) -> AuditResult:
+              params: dict[str, Any] | None = None, method: str = DEFAULT_METHOD, top: int | None = None,
+              label: str | None = None, isolate_test: bool = True, neutralise_formulas: bool = True,
+              order: str | None = None, quota: int | dict[str, int] | None = None,
+              block_columns: list[str] | None = None) -> AuditResult:
     """Find likely human coding errors in a run's data with out-of-fold predictions.
 
     The 0/1 labels and the categorical variables (``class_columns``) are audited together. The queue
@@ -74,7 +84,17 @@ def audit_run(run_dir: str | Path, *, n_folds: int = 5, kind: str | None = None,
     run_dir : a finished run directory (``lexcoder run`` / ``lexcoder demo``)
     n_folds : cross-fitting folds K (each text is scored by a model trained on the other K-1 folds)
     kind, name, params : model family for cross-fitting (default: the run's ``[model]``)
-    method : ranking, ``"loss"`` (default) or ``"cleanlab"`` (see :mod:`lexcoder.audit.scoring`)
+    method : the score, ``"calibrated"`` (default: the probability of the human code after per-label
+        temperature scaling, comparable across labels), ``"loss"`` (uncalibrated; the ranking before),
+        ``"cleanlab"`` or ``"posterior"`` (see :mod:`lexcoder.audit.scoring`)
+    order : the queue after the conflicting (near-)duplicates: ``"score"`` (default: all labels by score)
+        or ``"interleave"`` (labels in turn, in proportion to their confident-learning estimate of wrong
+        codes: :func:`lexcoder.audit.ranking.interleave`)
+    quota : at most this many flagged rows per label or variable in the queue (``{label: cap}`` for
+        some only); conflicting duplicates are always kept
+    block_columns : columns naming a document, coder or coding batch, to look for clusters of flags in
+        (:mod:`lexcoder.audit.blocks`; the input's column names). Default: the document column
+        (``[context] document_column``, else ``[data] group_column``) when the data has one.
     top : keep only the ``top`` highest-ranked rows in the CSV view
     label : only this label's (or categorical variable's) rows in the CSV view (written to
         ``label_issues_<label>.csv``, with the name made safe for a file name:
@@ -101,27 +121,44 @@ def audit_run(run_dir: str | Path, *, n_folds: int = 5, kind: str | None = None,
         raise ConfigError(f"method {method!r} is not a ranking; use one of {', '.join(RANKERS)}.")
     if top is not None and top < 1:
         raise ConfigError(f"top must be a positive number of rows (got {top}).")
+    order = order or DEFAULT_ORDER
+    if order not in ORDERS:
+        raise ConfigError(f"order {order!r} is not a queue order; use one of {', '.join(ORDERS)}.")
+    check_quota(quota, [*labels, *variables])
     model = _model_settings(cfg, kind, name, params)
     csv_path = run.label_issues if label is None else run.label_issues_for(label)
     outputs = [run.label_issues_table, run.audit_summary, run.audit_oof, run.audit_oof_key]
     # the queue, its views and the summary change together (the report is the caller's to rebuild)
     with run.all_or_nothing([*outputs, check_inside(run.root, csv_path)]):
         df = training_table(run.root, pd.read_parquet(run.data), labels, variables)
+        columns, names = _blocks_to_test(cfg, df, block_columns)  # a missing column stops before any work
         holdout = _test_rows(run, df) if isolate_test else np.zeros(len(df), dtype=bool)
         P, class_P = _oof(run, cfg, df, n_folds, model, holdout)
         Y = df[labels].to_numpy().astype(int)
-        score, flagged = score_pairs(Y, P, method=method) if labels else (P, np.zeros(P.shape, dtype=bool))
+        score, flagged = (score_pairs(Y, P, method=method, folds=_oof_folds(run, df)) if labels
+                          else (P, np.zeros(P.shape, dtype=bool)))
         conflict_table = _conflicts(df, [*labels, *variables])
-        conflicts = conflict_mask(df, conflict_table, labels)
-        scored = {v: _score_variable(df, v, *class_P[v], method, conflict_mask(df, conflict_table, [v])[:, 0])
+        groups = conflict_groups(df, [*labels, *variables])  # identical and near-identical copies
+        conflicts = conflict_mask(df, conflict_table, labels) | group_mask(df, groups, labels)
+        scored = {v: _score_variable(df, v, *class_P[v], method, group_mask(df, groups, [v])[:, 0])
                   for v in variables}
-        queue = build_queue(df, labels, P, score, flagged, conflicts, variables=scored)
+        queue = build_queue(df, labels, P, score, flagged, conflicts, variables=scored, groups=groups,
+                            order=order, quota=quota, weights=_expected_errors(df, labels, Y, P, scored))
+        blocks = find_blocks(df, queue, columns, names=names)
+        queue = mark_blocks(queue, df, blocks, names=names)
+        # why each row is there, from the fold models that scored it (lexcoder.audit.explain)
+        queue = explain_queue(queue, df, model_inputs(df, cfg), _oof_folds(run, df), labels=labels, P=P,
+                              variables=class_P, **model)
         write_table(queue, run.label_issues_table)
         view = select(queue, label=label, top=top)
         write_queue(view, csv_path, neutralise_formulas=neutralise_formulas)
         summary = _summary(run, cfg, Y, P, flagged, conflict_counts(conflict_table), queue,
-                           settings={"folds": n_folds, "method": method, "test_rows_held_out": int(holdout.sum()),
-                                     **model}, seconds=time.perf_counter() - t0)
+                           settings={"folds": n_folds, "method": method, "order": order, "quota": quota,
+                                     "block_columns": [names.get(c, c) for c in columns],
+                                     "test_rows_held_out": int(holdout.sum()), **model},
+                           seconds=time.perf_counter() - t0)
+        summary["conflicting_near_duplicate_groups"] = int(groups.loc[~groups["exact"], "group"].nunique())
+        summary["blocks"] = [{**b, "column": names.get(b["column"], b["column"])} for b in blocks]
         if variables:
             summary["variables"] = {v: _variable_summary(df, v, s, queue, conflict_counts(conflict_table))
                                     for v, s in scored.items()}
@@ -135,6 +172,9 @@ def _model_settings(cfg: Config, kind: str | None, name: str | None, params: dic
     if kind is None or kind == cfg.model.kind:
         return {"kind": cfg.model.kind, "name": name or cfg.model.name,
                 "params": dict(cfg.model.params if params is None else params)}
+    if kind == BLEND and cfg.model.kind == "encoder":  # the run's encoder settings, blended with TF-IDF
+        return {"kind": kind, "name": name or cfg.model.name,
+                "params": dict(cfg.model.params if params is None else params)}
     return {"kind": kind, "name": name, "params": dict(params or {})}
 
 
@@ -144,6 +184,35 @@ def _conflicts(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
         return find_conflicts(df.iloc[:0], columns)
     sizes = df["dup_group"].map(df["dup_group"].value_counts())
     return find_conflicts(df[sizes > 1], columns)
+
+
+def _expected_errors(df: pd.DataFrame, labels: list[str], Y: np.ndarray, P: np.ndarray,
+                     scored: dict[str, ClassScores]) -> dict[str, float]:
+    """Confident learning's estimate of the wrong codes per label and variable (the interleaving weights)."""
+    weights = expected_errors(Y, P, labels) if labels else {}
+    for v, s in scored.items():
+        rate = class_noise_estimates(np.searchsorted(s.classes, df[v].astype(str).to_numpy()), s.P,
+                                     s.classes)["estimated_noise_rate"]
+        weights[v] = float((rate or 0.0) * len(df))
+    return weights
+
+
+def _oof_folds(run: RunDir, df: pd.DataFrame) -> np.ndarray:
+    """The cross-fitting fold of every row of ``df`` (-1: held out), from the out-of-fold cache just written."""
+    folds = pd.read_parquet(run.audit_oof, columns=["id", "fold"]).set_index("id")["fold"]
+    return folds.reindex(df["id"]).fillna(-1).to_numpy().astype(int)
+
+
+def _blocks_to_test(cfg: Config, df: pd.DataFrame, wanted: list[str] | None
+                    ) -> tuple[list[str], dict[str, str]]:
+    """The canonical block columns and their input names (the group column is ``group`` in the table)."""
+    names = {canonical_name(cfg.data, c): c for c in wanted or []}
+    default = document_column(cfg.data, cfg.context)
+    if default:
+        names.setdefault(canonical_name(cfg.data, default), default)
+    columns = _block_columns(df, [canonical_name(cfg.data, c) for c in wanted or []],
+                             default=default and canonical_name(cfg.data, default))
+    return columns, names
 
 
 def _score_variable(df: pd.DataFrame, variable: str, classes: np.ndarray, P: np.ndarray, method: str,
@@ -193,6 +262,9 @@ def _oof(run: RunDir, cfg: Config, df: pd.DataFrame, n_folds: int, model: dict[s
     folds = _folds(cfg, df, n_folds, holdout)
     inputs = model_inputs(df, cfg)
     settings = {"kind": model["kind"], "name": model["name"], "params": model["params"], "holdout": holdout}
+    # fine-tuning on a CPU can take hours: say how long before it starts (None for TF-IDF)
+    log_time_estimate(estimate_seconds(inputs, df[labels].to_numpy(), folds, n_variables=len(classes), **settings),
+                      model["kind"])
     P = (out_of_fold_proba(inputs, df[labels].to_numpy(), folds, label_names=labels, **settings) if labels
          else np.zeros((len(df), 0)))
     class_P = {v: (c, out_of_fold_class_proba(inputs, df[v].astype(str).to_numpy(), folds, classes=c,

@@ -32,9 +32,20 @@ def audit(
     run_dir: RunArg,
     folds: Annotated[int, typer.Option(help="Cross-fitting folds: each text is scored by a model trained "
                                             "on the other folds.")] = 5,
-    model: Annotated[Optional[str], typer.Option(help="Model family for cross-fitting: tfidf, encoder or "
-                                                      "llm (default: the run's).")] = None,
-    method: Annotated[str, typer.Option(help="Ranking: loss (default) or cleanlab.")] = "loss",
+    model: Annotated[Optional[str], typer.Option(help="Model family for cross-fitting: tfidf, encoder, llm, "
+                                                      "or blend (fine-tuned MiniLM averaged with TF-IDF; slow "
+                                                      "on a CPU: its time estimate is shown before it starts) "
+                                                      "(default: the run's).")] = None,
+    method: Annotated[str, typer.Option(help="Score: calibrated (default: probability of the human code, "
+                                             "temperature-scaled per label), loss, cleanlab or posterior.")]
+    = "calibrated",
+    order: Annotated[Optional[str], typer.Option(help="After the conflicting duplicates: score (default: all "
+                                                      "labels by score) or interleave (labels in turn by "
+                                                      "expected errors).")] = None,
+    quota: Annotated[Optional[int], typer.Option(help="At most N flagged rows per label in the queue.")] = None,
+    block_columns: Annotated[Optional[str], typer.Option(
+        help="Comma-separated columns naming a document, coder or batch, to find clusters of flags in "
+             "(default: the document/group column).")] = None,
     top: Annotated[Optional[int], typer.Option(help="Keep only the N most likely errors in the CSV.")] = None,
     label: Annotated[Optional[str], typer.Option(help="Only this label or categorical variable (writes "
                                                       "label_issues_<label>.csv; characters unsafe in file "
@@ -52,8 +63,12 @@ def audit(
     """Rank likely human coding errors with out-of-fold predictions; writes label_issues.csv."""
     from ..audit import audit_run
     result = audit_run(run_dir, n_folds=folds, kind=model, method=method, top=top, label=label,
-                       isolate_test=isolate_test, neutralise_formulas=not keep_formulas)
+                       isolate_test=isolate_test, neutralise_formulas=not keep_formulas, order=order, quota=quota,
+                       block_columns=[c.strip() for c in block_columns.split(",") if c.strip()] if block_columns
+                       else None)
     show_summary(result.summary)
+    for block in result.summary.get("blocks", []):
+        console.print(f"Cluster of flags: {escape(block['description'])}")
     show_queue(result.view.head(15))
     path = escape(str(result.csv_path))
     how = ("'decision' (keep/flip)" if "new_value" not in result.view else
