@@ -1,17 +1,28 @@
-"""Speed of lexcoder's encoder path vs a plain Hugging Face ``Trainer`` (same model, data, settings, run).
+"""Speed of lexcoder's encoder path vs Hugging Face ``Trainer`` baselines (same model, data, settings, threads).
 
-Both fine-tune all-MiniLM-L6-v2 with a 9-label multi-label head on the same ToS sentences (max_length,
-batch size, epochs, threads equal; the Trainer with dynamic padding via ``DataCollatorWithPadding``), then
-predict the same held-out sentences. Reported: training and inference examples/s, the ratios, lexcoder's
-int8 (and bf16) inference with its agreement with fp32 (macro-F1 at validation-tuned thresholds), and the
-achieved GFLOP/s against a measured fp32 matmul peak of this machine (model FLOPs: 2 x non-embedding
-parameters per real token for a forward pass, 3x that for training; attention scores ignored).
+Every arm fine-tunes all-MiniLM-L6-v2 with a 9-label multi-label [CLS] head (``head = "cls"``: lexcoder trains
+the very network ``AutoModelForSequenceClassification`` builds) on the same ToS sentences (max_length, batch
+size, epochs, learning rate, threads equal), then codes the same held-out sentences with the same prediction
+batch size. Arms, interleaved within each repeat (the order rotates between repeats, so a shared machine's
+load drift hits every arm alike; the load average is recorded around each arm):
 
-    nice -n 10 .venv/bin/python benchmarks/bench_encoder_speed.py [--train 800 --predict 1500]
+- ``HF Trainer, grouped`` (the fair baseline): ``train_sampling_strategy="group_by_length"`` (transformers 5;
+  ``group_by_length=True`` before) + ``DataCollatorWithPadding``; ``Trainer.predict`` for prediction;
+- ``HF Trainer, random``: the old baseline, random batches (dynamic padding only);
+- ``lexcoder``: float32 training; prediction in float32, bf16 autocast and dynamic int8;
+- ``lexcoder, bf16 training``: the same loop under CPU bf16 autocast (a trial: is it faster, and as good?).
+
+Quality (test macro-F1 at validation-tuned thresholds, one 9-label model per training arm) and lexcoder's own
+bf16 decision (the validation check ``inference_bf16 = "auto"`` runs after training) are reported beside the
+speeds. ``--trained-run DIR`` adds the agreement of bf16 and fp32 on a properly trained run's model (e.g.
+``lexcoder demo --model minilm --out DIR``): its validation and test splits, the encoder's own probabilities.
+
+    nice -n 10 .venv/bin/python benchmarks/bench_encoder_speed.py [--quick] [--trained-run DIR]
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import os
@@ -28,14 +39,26 @@ from lexcoder.demo import TOS_LABELS, demo_data_path
 from lexcoder.evaluate import evaluate_predictions
 from lexcoder.models.encoder import EncoderClassifier
 from lexcoder.models.pretrained import resolve_model_path
-from lexcoder.models.torch_runtime import default_threads
+from lexcoder.models.torch_runtime import cpu_has_bf16, default_threads
 from lexcoder.thresholds import choose_thresholds
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+RESULTS = Path(__file__).resolve().parent / "results"
+TRAIN_ARMS = ("HF Trainer, grouped", "HF Trainer, random", "lexcoder", "lexcoder, bf16 training")
+PREDICT_ARMS = ("HF Trainer.predict", "lexcoder fp32", "lexcoder bf16", "lexcoder int8")
 
 
-def matmul_peak_gflops(n: int = 1024, repeats: int = 20) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
+class Bf16TrainingEncoder(EncoderClassifier):
+    """The encoder with its CPU training steps under bf16 autocast (weights and optimizer stay float32)."""
+
+    def _autocast(self, training: bool):
+        if training and self.device_.type == "cpu":
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return super()._autocast(training)
+
+
+def matmul_peak_gflops(dtype: torch.dtype = torch.float32, n: int = 1024, repeats: int = 20) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     torch.mm(a, b)
     t0 = time.perf_counter()
     for _ in range(repeats):
@@ -43,124 +66,265 @@ def matmul_peak_gflops(n: int = 1024, repeats: int = 20) -> float:
     return 2 * n ** 3 * repeats / (time.perf_counter() - t0) / 1e9
 
 
-def hf_trainer(texts, Y, pred_texts, settings, workdir) -> dict:
-    """Plain Trainer: AutoModelForSequenceClassification, dynamic padding, no length grouping."""
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding,
-                              Trainer, TrainingArguments)
-    path = resolve_model_path("minilm")
-    tok = AutoTokenizer.from_pretrained(path)
-    torch.manual_seed(0)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        path, num_labels=Y.shape[1], problem_type="multi_label_classification")
-    enc = tok(list(texts), truncation=True, max_length=settings["max_length"])
+def load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+# -- the Hugging Face arms ---------------------------------------------------------------------------
+def hf_datasets(tok, texts, Y, pred_texts, max_length: int) -> tuple[list[dict], list[dict]]:
+    enc = tok(list(texts), truncation=True, max_length=max_length)
     train = [{"input_ids": i, "attention_mask": m, "labels": [float(v) for v in y]}
              for i, m, y in zip(enc["input_ids"], enc["attention_mask"], Y)]
-    penc = tok(list(pred_texts), truncation=True, max_length=settings["max_length"])
-    pred = [{"input_ids": i, "attention_mask": m} for i, m in zip(penc["input_ids"], penc["attention_mask"])]
-    args = TrainingArguments(output_dir=str(workdir), per_device_train_batch_size=settings["batch_size"],
-                             per_device_eval_batch_size=settings["eval_batch_size"], num_train_epochs=settings["epochs"],
-                             learning_rate=settings["lr"], use_cpu=True, report_to=[], save_strategy="no",
-                             logging_strategy="no", seed=0, disable_tqdm=True, dataloader_num_workers=0)
+    penc = tok(list(pred_texts), truncation=True, max_length=max_length)
+    return train, [{"input_ids": i, "attention_mask": m} for i, m in zip(penc["input_ids"], penc["attention_mask"])]
+
+
+def hf_train(tok, train: list[dict], num_labels: int, settings: dict, grouped: bool, workdir: str):
+    """A fitted Trainer and its training seconds."""
+    from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer, TrainingArguments
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        resolve_model_path("minilm"), num_labels=num_labels, problem_type="multi_label_classification")
+    args = TrainingArguments(output_dir=workdir, per_device_train_batch_size=settings["batch_size"],
+                             per_device_eval_batch_size=settings["eval_batch_size"],
+                             num_train_epochs=settings["epochs"], learning_rate=settings["lr"], use_cpu=True,
+                             report_to=[], save_strategy="no", logging_strategy="no", seed=0, disable_tqdm=True,
+                             dataloader_num_workers=0,
+                             train_sampling_strategy="group_by_length" if grouped else "random")
     trainer = Trainer(model=model, args=args, train_dataset=train, data_collator=DataCollatorWithPadding(tok))
     t0 = time.perf_counter()
     trainer.train()
-    train_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    trainer.predict(pred)
-    return {"train_seconds": train_s, "predict_seconds": time.perf_counter() - t0}
+    return trainer, time.perf_counter() - t0
 
 
-def lexcoder_path(texts, Y, val_texts, val_Y, pred_texts, pred_Y, settings) -> dict:
-    model = EncoderClassifier(**settings, patience=0)
+def hf_predict(trainer, pred: list[dict]) -> tuple[np.ndarray, float]:
     t0 = time.perf_counter()
-    model.fit(texts, Y, label_names=TOS_LABELS)
-    out = {"train_seconds": time.perf_counter() - t0, "loop_examples_per_s": model.history_[-1]["train_examples_per_s"]}
-    for variant in ("fp32", "int8", "bf16"):
-        model.set_params(quantize_int8=variant == "int8", inference_bf16=variant == "bf16")
-        model.predict_proba(pred_texts[:64])  # warm-up (and int8 conversion) outside the timing
-        t0 = time.perf_counter()
-        P = model.predict_proba(pred_texts)
-        out[f"predict_seconds_{variant}"] = time.perf_counter() - t0
-        th = choose_thresholds(val_Y, model.predict_proba(val_texts))
-        out[f"macro_f1_{variant}"] = evaluate_predictions(pred_Y, P, th, TOS_LABELS)["macro"]["f1"]
-        out[f"P_{variant}"] = P
+    out = trainer.predict(pred)
+    return 1 / (1 + np.exp(-out.predictions)), time.perf_counter() - t0
+
+
+# -- the lexcoder arms -----------------------------------------------------------------------------
+def lexcoder_train(klass, texts, Y, settings: dict) -> tuple[EncoderClassifier, float]:
+    model = klass(**settings, patience=0)
+    t0 = time.perf_counter()
+    model.fit(texts, Y, label_names=TOS_LABELS)  # no validation texts: no evaluation, as in the Trainer arms
+    return model, time.perf_counter() - t0
+
+
+def variant(model: EncoderClassifier, name: str) -> EncoderClassifier:
+    """A copy predicting in float32, under bf16 autocast, or with dynamic int8 (warmed up)."""
+    out = copy.deepcopy(model).set_params(quantize_int8=name == "int8", inference_bf16=name == "bf16")
+    out.predict_proba(["A warm-up sentence about the termination of accounts."] * 8)
     return out
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--train", type=int, default=800)
-    ap.add_argument("--predict", type=int, default=1500)
-    ap.add_argument("--max-length", type=int, default=128)
-    ap.add_argument("--hf-first", action="store_true", help="run the Trainer first (check order effects)")
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "encoder_speed.json"))
-    args = ap.parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    threads = default_threads()
-    torch.set_num_threads(threads)
-    df = pd.read_csv(demo_data_path())
+def timed_predict(model, texts) -> tuple[np.ndarray, float]:
+    t0 = time.perf_counter()
+    P = model.predict_proba(texts)
+    return P, time.perf_counter() - t0
+
+
+def test_macro_f1(model, val, test, P_test=None) -> float:
+    th = choose_thresholds(val[1], model.predict_proba(val[0]))
+    P = model.predict_proba(test[0]) if P_test is None else P_test
+    return float(evaluate_predictions(test[1], P, th, TOS_LABELS)["macro"]["f1"])
+
+
+# -- the benchmark ---------------------------------------------------------------------------------
+def sample(df: pd.DataFrame, n_train: int, n_pred: int):
     pool = df[df["fold"] >= 2]
     has = pool[TOS_LABELS].sum(axis=1) > 0  # a third positives, so every label occurs in training
-    train = pd.concat([pool[has].sample(args.train // 3, random_state=0),
-                       pool[~has].sample(args.train - args.train // 3, random_state=0)]).sample(frac=1, random_state=0)
-    val = df[df["fold"] == 1].sample(args.predict, random_state=0)
-    test = df[df["fold"] == 0].sample(args.predict, random_state=0)
-    # head "cls": lexcoder trains the very network the Trainer builds (AutoModelForSequenceClassification)
-    settings = {"head": "cls", "max_length": args.max_length, "batch_size": 16, "eval_batch_size": 64, "epochs": 1,
-                "lr": 1e-4, "num_threads": threads, "seed": 0}
-    texts, Y = train["text"].tolist(), train[TOS_LABELS].to_numpy()
-    peak = matmul_peak_gflops()
-    run_ours = lambda: lexcoder_path(texts, Y, val["text"].tolist(), val[TOS_LABELS].to_numpy(),  # noqa: E731
-                                     test["text"].tolist(), test[TOS_LABELS].to_numpy(), settings)
-    if args.hf_first:
-        with tempfile.TemporaryDirectory() as tmp:
-            hf = hf_trainer(texts, Y, test["text"].tolist(), settings, tmp)
-        ours = run_ours()
-    else:
-        ours = run_ours()
-        with tempfile.TemporaryDirectory() as tmp:
-            hf = hf_trainer(texts, Y, test["text"].tolist(), settings, tmp)
-    peak_after = matmul_peak_gflops()
+    train = pd.concat([pool[has].sample(n_train // 3, random_state=0),
+                       pool[~has].sample(n_train - n_train // 3, random_state=0)]).sample(frac=1, random_state=0)
+    val = df[df["fold"] == 1].sample(n_pred, random_state=0)
+    test = df[df["fold"] == 0].sample(n_pred, random_state=0)
+    return [(d["text"].tolist(), d[TOS_LABELS].to_numpy()) for d in (train, val, test)]
 
+
+def rotate(items: tuple, r: int) -> list:
+    return list(items[r % len(items):] + items[:r % len(items)])
+
+
+def run_repeats(args, settings: dict, train, val, test) -> dict:
+    """Interleaved repeats: per arm and repeat, seconds and load; the first repeat's models for quality."""
     from transformers import AutoTokenizer
     tok = AutoTokenizer.from_pretrained(resolve_model_path("minilm"))
-    n_tok = lambda ts: sum(min(len(x), args.max_length) for x in tok(ts)["input_ids"])  # noqa: E731
-    model = EncoderClassifier(**settings)
-    params = sum(p.numel() for n, p in model._build_model(9).named_parameters() if "embeddings" not in n)
-    train_flop, pred_flop = 6 * params * n_tok(texts), 2 * params * n_tok(test["text"].tolist())
-    rows = {
-        "train: HF Trainer": (len(texts) / hf["train_seconds"], train_flop / hf["train_seconds"]),
-        "train: lexcoder": (len(texts) / ours["train_seconds"], train_flop / ours["train_seconds"]),
-        "predict: HF Trainer fp32": (len(test) / hf["predict_seconds"], pred_flop / hf["predict_seconds"]),
-    }
-    for v in ("fp32", "int8", "bf16"):
-        rows[f"predict: lexcoder {v}"] = (len(test) / ours[f"predict_seconds_{v}"], pred_flop / ours[f"predict_seconds_{v}"])
-    agreement = {v: {"macro_f1": ours[f"macro_f1_{v}"], "macro_f1_change": ours[f"macro_f1_{v}"] - ours["macro_f1_fp32"],
-                     "max_abs_prob_diff": float(np.abs(ours[f"P_{v}"] - ours["P_fp32"]).max())}
-                 for v in ("int8", "bf16")}
+    hf_train_set, hf_pred_set = hf_datasets(tok, *train, test[0], settings["max_length"])
+    times: dict[str, list[dict]] = {a: [] for a in TRAIN_ARMS + PREDICT_ARMS}
+    first: dict[str, object] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.repeats):
+            trained = {}
+            for arm in rotate(TRAIN_ARMS, r + args.order_offset):
+                before, cpu0 = load(), time.process_time()
+                if arm.startswith("HF"):
+                    trained[arm], s = hf_train(tok, hf_train_set, len(TOS_LABELS), settings, arm.endswith("grouped"),
+                                               f"{tmp}/{r}-{arm[-6:]}")
+                else:
+                    klass = Bf16TrainingEncoder if "bf16" in arm else EncoderClassifier
+                    trained[arm], s = lexcoder_train(klass, *train, settings)
+                times[arm].append({"seconds": s, "cpu_seconds": time.process_time() - cpu0, "load_before": before,
+                                   "load_after": load()})
+                if not arm.startswith("HF"):  # the training loop's own speed (fit() also loads and tokenizes)
+                    times[arm][-1]["loop_examples_per_s"] = trained[arm].history_[-1]["train_examples_per_s"]
+                logging.warning("repeat %d: %s trained in %.1f s (load %.2f)", r, arm, s, load())
+            models = {"HF Trainer.predict": trained["HF Trainer, grouped"]}
+            models.update({f"lexcoder {v}": variant(trained["lexcoder"], v) for v in ("fp32", "bf16", "int8")})
+            for arm in rotate(PREDICT_ARMS, r + args.order_offset):
+                before, cpu0 = load(), time.process_time()
+                P, s = (hf_predict(models[arm], hf_pred_set) if arm.startswith("HF")
+                        else timed_predict(models[arm], test[0]))
+                times[arm].append({"seconds": s, "cpu_seconds": time.process_time() - cpu0, "load_before": before,
+                                   "load_after": load()})
+                if r == 0:
+                    first[arm] = P
+            if r == 0:
+                first.update(trained)
+                first["predict models"] = models
+    return {"times": times, "first": first}
+
+
+def quality(first: dict, val, test) -> dict:
+    """Test macro-F1 per lexcoder training arm and prediction variant; bf16/int8 agreement with fp32; the
+    bf16 decision lexcoder records for the float32-trained model (its validation check)."""
+    models = first["predict models"]
+    P32 = first["lexcoder fp32"]
+    out = {"test_macro_f1": {
+        "lexcoder (fp32 training), fp32 prediction": test_macro_f1(models["lexcoder fp32"], val, test, P32),
+        "lexcoder, bf16 training (fp32 prediction)": test_macro_f1(first["lexcoder, bf16 training"], val, test)}}
+    for v in ("bf16", "int8"):
+        f1 = test_macro_f1(models[f"lexcoder {v}"], val, test, first[f"lexcoder {v}"])
+        out["test_macro_f1"][f"lexcoder (fp32 training), {v} prediction"] = f1
+        out[f"{v}_prediction_vs_fp32"] = {
+            "macro_f1_change": round(f1 - out["test_macro_f1"]["lexcoder (fp32 training), fp32 prediction"], 5),
+            "max_abs_prob_diff": float(np.abs(first[f"lexcoder {v}"] - P32).max())}
+    model = copy.deepcopy(first["lexcoder"])
+    t0 = time.perf_counter()
+    model._choose_inference_precision(val)  # what fit() does with validation texts (inference_bf16 = "auto")
+    out["bf16_decision"] = {**model.inference_precision_, "check_seconds": round(time.perf_counter() - t0, 2)}
+    return out
+
+
+def trained_run_agreement(run_dir: Path, rows: int) -> dict:
+    """bf16 vs fp32 on a trained run's encoder (its own probabilities, without any TF-IDF blend): the check
+    lexcoder would run on the validation split, and the test split's macro-F1 and largest probability change."""
+    from lexcoder.models import load_model
+    from lexcoder.models.transformer import macro_f1_at_best_thresholds
+    from lexcoder.models.torch_runtime import bf16_decision
+    data, splits = pd.read_parquet(run_dir / "data.parquet"), pd.read_parquet(run_dir / "splits.parquet")
+    model = load_model(next(p.parent for p in (run_dir / "models").glob("*/lexcoder_model.json")))
+    model.set_params(blend_tfidf=0.0)
+    labels = model.label_names_
+    df = data.merge(splits[["id", "split"]], on="id")
+    parts = {}
+    for s in ("val", "test"):
+        d = df[df["split"] == s]
+        d = d.sample(min(rows, len(d)), random_state=0) if rows else d
+        parts[s] = (d["text"].tolist(), d[labels].to_numpy())
+    out = {"run": str(run_dir), "labels": len(labels), "rows_per_split": {s: len(p[0]) for s, p in parts.items()}}
+    for split, (texts, Y) in parts.items():
+        P = {}
+        for name in ("fp32", "bf16", "fp32 again"):
+            m = variant(model, "bf16" if name == "bf16" else "fp32")
+            P[name], s = timed_predict(m, texts)
+            out[f"{split}_texts_per_s_{name.replace(' ', '_')}"] = round(len(texts) / s, 1)
+        out[f"{split}_macro_f1_fp32"] = round(macro_f1_at_best_thresholds(Y, P["fp32"]), 5)
+        out[f"{split}_macro_f1_bf16"] = round(macro_f1_at_best_thresholds(Y, P["bf16"]), 5)
+        out[f"{split}_max_abs_prob_diff"] = float(np.abs(P["bf16"] - P["fp32"]).max())
+        if split == "val":
+            out["decision"] = bf16_decision("auto", torch.device("cpu"),
+                                            lambda bf16: P["bf16" if bf16 else "fp32"],
+                                            lambda Q: macro_f1_at_best_thresholds(Y, Q))
+    return out
+
+
+def summarise(times: dict, n_train: int, n_pred: int) -> dict:
+    """examples/s per arm and repeat; speed-ups (base seconds / arm seconds) per repeat and their medians, in
+    wall time and in CPU time (both threads: less sensitive to a crowded machine than wall time)."""
+    rows = {f"{kind}: {a}": [round(n / t["seconds"], 2) for t in times[a]]
+            for kind, arms, n in (("train", TRAIN_ARMS, n_train), ("predict", PREDICT_ARMS, n_pred)) for a in arms}
+    pairs = {**{f"train lexcoder / {b}": (b, "lexcoder") for b in TRAIN_ARMS[:2]},
+             **{f"train lexcoder bf16 training / {b}": (b, "lexcoder, bf16 training") for b in TRAIN_ARMS[:2]},
+             "train lexcoder bf16 training / lexcoder fp32": ("lexcoder", "lexcoder, bf16 training"),
+             **{f"predict {a} / HF Trainer.predict": ("HF Trainer.predict", a) for a in PREDICT_ARMS[1:]},
+             "predict lexcoder bf16 / lexcoder fp32": ("lexcoder fp32", "lexcoder bf16")}
+    out = {"examples_per_s": rows}
+    for name, key in (("ratios", "seconds"), ("cpu_time_ratios", "cpu_seconds")):
+        per = {k: [round(b[key] / a[key], 2) for a, b in zip(times[arm], times[base])]
+               for k, (base, arm) in pairs.items()}
+        out.update({f"{name}_per_repeat": per, f"{name}_median": {k: float(np.median(v)) for k, v in per.items()}})
+    return out
+
+
+def write_trained_run_only(args, threads: int, peaks_before: dict) -> int:
+    load_start = os.getloadavg()
+    result = {"threads": threads, "cpu_bf16_capable": cpu_has_bf16(), "matmul_peak_gflops_before": peaks_before,
+              "trained_run_bf16": trained_run_agreement(args.trained_run, args.trained_run_rows),
+              "load_average": {"start": [round(x, 2) for x in load_start],
+                               "end": [round(x, 2) for x in os.getloadavg()]}}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
+    print(json.dumps(result, indent=1, default=str))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--train", type=int, default=480, help="training sentences (the defaults: an estimated 13 min on 2 idle cores)")
+    ap.add_argument("--predict", type=int, default=1000, help="sentences coded (and validation sentences)")
+    ap.add_argument("--repeats", type=int, default=2, help="interleaved repeats of every arm")
+    ap.add_argument("--max-length", type=int, default=128)
+    ap.add_argument("--quick", action="store_true", help="320 training / 600 coded sentences, one repeat")
+    ap.add_argument("--order-offset", type=int, default=0, help="rotate the arms' order by this much more")
+    ap.add_argument("--trained-run", type=Path, default=None, help="a trained MiniLM run: bf16 agreement on it")
+    ap.add_argument("--trained-run-rows", type=int, default=1200, help="rows per split of --trained-run (0: all)")
+    ap.add_argument("--trained-run-only", action="store_true", help="only the --trained-run agreement")
+    ap.add_argument("--out", type=Path, default=RESULTS / "encoder_speed.json")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.train, args.predict, args.repeats = 320, 600, 1
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+    threads = default_threads()
+    torch.set_num_threads(threads)
+    train, val, test = sample(pd.read_csv(demo_data_path()), args.train, args.predict)
+    settings = {"head": "cls", "max_length": args.max_length, "batch_size": 16, "eval_batch_size": 64, "epochs": 1,
+                "lr": 1e-4, "num_threads": threads, "seed": 0}
+    peaks_before = {d: round(matmul_peak_gflops(getattr(torch, d)), 1) for d in ("float32", "bfloat16")}
+    if args.trained_run_only:
+        return write_trained_run_only(args, threads, peaks_before)
+    load_start, t0 = os.getloadavg(), time.perf_counter()
+    res = run_repeats(args, settings, train, val, test)
     result = {
-        "setup": {"model": "all-MiniLM-L6-v2 (minilm), 9-label head", "order": "HF first" if args.hf_first
-                  else "lexcoder first", "train_sentences": len(texts),
-                  "predict_sentences": len(test), **settings, "threads": threads,
+        "setup": {"model": "all-MiniLM-L6-v2 (minilm), 9-label [CLS] head", **settings, "threads": threads,
+                  "train_sentences": args.train, "predict_sentences": args.predict, "repeats": args.repeats,
+                  "interleaved": "arm order rotates between repeats", "cpu_bf16_capable": cpu_has_bf16(),
                   "machine": f"{platform.machine()}, {os.cpu_count()} cores shared with other jobs",
-                  "torch": torch.__version__, "non_embedding_params": params},
-        "matmul_peak_gflops": [round(peak, 1), round(peak_after, 1)],
-        "rows": {k: {"examples_per_s": round(a, 2), "gflops": round(b / 1e9, 2),
-                     "pct_of_peak": round(100 * b / 1e9 / max(peak, peak_after), 1)} for k, (a, b) in rows.items()},
-        "ratios": {"train": round(hf["train_seconds"] / ours["train_seconds"], 2),
-                   **{f"predict_{v}": round(hf["predict_seconds"] / ours[f"predict_seconds_{v}"], 2)
-                      for v in ("fp32", "int8", "bf16")}},
-        "agreement_with_fp32": agreement, "macro_f1_fp32": ours["macro_f1_fp32"],
-        "lexcoder_training_loop_examples_per_s": ours["loop_examples_per_s"],
+                  "torch": torch.__version__, "transformers": __import__("transformers").__version__},
+        "matmul_peak_gflops_before": peaks_before,
+        **summarise(res["times"], args.train, args.predict),
+        "times": res["times"],
+        "quality": quality(res["first"], val, test),
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2), encoding="utf-8")
-    print(f"matmul peak {peak:.1f} / {peak_after:.1f} GFLOP/s (before / after), {threads} thread(s)")
-    print(f"{'what':28s} {'ex/s':>8s} {'GFLOP/s':>8s} {'% peak':>7s}")
-    for k, r in result["rows"].items():
-        print(f"{k:28s} {r['examples_per_s']:8.1f} {r['gflops']:8.2f} {r['pct_of_peak']:7.1f}")
-    print("ratios vs HF Trainer:", result["ratios"])
-    print("agreement with fp32:", json.dumps(agreement))
+    if args.trained_run:
+        result["trained_run_bf16"] = trained_run_agreement(args.trained_run, args.trained_run_rows)
+    result["matmul_peak_gflops_after"] = {d: round(matmul_peak_gflops(getattr(torch, d)), 1)
+                                          for d in ("float32", "bfloat16")}
+    result["load_average"] = {"start": [round(x, 2) for x in load_start], "end": [round(x, 2) for x in os.getloadavg()]}
+    result["wall_seconds"] = round(time.perf_counter() - t0, 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
+    print(f"{threads} thread(s); matmul GFLOP/s before {peaks_before}, after {result['matmul_peak_gflops_after']}; "
+          f"load {result['load_average']}")
+    print(f"{'what':48s} examples/s per repeat")
+    for k, v in result["examples_per_s"].items():
+        print(f"{k:48s} {v}")
+    print("ratios (median of repeats): wall time, CPU time")
+    for k, v in result["ratios_median"].items():
+        print(f"  {k:58s} {v:.2f}x  {result['cpu_time_ratios_median'].get(k, float('nan')):.2f}x")
+    print("quality:", json.dumps(result["quality"], indent=1, default=str))
+    if args.trained_run:
+        print("trained run:", json.dumps(result["trained_run_bf16"], indent=1, default=str))
+    print(f"wrote {args.out}")
     return 0
 
 

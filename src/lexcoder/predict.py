@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -69,6 +69,53 @@ def coded_columns(labels: list[str], variables: dict) -> list[str]:
         [c for v, m in variables.items() for c in (f"{v}_pred", *(f"{v}_prob_{c}" for c in m.classes_))]
 
 
+class Coder:
+    """Codes pandas batches with a run's models: the one batch function of every prediction path.
+
+    :func:`predict_file`, sharded prediction (:mod:`lexcoder.distributed.shards`), the Ray engine
+    (:mod:`lexcoder.distributed.ray_engine`) and a Spark ``mapInPandas`` all load a ``Coder`` once per
+    process and call :meth:`code` on each batch, so every engine writes the same codes.
+
+    Parameters
+    ----------
+    run_dir : a finished run directory (its models are loaded once, here)
+    text_column, id_column : column names in the input (default: those of the run's config)
+    """
+
+    def __init__(self, run_dir: str | Path, *, text_column: str | None = None, id_column: str | None = None):
+        run = RunDir(Path(run_dir))
+        self.cfg = run.load_config()
+        self.model, self.thresholds = run.load_model()[:2] if self.cfg.data.label_columns else (None, None)
+        self.variables = run.load_variable_models()
+        self.labels = list(self.cfg.data.label_columns)
+        self.text_column = text_column or self.cfg.data.text_column
+        self.id_column = id_column or self.cfg.data.id_column
+        self.added = coded_columns(self.labels, self.variables)
+
+    def check(self, chunk: pd.DataFrame, source: str | Path) -> None:
+        """Refuse an input without the text column or a column the run's context reads (``chunk``: its
+        first rows); warn about a missing id column and about columns the codes replace."""
+        _check_input_columns(chunk, Path(source), self.text_column, self.id_column, self.added)
+        _check_context_columns(chunk, Path(source), self.cfg)
+
+    def code(self, chunk: pd.DataFrame, *, source: str = "batch", first_row: int = 1) -> pd.DataFrame:
+        """``chunk`` (a pandas batch of the input, shape (n, k)) with the coded columns
+        (:func:`coded_columns`) appended, replacing input columns of those names; same index, same row
+        order. ``source`` and ``first_row`` (1-based) only name the rows in error messages."""
+        chunk = chunk.drop(columns=[c for c in self.added if c in chunk.columns])
+        inputs = chunk_inputs(chunk, self.cfg, self.text_column, source=source, first_row=first_row)
+        return pd.concat([chunk, predict_frame(self.model, self.thresholds, self.labels, inputs,
+                                               variables=self.variables, index=chunk.index)], axis=1)
+
+    def coded_schema(self):
+        """The Arrow types of the coded columns (``pyarrow.Schema``), the same for every batch: float64
+        probabilities, int8 0/1 codes, the class of a categorical variable as text."""
+        import pyarrow as pa
+        variable_preds = {f"{v}_pred" for v in self.variables}
+        return pa.schema([(c, pa.string() if c in variable_preds else pa.int8() if c.endswith("_pred")
+                           else pa.float64()) for c in self.added])
+
+
 def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str | Path, *,
                  text_column: str | None = None, id_column: str | None = None, chunksize: int = 5_000,
                  overwrite: bool = False, neutralise_formulas: bool = True) -> Path:
@@ -105,40 +152,46 @@ def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str |
     """
     input_path, output_path = Path(input_path), Path(output_path)
     check_output_file(output_path, inputs=[input_path], overwrite=overwrite)
-    if chunksize < 1:
-        raise DataError(f"chunksize must be at least 1 row (got {chunksize}).")
-    run = RunDir(Path(run_dir))
-    cfg = run.load_config()
-    model, thresholds = run.load_model()[:2] if cfg.data.label_columns else (None, None)
-    variables = run.load_variable_models()
-    text_column = text_column or cfg.data.text_column
-    labels = cfg.data.label_columns
-    added = coded_columns(labels, variables)
+    check_chunksize(chunksize)
+    coder = Coder(run_dir, text_column=text_column, id_column=id_column)
     fmt = table_format(output_path)
     safe = neutralise_formulas and fmt in SPREADSHEET_FORMATS
-    total = count_rows(input_path)
-    n_done = 0
-    chunks = iter_table(input_path, chunksize=chunksize)
-    first = next(chunks)
-    _check_input_columns(first, input_path, text_column, id_column or cfg.data.id_column, added)
-    _check_context_columns(first, input_path, cfg)
-    chunks = itertools.chain([first], chunks)
-    if cfg.context.order_column:  # neighbours: whole documents at a time
-        chunks = whole_documents(chunks, document_column(cfg.data, cfg.context), source=str(input_path))
-    with atomic_path(output_path) as tmp, _writer(tmp, output_path, input_path, added) as write:
-        for chunk in track(chunks, description="Coding texts", total=_n_chunks(total, chunksize)):
-            if not len(chunk):  # e.g. a header without rows: nothing to code
-                continue
-            chunk = chunk.drop(columns=[c for c in added if c in chunk.columns])
-            inputs = chunk_inputs(chunk, cfg, text_column, source=str(input_path), first_row=n_done + 1)
-            coded = pd.concat([chunk, predict_frame(model, thresholds, labels, inputs, variables=variables,
-                                                    index=chunk.index)], axis=1)
-            write(neutralise(coded) if safe else coded)
-            n_done += len(chunk)
+    chunks = checked_chunks(coder, iter_table(input_path, chunksize=chunksize), input_path)
+    with atomic_path(output_path) as tmp, _writer(tmp, output_path, input_path, coder.added) as write:
+        n_done = code_chunks(coder, chunks, (lambda df: write(neutralise(df))) if safe else write,
+                             source=input_path, total=_n_chunks(count_rows(input_path), chunksize))
         if n_done == 0:
             raise DataError(f"{input_path}: no rows to code.")
     log.info("Coded %d rows into %s", n_done, output_path)
     return output_path
+
+
+def check_chunksize(chunksize: int) -> None:
+    if chunksize < 1:
+        raise DataError(f"chunksize must be at least 1 row (got {chunksize}).")
+
+
+def checked_chunks(coder: Coder, chunks: Iterator[pd.DataFrame], source: Path) -> Iterator[pd.DataFrame]:
+    """``chunks`` (at least one, maybe empty) after checking the first one's columns; with context
+    neighbours re-cut into whole documents (:func:`lexcoder.context.whole_documents`)."""
+    first = next(chunks)
+    coder.check(first, source)
+    chunks = itertools.chain([first], chunks)
+    if coder.cfg.context.order_column:  # neighbours: whole documents at a time
+        chunks = whole_documents(chunks, document_column(coder.cfg.data, coder.cfg.context), source=str(source))
+    return chunks
+
+
+def code_chunks(coder: Coder, chunks: Iterable[pd.DataFrame], write: Callable[[pd.DataFrame], None], *,
+                source: str | Path, total: int | None = None) -> int:
+    """Code each chunk with :meth:`Coder.code` and pass it to ``write``; the number of rows coded."""
+    n_done = 0
+    for chunk in track(chunks, description="Coding texts", total=total):
+        if not len(chunk):  # e.g. a header without rows: nothing to code
+            continue
+        write(coder.code(chunk, source=str(source), first_row=n_done + 1))
+        n_done += len(chunk)
+    return n_done
 
 
 def _check_input_columns(chunk: pd.DataFrame, input_path: Path, text_column: str, id_column: str | None,
@@ -183,7 +236,7 @@ def _writer(tmp: Path, final: Path, input_path: Path, added: list[str]) -> Itera
                 first[0] = False
             yield write_text
     elif fmt == "parquet":
-        with _parquet_writer(tmp, input_path, added) as write_parquet:
+        with parquet_writer(tmp, input_path, added) as write_parquet:
             yield write_parquet
     else:  # xlsx / dta cannot be appended to: collect, then write once
         pending: list[pd.DataFrame] = []
@@ -195,32 +248,56 @@ def _writer(tmp: Path, final: Path, input_path: Path, added: list[str]) -> Itera
 
 
 @contextmanager
-def _parquet_writer(tmp: Path, input_path: Path, added: list[str]) -> Iterator:
+def parquet_writer(tmp: Path, input_path: Path, added: list[str], schema=None) -> Iterator:
     """Append chunks to one Parquet file under a schema fixed up front, so no later chunk can break it.
 
     A Parquet input keeps its own column types. Other inputs are text (CSV) or typed chunk by chunk
     (JSONL, Excel), where a column can be empty in the first chunk and filled later: their columns are
-    written as text, the predicted columns as float64 / int8.
+    written as text, the predicted columns as float64 / int8. ``schema`` (a ``pyarrow.Schema``) fixes the
+    types before the first chunk (shards of one input must agree even where a shard has no rows). What the
+    block puts in ``write.footer`` (a dict of bytes/str) is stored in the file's key-value metadata.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
     typed = table_format(input_path) == "parquet"
     writer = None
+
+    def open_writer(fixed) -> None:
+        nonlocal writer
+        writer = pq.ParquetWriter(tmp, fixed.remove_metadata())
     try:
+        if schema is not None:
+            open_writer(schema)
+
         def write(df: pd.DataFrame) -> None:
-            nonlocal writer
             if not typed:
                 df = df.assign(**{c: _as_text(df[c]) for c in df.columns if c not in added})
             table = pa.Table.from_pandas(df, preserve_index=False)
             if writer is None:
-                schema = pa.schema([f.with_type(pa.string()) if pa.types.is_null(f.type) else f
-                                    for f in table.schema]).remove_metadata()
-                writer = pq.ParquetWriter(tmp, schema)
-            writer.write_table(table.cast(writer.schema))
+                open_writer(pa.schema([f.with_type(pa.string()) if pa.types.is_null(f.type) else f
+                                       for f in table.schema]))
+            writer.write_table(table.select(writer.schema.names).cast(writer.schema))
+        write.footer = {}
         yield write
+        if writer is not None and write.footer:
+            writer.add_key_value_metadata(write.footer)
     finally:
         if writer is not None:
             writer.close()
+
+
+def output_schema(coder: Coder, input_path: Path):
+    """The Arrow schema of the Parquet file :func:`predict_file` writes for ``input_path``, known before
+    any row is coded: a Parquet input's own column types (text for other formats), then the coded columns."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    if table_format(input_path) == "parquet":
+        fields = [f for f in pq.ParquetFile(input_path).schema_arrow if f.name not in coder.added]
+        fields = [f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in fields]
+    else:
+        names = [c for c in next(iter_table(input_path, chunksize=1)).columns if c not in coder.added]
+        fields = [pa.field(str(name), pa.string()) for name in names]
+    return pa.schema(fields + list(coder.coded_schema()))
 
 
 def _as_text(values: pd.Series) -> pd.Series:

@@ -77,7 +77,8 @@ def test_padding_does_not_change_a_texts_probability(trained, tos_slice):
 
 
 def test_merge_saves_full_model_with_the_same_predictions(tiny_llama, tos_slice, tmp_path):
-    model = _fit(tiny_llama, tos_slice, merge=True, max_steps=4)
+    # float32 prediction: under bfloat16 (the default on CPUs with AMX) merging moves probabilities by ~1e-3
+    model = _fit(tiny_llama, tos_slice, merge=True, max_steps=4, inference_bf16=False)
     before = model.predict_proba(tos_slice["test"])
     model.save(tmp_path / "merged_model")
     assert (tmp_path / "merged_model" / "merged" / "model.safetensors").is_file()

@@ -1,9 +1,11 @@
 """Core commands: demo, init, run, predict."""
 from __future__ import annotations
 
+import logging
+import os
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 from rich import box
@@ -76,10 +78,19 @@ def run(config: Annotated[Path, typer.Argument(help="TOML config (see `lexcoder 
         repeat: Annotated[int, typer.Option(min=1, help=(
             "Run N times (N >= 2) into --out/repeat-1 … repeat-N, split, model and bootstrap seeds shifted by "
             "0 … N-1, and show each figure's mean ± sd across the repeats (1: one run, as without it)."))] = 1,
+        processes: Annotated[int, typer.Option(min=1, help=(
+            "Fine-tune data-parallel in N processes, one per GPU (on a machine without GPUs: CPU processes); "
+            "starts `accelerate launch --num_processes N -m lexcoder run ...`. Encoder and LLM models only."))] = 1,
         ) -> None:
     """Run the pipeline for your own table: load → clean → split → train → thresholds → evaluate."""
     cfg = load_config(config, set_, flag="--set")
-    if repeat == 1:
+    if processes > 1 or _launched():
+        argv = ["run", str(config), "--out", str(out), *(["--resume"] if resume else []),
+                *[arg for s in set_ or [] for arg in ("--set", s)],
+                *(["--corrections", str(corrections)] if corrections else [])]
+        _run_parallel(cfg, argv, out=out, resume=resume, corrections=corrections, repeat=repeat,
+                      processes=processes)
+    elif repeat == 1:
         _run_and_show(cfg, out, resume, corrections)
     else:
         _repeat_and_show(cfg, out, repeat, resume, corrections)
@@ -88,9 +99,12 @@ def run(config: Annotated[Path, typer.Argument(help="TOML config (see `lexcoder 
 @app.command()
 @friendly
 def predict(
-    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
-    input: Annotated[Path, typer.Argument(help="Table of texts to code (csv, tsv, parquet, jsonl, xlsx, dta).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output table (format from its extension).")],
+    run_dir: Annotated[Optional[Path], typer.Argument(help="A finished run directory.")] = None,
+    input: Annotated[Optional[Path], typer.Argument(
+        help="Table of texts to code (csv, tsv, parquet, jsonl, xlsx, dta).")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help=(
+        "Output table (format from its extension); a folder with --shard or --engine ray; the merged "
+        ".parquet file with --merge."))] = ...,
     text_column: Annotated[Optional[str], typer.Option(help="Text column of INPUT (default: as in the run).")] = None,
     id_column: Annotated[Optional[str], typer.Option(help="Id column of INPUT (default: as in the run).")] = None,
     chunksize: Annotated[int, typer.Option(help="Rows per chunk (bounds memory on large inputs).")] = 5000,
@@ -98,12 +112,105 @@ def predict(
     keep_formulas: Annotated[bool, typer.Option(
         help="Write cells starting with = + - @ as they are (by default a ' is put before them in CSV/XLSX "
              "so that a spreadsheet shows them as text instead of running them).")] = False,
+    shard: Annotated[Optional[int], typer.Option(help="Code only shard i (0 … N-1) into --out/part-<i>-of-<N>.parquet; a finished shard is skipped.")] = None,
+    num_shards: Annotated[Optional[int], typer.Option(help="Number of shards N (with --shard).")] = None,
+    shard_by: Annotated[str, typer.Option(help="'rows' (row ranges) or a column whose values are hashed into shards (e.g. id).")] = "rows",
+    merge: Annotated[Optional[Path], typer.Option(help="Merge the shards in this folder into --out (a .parquet file), in input order.")] = None,
+    engine: Annotated[Literal["local", "ray"], typer.Option(help="'ray': code on a Ray cluster (pip install 'lexcoder\\[ray]'); --out is a folder.")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster to join ('auto': this node's); default: a local Ray.")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Ray actors, each loading the model once (default: the cluster's CPUs less one).")] = None,
+    cpus_per_worker: Annotated[float, typer.Option(help="CPUs Ray reserves per actor.")] = 1.0,
+    gpus_per_worker: Annotated[float, typer.Option(help="GPUs per Ray actor (fractions share a GPU).")] = 0.0,
 ) -> None:
-    """Code new texts with a trained run; adds <label>_prob and <label>_pred columns."""
+    """Code new texts with a trained run; adds <label>_prob and <label>_pred columns.
+
+    A big corpus: --shard i --num-shards N (one process per shard, e.g. a Slurm array job), then --merge;
+    or --engine ray.
+    """
+    from ..distributed import merge_shards, predict_ray, predict_shard
     t0 = time.perf_counter()
-    predict_file(run_dir, input, out, text_column=text_column, id_column=id_column, chunksize=chunksize,
-                 overwrite=overwrite, neutralise_formulas=not keep_formulas)
-    console.print(f"Wrote {out} in {time.perf_counter() - t0:.1f} s.")
+    _check_predict_mode(run_dir, input, shard, num_shards, merge, engine)
+    if merge is not None:
+        result = merge_shards(merge, out, overwrite=overwrite)
+        console.print(f"Merged {result.parts} shards ({result.rows:,} rows) into {out} in {time.perf_counter() - t0:.1f} s.")
+    elif shard is not None:
+        done = predict_shard(run_dir, input, out, shard=shard, num_shards=num_shards, shard_by=shard_by,
+                             text_column=text_column, id_column=id_column, chunksize=chunksize)
+        verb = "already coded from the same run and input: skipped" if done.skipped else "written"
+        console.print(f"Shard {shard} of {num_shards}: {done.path} ({done.rows:,} rows) {verb} "
+                      f"({time.perf_counter() - t0:.1f} s).")
+    elif engine == "ray":
+        predict_ray(run_dir, input, out, text_column=text_column, id_column=id_column, address=ray_address,
+                    workers=workers, cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
+                    batch_size=chunksize, overwrite=overwrite)
+        console.print(f"Wrote {out}/ with Ray in {time.perf_counter() - t0:.1f} s.")
+    else:
+        predict_file(run_dir, input, out, text_column=text_column, id_column=id_column, chunksize=chunksize,
+                     overwrite=overwrite, neutralise_formulas=not keep_formulas)
+        console.print(f"Wrote {out} in {time.perf_counter() - t0:.1f} s.")
+
+
+def _check_predict_mode(run_dir: Optional[Path], input: Optional[Path], shard: Optional[int],
+                        num_shards: Optional[int], merge: Optional[Path], engine: str) -> None:
+    """One clear error for options that do not go together."""
+    from ..distributed import check_shard_spec
+    from ..errors import ConfigError
+    if merge is not None:
+        if run_dir is not None or input is not None or shard is not None or num_shards is not None:
+            raise ConfigError("--merge takes only the folder of shards and --out: lexcoder predict --merge coded/ "
+                              "--out all.parquet (no RUN, INPUT, --shard or --num-shards).")
+        return
+    if run_dir is None or input is None:
+        raise ConfigError("lexcoder predict needs a run folder and an input table: lexcoder predict RUN INPUT --out "
+                          "coded.csv (or --merge FOLDER --out all.parquet).")
+    if (shard is None) != (num_shards is None):
+        raise ConfigError("--shard and --num-shards go together: --shard i --num-shards N codes shard i (0 … N-1).")
+    if shard is not None:
+        if engine == "ray":
+            raise ConfigError("--engine ray spreads the work itself: leave out --shard/--num-shards.")
+        check_shard_spec(shard, num_shards)
+
+
+def _launched() -> bool:
+    """Whether this is one of several processes started by ``accelerate launch`` (torchrun sets WORLD_SIZE);
+    read here so that a TF-IDF run never imports torch."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
+
+
+def _run_parallel(cfg, argv: list[str], *, out: Path, resume: bool, corrections: Optional[Path], repeat: int,
+                  processes: int) -> None:
+    """``lexcoder run`` data-parallel (:mod:`lexcoder.models.parallel`): start the processes, or, in one of
+    them, run the pipeline (rank 0) or follow its fits (the others)."""
+    from ..errors import ConfigError
+    if cfg.model.kind == "tfidf":
+        raise ConfigError("[model] kind = \"tfidf\" trains in one process (in seconds); several processes are for "
+                          "fine-tuning encoders and LLMs. Run it without --processes and without accelerate launch.")
+    if repeat != 1:
+        raise ConfigError("--repeat runs one process at a time; use it without --processes / accelerate launch.")
+    from ..models import parallel
+    if not parallel.launched():
+        from ..rundir import RunDir, prepare_out
+        prepare_out(RunDir(out), resume=resume)  # a bad --out is refused before any process starts
+        if logging.getLogger().isEnabledFor(logging.DEBUG):
+            argv = ["--verbose", *argv]
+        code = parallel.launch(argv, processes)
+        if code:
+            raise typer.Exit(code)
+        return
+    with parallel.session(cpu=cfg.model.params.get("device") == "cpu") as dp:
+        if not dp.is_main:
+            dp.serve()
+            return
+        try:
+            friendly(_run_and_show)(cfg, out, resume, corrections)  # errors shown here, exit status recorded
+        except typer.Exit as stop:
+            parallel.record_exit(stop.exit_code)
+            raise
+        except BaseException:
+            parallel.record_exit(1)
+            raise
+        finally:
+            dp.release()
 
 
 def _run_and_show(cfg, out: Path, resume: bool, corrections: Optional[Path] = None) -> RunResult:

@@ -1,4 +1,4 @@
-"""Where and how torch runs: devices, CPU threads, int8 inference.
+"""Where and how torch runs: devices, CPU threads, int8 inference, bfloat16 on CPUs that compute it natively.
 
 lexcoder sets torch's thread count only while it fits or predicts and puts the caller's back afterwards.
 This is torch's own ``set_num_threads``, not ``threadpoolctl``: limiting torch's OpenMP pool through
@@ -8,10 +8,14 @@ checkpoint then differed from an uninterrupted one in the 7th digit (tests/model
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
 
+import numpy as np
 import torch
 
 from ..errors import ConfigError
@@ -90,3 +94,105 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao.quantization is deprecated in favour of torchao
         return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8)
+
+
+# -- bfloat16 on the CPU ---------------------------------------------------------------------------------
+BF16_ENV = "LEXCODER_CPU_BF16"
+# the most a validation macro-F1 may move under bf16 autocast for "auto" to choose it (issue 15: 0.005)
+BF16_MAX_F1_CHANGE = 0.005
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has native bfloat16 matrix units (Intel AMX-BF16), where bf16 autocast can pay.
+
+    ``$LEXCODER_CPU_BF16`` = 1 / 0 overrides the detection. Otherwise torch's own CPU capability report
+    (its ``amx_bf16`` flag), else the ``amx_bf16`` flag of ``/proc/cpuinfo`` on Linux; anything else
+    (another OS, an ARM CPU, an unreadable file) counts as *not* capable: without matrix units bf16 is
+    emulated and was measured *slower* than float32 (benchmarks/README.md), so fp32 is the safe guess.
+    """
+    env = os.environ.get(BF16_ENV, "").strip().lower()
+    if env:
+        if env not in ("0", "1", "true", "false"):
+            raise ConfigError(f"${BF16_ENV} = {env!r}: use 1 (this CPU computes bfloat16 natively) or 0 (it does "
+                              "not), or unset it to let lexcoder detect it.")
+        return env in ("1", "true")
+    return _detected_bf16()
+
+
+@functools.lru_cache(maxsize=1)
+def _detected_bf16() -> bool:
+    try:  # a private torch call (2.3+): a missing or changed one falls back to the flags file
+        return bool(torch._C._cpu._get_cpu_capability()["amx_bf16"])
+    except (AttributeError, KeyError, TypeError, RuntimeError):
+        pass
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            return any(line.startswith("flags") and "amx_bf16" in line.split() for line in f)
+    except OSError:
+        return False
+
+
+def bf16_decision(setting: bool | str, device: torch.device,
+                  predict: Callable[[bool], np.ndarray] | None,
+                  score: Callable[[np.ndarray], float] | None) -> dict[str, Any]:
+    """Decide whether CPU prediction runs under bfloat16 autocast; returns the record saved with the model.
+
+    Parameters
+    ----------
+    setting : the model's ``inference_bf16``: True / False force bf16 / float32; ``"auto"`` chooses bf16
+        only on a CPU with native bf16 units (:func:`cpu_has_bf16`) and only when the validation check
+        passes: the validation macro-F1 under bf16 is within :data:`BF16_MAX_F1_CHANGE` of float32's.
+    device : where the model was trained (on a GPU the check does not apply: CPU prediction stays fp32)
+    predict : ``predict(bf16)`` -> validation probabilities, or None without validation texts (no check:
+        float32, since nothing shows bf16 is harmless)
+    score : validation macro-F1 of a probability matrix
+
+    Returns
+    -------
+    dict with ``setting``, ``cpu_bf16_capable``, ``checked``, ``macro_f1_fp32``, ``macro_f1_bf16``,
+    ``macro_f1_change``, ``max_abs_prob_diff``, ``seconds_fp32``, ``seconds_bf16`` (the check's two passes),
+    ``tolerance``, ``precision`` ("bf16" or "fp32") and ``reason``.
+    """
+    capable = device.type == "cpu" and cpu_has_bf16()
+    record: dict[str, Any] = {"setting": setting, "cpu_bf16_capable": capable, "checked": False,
+                              "tolerance": BF16_MAX_F1_CHANGE, "precision": "fp32"}
+    if isinstance(setting, bool):
+        record.update(precision="bf16" if setting else "fp32", reason="set by inference_bf16")
+        return record
+    if not capable:
+        record["reason"] = ("trained on a GPU" if device.type != "cpu" else
+                            "this CPU has no native bfloat16 matrix units")
+        return record
+    if predict is None or score is None:
+        record["reason"] = "no validation texts to check bfloat16 against float32 on"
+        return record
+    t0 = time.perf_counter()
+    P32 = predict(False)
+    t1 = time.perf_counter()
+    P16 = predict(True)
+    t2 = time.perf_counter()
+    f32, f16 = score(P32), score(P16)
+    # the timings are recorded, not used: a choice that followed the machine's momentary load would make
+    # a run's probabilities depend on how busy the machine was
+    record.update(seconds_fp32=round(t1 - t0, 3), seconds_bf16=round(t2 - t1, 3))
+    change = f16 - f32
+    passed = abs(change) <= BF16_MAX_F1_CHANGE
+    record.update(checked=True, macro_f1_fp32=round(f32, 6), macro_f1_bf16=round(f16, 6),
+                  macro_f1_change=round(change, 6),
+                  max_abs_prob_diff=float(np.abs(P16 - P32).max()) if P32.size else 0.0,
+                  precision="bf16" if passed else "fp32",
+                  reason=f"validation macro-F1 moved by {change:+.4f} under bfloat16 "
+                         f"({'within' if passed else 'beyond'} ±{BF16_MAX_F1_CHANGE})")
+    log.info("Inference precision: %s (%s).", record["precision"], record["reason"])
+    return record
+
+
+def bf16_in_use(setting: bool | str, device: torch.device, decision: dict[str, Any] | None) -> bool:
+    """Whether prediction on ``device`` runs under bf16 autocast: forced by the setting, or ``"auto"`` with a
+    recorded decision for bf16 *and* a CPU here that computes bf16 natively (a model checked on an AMX
+    machine predicts in float32 on a laptop without it)."""
+    if device.type != "cpu" or setting is False:
+        return False
+    if setting is True:
+        return True
+    return bool(decision and decision.get("precision") == "bf16") and cpu_has_bf16()
