@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy.special import expit
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import lexcoder
@@ -192,7 +194,8 @@ def test_inclusion_probabilities_correct_an_oversampled_gold_sample(coded):
     assert weighted["classical_low"] <= truth <= weighted["classical_high"]
     assert weighted["ppi_low"] <= truth <= weighted["ppi_high"]
     assert abs(unweighted["classical"] - truth) > abs(weighted["classical"] - truth)
-    assert weighted["method"] == "PPI++ (weighted, Wald)"
+    # two inclusion probabilities, no stratum column: the rows of each are taken as a stratum
+    assert weighted["method"].startswith("PPI++ (design-based: stratified")
 
 
 def test_yhat_pred_uses_the_0_1_codes(coded, tmp_path):
@@ -340,3 +343,96 @@ def test_cli_estimate_never_writes_over_an_input_or_an_existing_file(coded, tmp_
     res = _estimate(run, corpus, gold, "--out", str(tmp_path / "mine.csv"))
     assert res.exit_code == 2 and "--overwrite" in res.text
     assert (tmp_path / "mine.csv").read_text() == "my own table"
+
+
+# ---------------------------------------------------------------- design-based intervals for stratified samples
+
+def _oversampled(P: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An oversampled gold sample as `lexcoder sample --design oversample` draws it: rows, strata, 1 / pi."""
+    from lexcoder.active.sampling import draw_sample, probability_strata
+    strata = probability_strata(P, np.full(P.shape[1], 0.5))
+    rows, p = draw_sample(strata, n, design="oversample", seed=seed)
+    return rows, strata[rows], 1 / p
+
+
+def test_design_based_interval_covers_a_rare_label_where_the_weighted_wald_did_not(simulation):
+    """200 oversampled gold samples (half from the texts the model codes positive) of a 0.3% label."""
+    from lexcoder.estimate.design import stratified_mean_adjusted
+    labels, Y, P, _ = simulation
+    j = labels.index("arbitration")
+    truth = Y[:, j].mean()
+    new, old = [], []
+    for seed in range(200):
+        rows, strata, w = _oversampled(P[:, 1:], 1000, seed)
+        ours = stratified_mean_adjusted(Y[rows, j], P[rows, j], P[:, j], strata, w)
+        wald = ppi_mean(Y[rows, j], P[rows, j], P[:, j], weights=w)
+        new.append(ours.low <= truth <= ours.high)
+        old.append(wald.low <= truth <= wald.high)
+    assert np.mean(new) >= 0.9
+    assert np.mean(old) < 0.8 and np.mean(new) > np.mean(old) + 0.15
+
+
+def test_design_based_interval_with_strata_without_positives(simulation):
+    """No human-coded positive in the under-sampled strata (or anywhere): still an honest, non-empty interval."""
+    from lexcoder.estimate.design import stratified_mean_adjusted
+    labels, Y, P, _ = simulation
+    j = labels.index("privacy_included")
+    rows, strata, w = _oversampled(P[:, 1:], 1000, 0)
+    y = Y[rows, j].astype(float)
+    y[strata != "positive"] = 0  # the low strata's positives were missed
+    only_positive = stratified_mean_adjusted(y, P[rows, j], P[:, j], strata, w, lam=0.0)
+    share = w[strata == "positive"].sum() / w.sum()
+    assert only_positive.estimate == pytest.approx(share * y[strata == "positive"].mean())
+    assert only_positive.high > only_positive.estimate + 0.002  # the empty strata still add their uncertainty
+    nothing = stratified_mean_adjusted(np.zeros(len(y)), P[rows, j], P[:, j], strata, w, lam=0.0)
+    assert nothing.low == 0 and 0 < nothing.high < 0.02
+    wald = ppi_mean(np.zeros(len(y)), P[rows, j], P[:, j], weights=w, lam=0.0)
+    assert wald.high - wald.low == pytest.approx(0)  # what the weighted Wald interval says: exactly 0
+
+
+def test_one_stratum_is_the_agresti_coull_interval(simulation):
+    from lexcoder.estimate.design import stratified_mean_adjusted
+    labels, Y, P, _ = simulation
+    rows = np.random.default_rng(3).choice(len(Y), 500, replace=False)
+    j = labels.index("jurisdiction")
+    ours = stratified_mean_adjusted(Y[rows, j], P[rows, j], P[:, j], np.zeros(500), np.full(500, len(Y) / 500),
+                                    lam=0.0)
+    ac = ppi_mean_adjusted(Y[rows, j], P[rows, j], P[:, j], lam=0.0, finite_population=True)
+    np.testing.assert_allclose([ours.estimate, ours.low, ours.high], [ac.estimate, ac.low, ac.high], rtol=1e-9)
+
+
+def test_estimate_on_a_sample_file_uses_the_design_based_interval_and_says_so(coded, tmp_path, caplog):
+    from lexcoder.active.provenance import DESIGN_COLUMN, INCLUSION_COLUMN, STRATUM_COLUMN
+    run, corpus_path, _, held_out = coded
+    corpus = pd.read_parquet(corpus_path)
+    probs = corpus[[c for c in corpus.columns if c.endswith("_prob")]].to_numpy()
+    rows, strata, w = _oversampled(probs, 400, 1)
+    gold = held_out.iloc[rows].drop(columns=["text"]).assign(
+        **{DESIGN_COLUMN: "oversample", STRATUM_COLUMN: strata, INCLUSION_COLUMN: 1 / w})
+    # without a stratum column and with a probability per row (no strata to find): the Wald fallback, said
+    # (before the CLI runs: its logging setup replaces the handler caplog listens with)
+    pps = gold.drop(columns=[STRATUM_COLUMN]).assign(**{INCLUSION_COLUMN: np.linspace(0.02, 0.9, len(gold))})
+    with caplog.at_level("WARNING"):
+        est = estimate_prevalence(corpus, pps, ["arbitration"])
+    assert est["method"].iloc[0] == "PPI++ (weighted, Wald)" and "form no strata" in caplog.text
+    gold.to_csv(tmp_path / "gold.csv", index=False)
+    res = _estimate(run, corpus_path, tmp_path / "gold.csv", "--out", str(tmp_path / "est.csv"))
+    assert res.exit_code == 0, res.output
+    assert "Interval: PPI++ (design-based: stratified, weighted by 1/inclusion probability, Agresti-Coull " \
+           "adjusted per stratum, finite corpus)" in res.text
+    assert pd.read_csv(tmp_path / "est.csv")["method"].str.startswith("PPI++ (design-based").all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["positive", "low-1", "low-2"]), st.integers(0, 1)), min_size=30,
+                max_size=400), st.integers(0, 2**31))
+def test_stratified_point_is_the_weighted_mean_and_the_interval_is_never_empty(rows, seed):
+    from lexcoder.active.sampling import draw_sample
+    from lexcoder.estimate.design import stratified_mean_adjusted
+    strata, y = (np.array(v) for v in zip(*rows))
+    n = max(len(set(strata)), len(y) // 3)
+    picked, p = draw_sample(strata.astype(object), n, design="oversample", seed=seed)
+    yhat = np.random.default_rng(seed).random(len(y))
+    ci = stratified_mean_adjusted(y[picked], yhat[picked], yhat, strata[picked], 1 / p, lam=0.0)
+    assert ci.estimate == pytest.approx(np.average(y[picked], weights=1 / p))  # Horvitz-Thompson
+    assert 0 <= ci.low < ci.high <= 1

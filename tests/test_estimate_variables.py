@@ -143,7 +143,8 @@ def test_oversampled_gold_with_inclusion_probabilities(coded):
     assert gold["role"].eq("Facts").mean() > 1.5 * truth[facts]
     assert abs(plain["classical"][facts] - truth[facts]) > abs(weighted["classical"][facts] - truth[facts])
     assert ((weighted["ppi_low"] <= truth) & (truth <= weighted["ppi_high"])).all()
-    assert weighted["method"].str.startswith("PPI++ (weighted, Wald)").all()
+    # two inclusion probabilities, no stratum column: rows of equal probability taken as strata (design-based)
+    assert weighted["method"].str.startswith("PPI++ (design-based: stratified").all()
     assert weighted["ppi"].sum() == pytest.approx(1)
 
 

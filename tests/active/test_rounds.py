@@ -173,7 +173,7 @@ def test_sample_plans_draws_and_the_estimate_corrects_for_unequal_probabilities(
     positive = (gold["lexcoder_stratum"] == "positive").to_numpy()
     assert positive.sum() == min(150, round((1 / p[positive]).sum()))  # half the sample, or the whole stratum
     auto = estimate_prevalence(corpus, gold, LABELS)
-    assert auto["method"].str.contains("weighted").all()
+    assert auto["method"].str.startswith("PPI++ (design-based: stratified").all()  # its strata, said
     explicit = estimate_prevalence(corpus, gold.drop(columns="lexcoder_design"), LABELS,
                                    weight_column="inclusion_probability")
     ignored = estimate_prevalence(corpus, gold.drop(columns="lexcoder_design"), LABELS)

@@ -264,6 +264,37 @@ def _pool_mask(ids: pd.Series, cleaned: pd.Series, data: pd.DataFrame, issued: p
     return ~(known | handed_out | empty | same_text)
 
 
+def active_ranks(run_dir: str | Path, table: pd.DataFrame, texts: pd.Series, *, n: int | None = None,
+                 strategy: str | Mapping[str, float] = "auto", seed: int = 0) -> np.ndarray:
+    """The rank of each text in :func:`choose_batch`'s order, the run's model scoring them (the review
+    desk's "code new texts" queue in active-learning order, ``lexcoder review --order active``).
+
+    Parameters
+    ----------
+    run_dir : a finished run (its model and its coded data: what makes a label rare, which topics are covered)
+    table : the rows of the texts (with the run's context columns when its model uses context)
+    texts : (n_texts,) the texts, aligned with ``table``'s rows
+    n : how many texts :func:`choose_batch` chooses (default: all); the others follow in their order
+    strategy, seed : see :func:`choose_batch`
+
+    Returns
+    -------
+    np.ndarray of float, shape (n_texts,): 0 for the first text chosen, 1 for the second, ...
+    """
+    run = RunDir(Path(run_dir))
+    cfg = run.load_config()
+    chunk = table.assign(**{cfg.data.text_column: np.asarray(texts)}).reset_index(drop=True)
+    inputs = chunk_inputs(chunk, cfg, cfg.data.text_column, source="the texts to code", first_row=1)
+    cleaned = list(inputs["text"] if isinstance(inputs, pd.DataFrame) else inputs)
+    data = run.read_table(run.data)
+    batch = choose_batch(cleaned, n or len(cleaned), coded_texts=data["text"].tolist(), strategy=strategy,
+                         seed=seed, **_model_outputs(run, cfg, inputs), **_coded_counts(cfg, data))
+    rest = np.setdiff1d(np.arange(len(cleaned)), batch["row"].to_numpy())  # near-duplicates, or beyond n
+    ranks = np.empty(len(cleaned))
+    ranks[np.concatenate([batch["row"].to_numpy(), rest]).astype(int)] = np.arange(len(cleaned))
+    return ranks
+
+
 def _model_outputs(run: RunDir, cfg, inputs) -> dict:
     """``probs``/``thresholds``/``labels`` and ``class_probs`` of the pool, as :func:`choose_batch` takes them."""
     labels = list(cfg.data.label_columns)

@@ -95,8 +95,9 @@ def sample(
     = None,
     design: Annotated[str, typer.Option(help=(
         "random (simple random sample), stratified (by the model's outputs, in proportion; recommended) or "
-        "oversample (a share from the texts the model codes positive; unequal inclusion probabilities that the "
-        "estimate corrects for, but its intervals under-cover rare labels)."))] = "random",
+        "oversample (a share from the texts the model codes positive: more human-coded positives; unequal "
+        "inclusion probabilities that the estimate corrects for, with intervals wider than stratified ones)."))]
+    = "random",
     oversample: Annotated[float, typer.Option(help="oversample: share of the sample from the texts coded positive.")]
     = 0.5,
     width: Annotated[Optional[float], typer.Option(help=(

@@ -34,8 +34,9 @@ def review(
         "Show the model's codes when coding new texts (off by default: pre-annotation biases coders)."))] = None,
     texts: Annotated[Optional[Path], typer.Option(help="A table of new texts to code (columns named as in the "
                                                        "run's config).", exists=True, dir_okay=False)] = None,
-    order: Annotated[Literal["random", "stratified"], typer.Option(
-        help="Order of the new texts: random, or stratified by the model's predicted codes.")] = "random",
+    order: Annotated[Literal["random", "stratified", "active"], typer.Option(
+        help="Order of the new texts: random, stratified by the model's predicted codes, or active (what "
+             "`lexcoder next` would choose first: unsure, likely rare, new topics).")] = "random",
     limit: Annotated[Optional[int], typer.Option(help="Add at most this many of --texts.")] = None,
     ledger: Annotated[Path, typer.Option(help="The corrections ledger the owner exports the audit decisions to.")]
     = Path("corrections.csv"),

@@ -13,6 +13,8 @@ Modules:
 
 * :mod:`~lexcoder.estimate.intervals`: estimates and intervals of a mean over arrays (PPI, PPI++, the
   adjusted default, classical and naive);
+* :mod:`~lexcoder.estimate.design`: the design-based interval for stratified gold samples with unequal
+  inclusion probabilities (``lexcoder sample --design oversample``), used automatically;
 * :mod:`~lexcoder.estimate.tables`: the corpus and gold tables, checked and matched by id;
 * :mod:`~lexcoder.estimate.prevalence`: :func:`estimate_prevalence` (0/1 labels);
 * :mod:`~lexcoder.estimate.shares`: :func:`estimate_shares` (the class shares of categorical variables);
@@ -30,6 +32,9 @@ Decisions, measured in ``benchmarks/bench_ppi_coverage.py`` (ToS, ECHR and India
   for all classes (the k points then sum to 1), and intervals that hold for all k classes at once
   (Bonferroni, each at alpha/k): all 7 Indian rhetorical roles at once in 94.4-96.0% of gold samples
   (300 or 1,000 rows; 95% target), against 72-75% for 95% intervals per class.
+* Gold samples with unequal inclusion probabilities from a stratified design: a stratified estimator with
+  per-stratum variances and per-stratum Agresti-Coull pseudo-rows (:mod:`~lexcoder.estimate.design`); ppi_py's
+  weighted Wald interval covered rare labels in only 51-92% of oversampled ToS samples.
 * Regressions (:func:`ppi_glm`) follow ppi_py's PPI++ OLS/logistic algorithm in vectorised numpy (ppi_py
   compiles numba loops on every start, 20-40 s).
 """

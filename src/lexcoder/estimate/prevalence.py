@@ -11,11 +11,14 @@ import numpy as np
 import pandas as pd
 
 from ..active.provenance import check_gold_provenance
+from .design import DESIGN_METHOD, design_strata, stratified_mean_adjusted
 from .intervals import MeanCI, classical_mean, naive_mean, ppi_mean, ppi_mean_adjusted
 from .tables import YhatKind, inverse_probability_weights, match_gold, output_column, require_columns
 
 #: Below this many human-coded positives in a gold sample (or group), intervals are flagged as unreliable.
 MIN_GOLD_POSITIVES = 10
+#: The sampling design of the gold rows: (inverse inclusion probabilities or None, design strata or None).
+Design = tuple[np.ndarray | None, np.ndarray | None]
 
 
 def estimate_prevalence(corpus: pd.DataFrame, gold: pd.DataFrame, labels: list[str], *, id_column: str = "id",
@@ -38,7 +41,10 @@ def estimate_prevalence(corpus: pd.DataFrame, gold: pd.DataFrame, labels: list[s
         Corpus column; estimates are then given per value (court, year, ...).
     weight_column : str, optional
         Gold column with each row's inclusion probability (0 < p <= 1) when the sample was not uniform;
-        estimates are then inverse-probability weighted (ppi_py's Wald intervals).
+        estimates are then inverse-probability weighted, with the design-based interval of
+        :mod:`~lexcoder.estimate.design` when the sample is stratified (a ``lexcoder sample`` file's strata,
+        or rows of equal probability), else ppi_py's weighted Wald interval. A ``lexcoder sample`` file's
+        inclusion probabilities and strata are used without this.
     alpha : float, default 0.05
         Error level: (1 - alpha) confidence intervals.
     yhat : {"prob", "pred"}, default "prob"
@@ -68,13 +74,13 @@ def estimate_prevalence(corpus: pd.DataFrame, gold: pd.DataFrame, labels: list[s
     matched = match_gold(corpus, gold, labels, id_column=id_column, yhat=yhat,
                          extra_columns=(by,) if by else (), names=names)
     rows = []
-    for key, c_part, g_part, w_part, finite in gold_groups(corpus, gold, matched, id_column=id_column, by=by,
+    for key, c_part, g_part, design, finite in gold_groups(corpus, gold, matched, id_column=id_column, by=by,
                                                            weight_column=weight_column, names=names):
         for lab in labels:
             col = output_column(lab, yhat)
             naive_col = f"{lab}_pred" if f"{lab}_pred" in corpus.columns else col
             fields = three_estimates(g_part[lab].to_numpy(float), g_part[col].to_numpy(float),
-                                     c_part[col].to_numpy(float), c_part[naive_col].to_numpy(float), w_part,
+                                     c_part[col].to_numpy(float), c_part[naive_col].to_numpy(float), design,
                                      alpha=alpha, finite_population=finite)
             count = int(g_part[lab].sum())
             rows.append(key | {"label": lab, "n_corpus": len(c_part), "n_gold": len(g_part),
@@ -84,9 +90,14 @@ def estimate_prevalence(corpus: pd.DataFrame, gold: pd.DataFrame, labels: list[s
 
 def gold_groups(corpus: pd.DataFrame, gold: pd.DataFrame, matched: pd.DataFrame, *, id_column: str,
                 by: str | None, weight_column: str | None, names: tuple[str, str]
-                ) -> Iterator[tuple[dict, pd.DataFrame, pd.DataFrame, np.ndarray | None, bool]]:
-    """The parts to estimate on: ``({by: value} or {}, corpus rows, matched gold rows, their weights,
+                ) -> Iterator[tuple[dict, pd.DataFrame, pd.DataFrame, Design, bool]]:
+    """The parts to estimate on: ``({by: value} or {}, corpus rows, matched gold rows, their design,
     finite_population)``, once for the whole corpus or once per value of the corpus column ``by``.
+
+    The design is ``(weights, strata)`` of the gold rows: inverse inclusion probabilities (None for a
+    uniform sample) and design strata (None unless the sample is stratified,
+    :func:`~lexcoder.estimate.design.design_strata`). Within a ``by`` group the strata's sizes are
+    estimated from the weights of the group's gold rows (a domain of a stratified sample).
 
     ``finite_population`` is True when every gold row was drawn from the corpus: the intervals are then
     for the prevalence in this corpus (finite-population correction). Gold rows chosen by ``lexcoder next``
@@ -99,19 +110,19 @@ def gold_groups(corpus: pd.DataFrame, gold: pd.DataFrame, matched: pd.DataFrame,
         require_columns(gold, [weight_column], names[1],
                         "Name the gold column that holds each row's inclusion probability.")
         weights = inverse_probability_weights(gold[weight_column], weight_column, names[1])
+    strata, weights = design_strata(gold, weights, names[1])
     finite = bool((pd.Index(corpus[id_column].astype(str)).get_indexer(matched[id_column]) >= 0).all())
     if not by:
-        yield {}, corpus, matched, weights, finite
+        yield {}, corpus, matched, (weights, strata), finite
         return
     for value in pd.unique(corpus[by].dropna()):
         in_gold = (matched[by] == value).to_numpy()
         yield ({by: value}, corpus[corpus[by] == value], matched[in_gold],
-               None if weights is None else weights[in_gold], finite)
+               tuple(None if a is None else a[in_gold] for a in (weights, strata)), finite)
 
 
 def three_estimates(y: np.ndarray, h: np.ndarray, h_corpus: np.ndarray, naive_codes: np.ndarray,
-                    weights: np.ndarray | None, *, alpha: float, finite_population: bool,
-                    lam: float | None = None) -> dict:
+                    design: Design, *, alpha: float, finite_population: bool, lam: float | None = None) -> dict:
     """The naive, classical and PPI++ estimates of one 0/1 indicator's share, with the method's name.
 
     Parameters
@@ -124,8 +135,11 @@ def three_estimates(y: np.ndarray, h: np.ndarray, h_corpus: np.ndarray, naive_co
         Model outputs for the corpus rows.
     naive_codes : np.ndarray, shape (N,)
         What the naive estimate averages (the model's 0/1 codes where the corpus has them).
-    weights : np.ndarray of shape (n,), optional
-        Inverse inclusion probabilities of the gold rows.
+    design : (weights, strata)
+        Inverse inclusion probabilities of the gold rows (None: a uniform sample) and their design strata
+        (None: not a stratified sample); see :func:`gold_groups`. Stratified samples get the design-based
+        interval (:func:`~lexcoder.estimate.design.stratified_mean_adjusted`), other weighted ones ppi_py's
+        weighted Wald interval, uniform ones the Agresti-Coull adjusted one.
     alpha : float
         Error level of each interval.
     finite_population : bool
@@ -143,10 +157,16 @@ def three_estimates(y: np.ndarray, h: np.ndarray, h_corpus: np.ndarray, naive_co
     if len(y) < 2:
         nan = MeanCI(np.nan, np.nan, np.nan)
         return row | _ci_fields("classical", nan) | _ci_fields("ppi", nan) | {"method": ""}
-    if weights is None:
+    weights, strata = design
+    finite = ", finite corpus)" if finite_population else ")"
+    if strata is not None:
+        classical, ppi = (stratified_mean_adjusted(y, h, h_corpus, strata, weights, alpha=alpha, lam=value,
+                                                   finite_population=finite_population) for value in (0.0, lam))
+        method = DESIGN_METHOD + finite
+    elif weights is None:
         classical = ppi_mean_adjusted(y, h, h_corpus, alpha=alpha, lam=0.0, finite_population=finite_population)
         ppi = ppi_mean_adjusted(y, h, h_corpus, alpha=alpha, lam=lam, finite_population=finite_population)
-        method = "PPI++ (Agresti-Coull adjusted" + (", finite corpus)" if finite_population else ")")
+        method = "PPI++ (Agresti-Coull adjusted" + finite
     else:
         classical = classical_mean(y, alpha=alpha, weights=weights)
         ppi, method = ppi_mean(y, h, h_corpus, alpha=alpha, weights=weights, lam=lam), "PPI++ (weighted, Wald)"

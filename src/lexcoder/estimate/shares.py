@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from .intervals import power_tuning_lambda
-from .prevalence import MIN_GOLD_POSITIVES, gold_groups, reliability, three_estimates
+from .prevalence import MIN_GOLD_POSITIVES, Design, gold_groups, reliability, three_estimates
 from .tables import YhatKind, check_classes, class_output_columns, match_gold_classes, require_columns
 
 
@@ -86,12 +86,12 @@ def estimate_shares(corpus: pd.DataFrame, gold: pd.DataFrame, variables: dict[st
     matched = match_gold_classes(corpus, gold, variables, id_column=id_column, yhat=yhat,
                                  extra_columns=(by,) if by else (), names=names)
     rows = []
-    for key, c_part, g_part, w_part, finite in gold_groups(corpus, gold, matched, id_column=id_column, by=by,
+    for key, c_part, g_part, design, finite in gold_groups(corpus, gold, matched, id_column=id_column, by=by,
                                                            weight_column=weight_column, names=names):
         for variable, classes in variables.items():
             Y, H, H_corpus, naive = _matrices(variable, classes, c_part, g_part, yhat=yhat, name=names[0])
             rows += [key | {"variable": variable} | row for row in share_estimates(
-                Y, H, H_corpus, naive, classes=classes, weights=w_part, alpha=alpha, simultaneous=simultaneous,
+                Y, H, H_corpus, naive, classes=classes, design=design, alpha=alpha, simultaneous=simultaneous,
                 finite_population=finite, min_positives=min_positives)]
     return pd.DataFrame(rows)
 
@@ -121,7 +121,7 @@ def _indicators(values: pd.Series, classes: list[str], name: str | None = None) 
 
 
 def share_estimates(Y: np.ndarray, H: np.ndarray, H_corpus: np.ndarray, naive_codes: np.ndarray, *,
-                    classes: list[str], weights: np.ndarray | None = None, alpha: float = 0.05,
+                    classes: list[str], design: Design = (None, None), alpha: float = 0.05,
                     simultaneous: bool = True, finite_population: bool = False,
                     min_positives: int = MIN_GOLD_POSITIVES) -> list[dict]:
     """The naive, classical and PPI++ estimates of the k class shares of one variable, from arrays.
@@ -138,8 +138,9 @@ def share_estimates(Y: np.ndarray, H: np.ndarray, H_corpus: np.ndarray, naive_co
         What the naive estimate averages (indicators of the predicted class, or ``H_corpus``).
     classes : list of str
         The k class names, in column order.
-    weights : np.ndarray of shape (n,), optional
-        Inverse inclusion probabilities of the gold rows; None for a uniform random sample.
+    design : (weights, strata), default (None, None)
+        Inverse inclusion probabilities of the gold rows (None for a uniform random sample) and their design
+        strata (None unless stratified): see :func:`~lexcoder.estimate.prevalence.three_estimates`.
     alpha : float, default 0.05
         Error level, for all k classes at once (``simultaneous``) or for each.
     simultaneous : bool, default True
@@ -160,10 +161,10 @@ def share_estimates(Y: np.ndarray, H: np.ndarray, H_corpus: np.ndarray, naive_co
     k, n = len(classes), len(Y)
     level = alpha / k if simultaneous else alpha
     scope = f"all {k} classes at once (Bonferroni: each at alpha/{k})" if simultaneous else "each class on its own"
-    lam = power_tuning_lambda(Y, H, H_corpus, weights=weights) if n >= 2 else None
+    lam = power_tuning_lambda(Y, H, H_corpus, weights=design[0]) if n >= 2 else None
     rows = []
     for j, value in enumerate(classes):
-        fields = three_estimates(Y[:, j], H[:, j], H_corpus[:, j], naive_codes[:, j], weights, alpha=level,
+        fields = three_estimates(Y[:, j], H[:, j], H_corpus[:, j], naive_codes[:, j], design, alpha=level,
                                  finite_population=finite_population, lam=lam)
         fields["method"] = f"{fields['method']}; {scope}" if fields["method"] else ""
         count = int(Y[:, j].sum())

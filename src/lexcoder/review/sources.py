@@ -4,8 +4,8 @@
   (:attr:`lexcoder.rundir.RunDir.review_store`), with the run's labels and categorical variables as the
   codebook, and loads the run's audit queue (``label_issues.parquet``) whenever it changed;
 - :func:`load_texts` adds the texts of a table as items to code, in a random order or stratified by the
-  model's predicted codes (so that the first hundred texts already cover every predicted combination); the
-  active-learning ordering can hand its own ``rank`` to :meth:`~lexcoder.review.store.ReviewStore.load_items`.
+  model's predicted codes (so that the first hundred texts already cover every predicted combination), or in
+  active-learning order (``lexcoder next``'s choice, :func:`~lexcoder.active.rounds.active_ranks`).
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from .store import Field, ReviewStore
 
 log = logging.getLogger(__name__)
 
-ORDERS = ("random", "stratified")
+ORDERS = ("random", "stratified", "active")
 
 
 def run_fields(run: RunDir) -> list[Field]:
@@ -81,7 +81,9 @@ def load_texts(store: ReviewStore, run_dir: str | Path, path: str | Path, *, ord
     store : the run's store (:func:`open_run_store`)
     run_dir : the run (its config names the text and id columns; its model makes suggestions)
     path : a table of texts (CSV, Excel, Parquet, ...); texts already in the store keep their decisions
-    order : ``"random"`` or ``"stratified"`` (interleaves the model's predicted label combinations)
+    order : ``"random"``, ``"stratified"`` (interleaves the model's predicted label combinations) or
+        ``"active"`` (the order in which :func:`lexcoder.active.choose_batch` chooses them, the run's model
+        scoring them: :func:`lexcoder.active.rounds.active_ranks`)
     seed : seed of the order
     limit : add at most this many texts (after ordering)
     text_column, id_column : columns of the table (default: the run's); without an id column the texts
@@ -104,6 +106,9 @@ def load_texts(store: ReviewStore, run_dir: str | Path, path: str | Path, *, ord
     rng = np.random.default_rng(seed)
     if order == "stratified":
         ranks = stratified_ranks(_strata(suggestions), rng)
+    elif order == "active":  # what `lexcoder next` would choose first comes first
+        from ..active.rounds import active_ranks
+        ranks = active_ranks(run_dir, table.loc[frame.index], frame["text"], n=limit, seed=seed)
     else:
         ranks = rng.permutation(len(frame)).astype(float)
     frame = frame.assign(rank=ranks + store.max_rank("code") + 1)
