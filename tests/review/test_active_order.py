@@ -3,12 +3,16 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from lexcoder.active import choose_batch
+from lexcoder.active.provenance import BATCH_COLUMN, check_gold_provenance
 from lexcoder.clean import clean_text
 from lexcoder.cli import app
+from lexcoder.errors import DataError
 from lexcoder.review import load_texts, open_run_store
+from lexcoder.review.export import coded_table
 from lexcoder.rundir import RunDir
 
 
@@ -50,3 +54,20 @@ def test_active_order_with_a_limit_loads_the_batch_next_would_hand_out(run_dir, 
     assert "12 new text(s) to code" in res.output
     order = _choose_batch_order(run_dir, texts["text"], 12)
     assert _queue(open_run_store(run_dir)) == texts["id"].astype(str).iloc[order].tolist()
+
+
+def test_texts_coded_in_active_order_are_refused_as_a_gold_sample(run_dir, new_texts):
+    """The coded table keeps the provenance: it can train a model, but an estimate refuses it as gold."""
+    texts = pd.read_csv(new_texts)
+    store = open_run_store(run_dir)
+    load_texts(store, run_dir, new_texts, order="active", limit=3)
+    coded = coded_table(store)
+    assert coded[BATCH_COLUMN].eq("review desk").all() and len(coded) == 3
+    with pytest.raises(DataError, match="chosen by `lexcoder next`"):
+        check_gold_provenance(coded, None, "coded.csv")
+    other = texts[~texts["id"].astype(str).isin(coded["id"])].head(2)
+    random_file = run_dir.parent / "random_texts.csv"
+    other.to_csv(random_file, index=False)
+    load_texts(store, run_dir, random_file, order="random")
+    coded = coded_table(store).set_index("id")
+    assert set(coded.index[coded[BATCH_COLUMN] == ""]) == set(other["id"].astype(str))

@@ -106,7 +106,7 @@ def coded_table(store: ReviewStore) -> pd.DataFrame:
     labels = [f.name for f in store.fields]
     if table.empty:
         return pd.DataFrame(columns=["id", "text", *labels, "status", "coders"])
-    keys = ["item_id", "id", "text", "status", "rank"]
+    keys = ["item_id", "id", "text", "status", "rank", "reason"]
     wide = table.pivot_table(index=keys, columns="label", values="final_value", aggfunc="first").reindex(columns=labels)
     out = wide.reset_index()
     coders = table.groupby("item_id").apply(lambda d: ", ".join(
@@ -120,7 +120,21 @@ def coded_table(store: ReviewStore) -> pd.DataFrame:
                 out[f"{lab}_coder{k}"] = out["item_id"].map(part[lab])
     out = out.sort_values("rank").drop(columns=["item_id", "rank"])
     per_coder = [c for c in out.columns if c.endswith(("_coder1", "_coder2"))]
-    return out[["id", "text", *labels, "status", "coders", *per_coder]]
+    return out[["id", "text", *labels, "status", "coders", *per_coder, *_provenance(out)]]
+
+
+def _provenance(out: pd.DataFrame) -> list[str]:
+    """Adds the active-learning provenance columns to ``out`` when some texts were loaded in active order
+    (their ``reason``), so the coded table can train a model but is refused as a gold sample; returns the
+    added column names."""
+    from ..active.provenance import BATCH_COLUMN, STRATEGY_COLUMN
+    from .sources import ACTIVE_REASON
+    active = out["reason"].astype(str).eq(ACTIVE_REASON)
+    if not active.any():
+        return []
+    out[BATCH_COLUMN] = active.map({True: "review desk", False: ""})
+    out[STRATEGY_COLUMN] = active.map({True: "active (lexcoder review --order active)", False: ""})
+    return [BATCH_COLUMN, STRATEGY_COLUMN]
 
 
 def write_table_safely(df: pd.DataFrame, path: str | Path, *, overwrite: bool = False) -> Path:

@@ -25,6 +25,9 @@ from .store import Field, ReviewStore
 log = logging.getLogger(__name__)
 
 ORDERS = ("random", "stratified", "active")
+#: The ``reason`` of a new text loaded in active-learning order; the coded table then carries
+#: :data:`lexcoder.active.provenance.BATCH_COLUMN` / ``STRATEGY_COLUMN``, so `lexcoder estimate` refuses it as gold.
+ACTIVE_REASON = "chosen by active learning (lexcoder review --order active)"
 
 
 def run_fields(run: RunDir) -> list[Field]:
@@ -109,6 +112,7 @@ def load_texts(store: ReviewStore, run_dir: str | Path, path: str | Path, *, ord
     elif order == "active":  # what `lexcoder next` would choose first comes first
         from ..active.rounds import active_ranks
         ranks = active_ranks(run_dir, table.loc[frame.index], frame["text"], n=limit, seed=seed)
+        frame["reason"] = ACTIVE_REASON  # exported as lexcoder_batch/strategy: never a gold sample
     else:
         ranks = rng.permutation(len(frame)).astype(float)
     frame = frame.assign(rank=ranks + store.max_rank("code") + 1)
