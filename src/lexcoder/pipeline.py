@@ -340,6 +340,7 @@ def _train_variable(cfg: Config, run: RunDir, df: pd.DataFrame, splits: pd.DataF
     with atomic_dir(run.variable_model_dir(cfg.model.kind, variable)) as tmp:  # model and rule, or neither
         model.save(tmp)
         rule.save(tmp / DECISION_FILE)
+    record_inference_precision(run, run.variable_model_dir(cfg.model.kind, variable), model)
     preds[f"{variable}_pred"] = classes[decided]
     for j, value in enumerate(classes):
         preds[f"{variable}_prob_{value}"] = P[:, j]
@@ -421,7 +422,19 @@ def save_model(run: RunDir, cfg: Config, model: TextClassifier, thresholds: np.n
         write_json({"method": cfg.thresholds.method, "tuned_on": "val",
                     "thresholds": dict(zip(cfg.data.label_columns, map(float, thresholds)))},
                    tmp / THRESHOLDS_FILE)
+    record_inference_precision(run, directory, model)
     return directory
+
+
+def record_inference_precision(run: RunDir, directory: Path, model: TextClassifier) -> None:
+    """Copy a fine-tuned model's CPU inference precision decision (bf16 or float32, and the validation check
+    behind it: :func:`lexcoder.models.torch_runtime.bf16_decision`) into the manifest, under
+    ``inference_precision`` → the model folder relative to the run. Models without one (TF-IDF) add nothing."""
+    decision = getattr(getattr(model, "model", model), "inference_precision_", None)  # unwraps CalibratedModel
+    if decision is None:
+        return
+    known = run.read_manifest().get("inference_precision") or {}
+    run.update_manifest(inference_precision={**known, directory.relative_to(run.root).as_posix(): decision})
 
 
 def _progress(items, description: str):

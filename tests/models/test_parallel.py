@@ -147,6 +147,11 @@ def test_cli_run_with_two_processes_matches_one(config, tmp_path):
     two_dir, one_dir = tmp_path / "two", tmp_path / "one"
     manifest = json.loads((two_dir / "manifest.json").read_text())
     assert manifest["status"] == "finished"
+    # the CPU inference precision decision is in the manifest, the same in both runs
+    decision = manifest["inference_precision"]["models/encoder"]
+    assert decision["precision"] in ("bf16", "fp32") and decision["reason"]
+    assert json.loads((one_dir / "manifest.json").read_text())["inference_precision"]["models/encoder"][
+        "precision"] == decision["precision"]
     assert sorted(p.name for p in two_dir.iterdir()) == sorted(p.name for p in one_dir.iterdir())
     probs = [f"{lab}_prob" for lab in LABELS]
     P2, P1 = (pd.read_parquet(d / "predictions.parquet")[probs].to_numpy() for d in (two_dir, one_dir))
