@@ -364,3 +364,13 @@ def test_cuda_trained_encoder_loads_on_a_cpu_only_machine(tiny_bert, tos_small, 
     assert {p.device.type for p in loaded.model_.parameters()} == {"cpu"}
     assert {p.dtype for p in loaded.model_.parameters()} == {torch.float32}
     np.testing.assert_allclose(loaded.predict_proba(val["text"].tolist()), P, atol=2e-2)
+
+
+def test_each_evaluation_reports_the_loss_of_the_steps_since_the_last(tos_small):
+    """With nothing learned (learning rates of 1e-12) the loss per text is the same in every window of steps; a mean
+    that kept dividing by every text seen since the start would shrink as 1/k."""
+    train, val = tos_small
+    model = build_model("encoder", "minilm", {**FAST, "epochs": 3, "lr": 1e-12, "head_lr": 1e-12, "patience": None})
+    model.fit(train["text"], train[LABELS].to_numpy(), val["text"], val[LABELS].to_numpy(), label_names=LABELS)
+    losses = [h["train_loss"] for h in model.history_]
+    assert len(losses) == 3 and max(losses) / min(losses) < 1.5

@@ -477,7 +477,9 @@ class TransformerClassifier(TextClassifier):
             if end_of_epoch or (eval_every and state.global_step % eval_every == 0):
                 best = self._evaluate(val, state, best, self._mean_train_loss(loss_sum, seen),
                                       seen / (time.perf_counter() - t0))
+                # the next evaluation reports the loss and speed of the steps since this one
                 loss_sum.zero_()
+                seen, t0 = 0, time.perf_counter()
             stop = state.global_step >= total or bool(self.patience and state.bad_evals >= self.patience)
             state.finished = stop
             if end_of_epoch or stop or state.global_step % ckpt_every == 0:
