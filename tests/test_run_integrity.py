@@ -184,6 +184,29 @@ def test_failed_run_is_marked_and_replaced_by_a_plain_rerun(small, tmp_path, mon
 
 
 # -- A4: one writer per run folder ---------------------------------------------------------------------------------
+def test_a_run_being_created_is_busy_not_foreign(small, tmp_path):
+    """While a first run is creating its folder (config written, manifest not yet), a second run on the same
+    --out is told the folder is in use — not that it holds someone else's files."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.toml").write_text("[data]\n", encoding="utf-8")
+    (out / ".manifest.json.x1y2.tmp").write_text("{", encoding="utf-8")  # the first run's atomic write in flight
+    script = ("import sys, time; from lexcoder.rundir import RunDir\n"
+              "with RunDir(sys.argv[1]).lock('run'):\n    print('locked', flush=True); time.sleep(30)")
+    holder = subprocess.Popen([sys.executable, "-c", script, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        before = tree(out)
+        res = runner.invoke(app, ["run", str(small / "config.toml"), "--out", str(out)])
+        assert res.exit_code == 2 and "in use by another lexcoder command" in said(res)
+        assert "did not create" not in said(res) and tree(out) == before
+    finally:
+        holder.kill()
+        holder.wait()
+    res = runner.invoke(app, ["run", str(small / "config.toml"), "--out", str(out)])  # nobody holds it now
+    assert res.exit_code == 2 and "did not create" in said(res)
+
+
 def test_second_writer_is_refused_while_the_first_holds_the_folder(small, finished, tmp_path):
     script = ("import sys, time; from lexcoder.rundir import RunDir\n"
               "with RunDir(sys.argv[1]).lock('run'):\n    print('locked', flush=True); time.sleep(30)")

@@ -283,6 +283,39 @@ class RunDir:
     def has_model(self) -> bool:
         return bool(self.read_manifest().get("stages", {}).get("train", {}).get("done"))
 
+    def holder(self) -> str | None:
+        """Who holds the folder's write lock now (another process), or ``None`` when nobody does.
+
+        Checked before the lock is taken, so that a second command sees a run being created (a half-written
+        folder) as busy rather than as a folder of someone else's files.
+        """
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: no locks to ask
+            return None
+        path = self.root / LOCK_FILE
+        if str(self.root.resolve()) in _HELD or not path.is_file():
+            return None
+        try:
+            with open(path, encoding="utf-8") as fh:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)  # released when the file closes
+                except BlockingIOError:
+                    return fh.read().strip() or "another lexcoder process"
+        except OSError:
+            return None
+        return None
+
+    def refuse_if_busy(self) -> None:
+        """Raise the "in use" :class:`RunDirError` when another process holds the folder's lock."""
+        holder = self.holder()
+        if holder is not None:
+            raise self._busy(holder)
+
+    def _busy(self, holder: str) -> RunDirError:
+        return RunDirError(f"{self.root} is in use by another lexcoder command ({holder}). Wait for it to finish, "
+                           "or use another --out folder.")
+
     @contextmanager
     def lock(self, command: str) -> Iterator[None]:
         """Hold the folder's write lock for the block; a second writer gets a clear :class:`RunDirError`.
@@ -313,9 +346,7 @@ class RunDir:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 fh.seek(0)
-                holder = fh.read().strip() or "another lexcoder process"
-                raise RunDirError(f"{self.root} is in use by another lexcoder command ({holder}). Wait for it "
-                                  "to finish, or use another --out folder.") from None
+                raise self._busy(fh.read().strip() or "another lexcoder process") from None
             fh.seek(0)
             fh.truncate()
             fh.write(f"pid {os.getpid()}: lexcoder {command}, since "

@@ -49,6 +49,8 @@ def prepare_out(run: RunDir, *, resume: bool) -> str:
     root = run.root
     if root.exists() and not root.is_dir():
         raise RunDirError(f"The output folder {root} is a file. Choose a new folder for the run.")
+    if root.is_dir():
+        run.refuse_if_busy()  # a run being created looks like foreign files (no manifest yet): say it is busy
     outer = next((p for p in root.resolve().parents if RunDir(p).is_run()), None)
     if outer is not None:
         raise RunDirError(f"The output folder {root} lies inside the run folder {outer}, which holds only what that run wrote. "
