@@ -9,6 +9,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -184,6 +187,20 @@ def test_failed_run_is_marked_and_replaced_by_a_plain_rerun(small, tmp_path, mon
 
 
 # -- A4: one writer per run folder ---------------------------------------------------------------------------------
+@contextmanager
+def lock_held_elsewhere(folder: Path) -> Iterator[None]:
+    """Another process holds ``folder``'s write lock (``RunDir.lock``) for the block."""
+    script = ("import sys, time; from lexcoder.rundir import RunDir\n"
+              "with RunDir(sys.argv[1]).lock('run'):\n    print('locked', flush=True); time.sleep(30)")
+    holder = subprocess.Popen([sys.executable, "-c", script, str(folder)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        yield
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_a_run_being_created_is_busy_not_foreign(small, tmp_path):
     """While a first run is creating its folder (config written, manifest not yet), a second run on the same
     --out is told the folder is in use — not that it holds someone else's files."""
@@ -191,37 +208,23 @@ def test_a_run_being_created_is_busy_not_foreign(small, tmp_path):
     out.mkdir()
     (out / "config.toml").write_text("[data]\n", encoding="utf-8")
     (out / ".manifest.json.x1y2.tmp").write_text("{", encoding="utf-8")  # the first run's atomic write in flight
-    script = ("import sys, time; from lexcoder.rundir import RunDir\n"
-              "with RunDir(sys.argv[1]).lock('run'):\n    print('locked', flush=True); time.sleep(30)")
-    holder = subprocess.Popen([sys.executable, "-c", script, str(out)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    with lock_held_elsewhere(out):
         before = tree(out)
         res = runner.invoke(app, ["run", str(small / "config.toml"), "--out", str(out)])
         assert res.exit_code == 2 and "in use by another lexcoder command" in said(res)
         assert "did not create" not in said(res) and tree(out) == before
-    finally:
-        holder.kill()
-        holder.wait()
     res = runner.invoke(app, ["run", str(small / "config.toml"), "--out", str(out)])  # nobody holds it now
     assert res.exit_code == 2 and "did not create" in said(res)
 
 
 def test_second_writer_is_refused_while_the_first_holds_the_folder(small, finished, tmp_path):
-    script = ("import sys, time; from lexcoder.rundir import RunDir\n"
-              "with RunDir(sys.argv[1]).lock('run'):\n    print('locked', flush=True); time.sleep(30)")
-    holder = subprocess.Popen([sys.executable, "-c", script, str(finished)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    with lock_held_elsewhere(finished):
         before = tree(finished)
         res = runner.invoke(app, ["run", str(small / "config.toml"), "--out", str(finished), "--resume"])
         assert res.exit_code == 2 and "in use by another lexcoder command" in said(res)
         res = runner.invoke(app, ["audit", str(finished), "--folds", "2"])
         assert res.exit_code == 2 and "in use" in said(res)
         assert tree(finished) == before
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 @pytest.mark.slow  # several seconds on 2 cores: CI runs it (make test); the quick suite (-m 'not slow') does not
