@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from ..errors import DataError, LexcoderError
-from ..io import atomic_dir, iter_table, table_format
+from ..io import atomic_dir, delimited_options, iter_table, table_format
 from ..predict import Coder, check_chunksize, output_schema
 from ..rundir import RunDir
 from .shards import _check_input_file
@@ -170,8 +170,7 @@ def _read(ray: Any, path: Path):
     if path.is_dir() or table_format(path) == "parquet":
         return ray.data.read_parquet(str(path.resolve()))
     import pyarrow.csv as pacsv
-    from ..io.read import _delimited_options  # the delimiter and encoding lexcoder's own reader detects
-    options = _delimited_options(path, table_format(path))
+    options = delimited_options(path, table_format(path))
     columns = list(next(iter_table(path, chunksize=1)).columns)
     return ray.data.read_csv(
         str(path.resolve()), read_options=pacsv.ReadOptions(encoding=options["encoding"]),

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from .atomic import atomic_dir, atomic_path, current_umask
 from .formats import COMPRESSIONS, FORMATS, bom_encoding, compression_of, describe_undecodable, table_format
-from .read import count_rows, excel_sheet_columns, iter_table, read_table
+from .read import count_rows, delimited_options, excel_sheet_columns, iter_table, read_table
 from .write import (file_sha256, open_text_output, read_json, write_json, write_table, write_text,
                     write_text_table)
 
 __all__ = ["COMPRESSIONS", "FORMATS", "atomic_dir", "atomic_path", "bom_encoding", "compression_of", "count_rows",
-           "current_umask", "describe_undecodable", "excel_sheet_columns", "file_sha256", "iter_table",
+           "current_umask", "delimited_options", "describe_undecodable", "excel_sheet_columns", "file_sha256", "iter_table",
            "open_text_output", "read_json", "read_table", "table_format", "write_json", "write_table",
            "write_text", "write_text_table"]

@@ -51,7 +51,7 @@ def read_table(path: str | Path, *, sheet: str | int | None = None) -> pd.DataFr
     """
     p, fmt = _open_check(path)
     if fmt in ("csv", "tsv"):
-        options = _delimited_options(p, fmt)
+        options = delimited_options(p, fmt)
         with _reading(p, fmt, options["sep"]):
             return pd.read_csv(p, **options)
     with _reading(p, fmt):
@@ -74,7 +74,7 @@ def iter_table(path: str | Path, *, chunksize: int = 10_000, sheet: str | int | 
     """
     p, fmt = _open_check(path)
     if fmt in ("csv", "tsv"):
-        options = _delimited_options(p, fmt)
+        options = delimited_options(p, fmt)
         with _reading(p, fmt, options["sep"]):
             yield from pd.read_csv(p, chunksize=chunksize, **options)
     elif fmt in ("parquet", "jsonl"):
@@ -217,7 +217,7 @@ def _text_sample(p: Path, fmt: str) -> bytes:
         return fh.read(_SAMPLE_BYTES)
 
 
-def _delimited_options(p: Path, fmt: str) -> dict[str, Any]:
+def delimited_options(p: Path, fmt: str) -> dict[str, Any]:
     """``pandas.read_csv`` arguments for ``p``: encoding from the byte-order mark, detected delimiter."""
     sample = _text_sample(p, fmt)
     encoding = bom_encoding(sample)
