@@ -17,6 +17,6 @@ from .write import (file_sha256, open_text_output, read_json, write_json, write_
                     write_text_table)
 
 __all__ = ["COMPRESSIONS", "FORMATS", "atomic_dir", "atomic_path", "bom_encoding", "compression_of", "count_rows",
-           "current_umask", "delimited_options", "describe_undecodable", "excel_sheet_columns", "file_sha256", "iter_table",
-           "open_text_output", "read_json", "read_table", "table_format", "write_json", "write_table",
+           "current_umask", "delimited_options", "describe_undecodable", "excel_sheet_columns", "file_sha256",
+           "iter_table", "open_text_output", "read_json", "read_table", "table_format", "write_json", "write_table",
            "write_text", "write_text_table"]
