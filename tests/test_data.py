@@ -75,6 +75,17 @@ def test_missing_label_is_an_error_unless_dropped(tmp_path, small, tos_labels):
     assert report.dropped_missing_labels == 3 and len(df) == len(small) - 3
 
 
+def test_a_class_written_as_a_missing_value_mark_is_named_as_such(tmp_path, small):
+    """A codebook class called "none" (nobody argues) reads as missing: the message says why and how to rename."""
+    small = small.assign(speaker=["court", "none", "state"] * (len(small) // 3) + ["court"] * (len(small) % 3))
+    small.to_csv(tmp_path / "d.csv", index=False)
+    with pytest.raises(DataError, match=r"(?s)'speaker' is empty in rows 2, 5, 8.*missing-value mark.*'none'.*renamed"):
+        load_dataset(cfg_for(tmp_path / "d.csv", [], class_columns=["speaker"]))
+    small.assign(speaker=small["speaker"].replace("none", "no_one")).to_csv(tmp_path / "d.csv", index=False)
+    df, _ = load_dataset(cfg_for(tmp_path / "d.csv", [], class_columns=["speaker"]))
+    assert set(df["speaker"]) == {"court", "no_one", "state"}
+
+
 def test_missing_column_suggests_the_right_name(tmp_path, small):
     small.to_csv(tmp_path / "d.csv", index=False)
     with pytest.raises(DataError) as err:

@@ -286,8 +286,11 @@ def _handle_missing_labels(df: pd.DataFrame, cfg: DataConfig, source: str, repor
     rows = df.loc[missing[col], "source_row"].tolist()
     total = int(missing.any(axis=1).sum())
     fill, what = ("its class", "class") if col in cfg.class_columns else ("0 or 1", "label")
+    # a class written as a missing-value mark ("none", "NA") reads as missing: say so, or the user is puzzled
+    marks = (f" (or holds a missing-value mark: {', '.join(sorted(repr(m) for m in MISSING_VALUES if m))}; a "
+             "class written so must be renamed, e.g. 'none' -> 'no_one')") if col in cfg.class_columns else ""
     raise DataError(f"{source}: {total} row(s) have a missing {what}; column '{col}' is empty in rows "
-                    f"{format_rows(rows)}. Fill in {fill}, or set drop_missing_labels = true in [data] "
+                    f"{format_rows(rows)}{marks}. Fill in {fill}, or set drop_missing_labels = true in [data] "
                     "to leave those rows out.")
 
 

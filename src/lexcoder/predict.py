@@ -85,8 +85,7 @@ class Coder:
     def __init__(self, run_dir: str | Path, *, text_column: str | None = None, id_column: str | None = None):
         run = RunDir(Path(run_dir))
         self.cfg = run.load_config()
-        self.model, self.thresholds = run.load_model()[:2] if self.cfg.data.label_columns else (None, None)
-        self.variables = run.load_variable_models()
+        self.model, self.thresholds, self.variables = run.load_models()  # each saved model loaded once
         self.labels = list(self.cfg.data.label_columns)
         self.text_column = text_column or self.cfg.data.text_column
         self.id_column = id_column or self.cfg.data.id_column

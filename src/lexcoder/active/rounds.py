@@ -298,8 +298,7 @@ def active_ranks(run_dir: str | Path, table: pd.DataFrame, texts: pd.Series, *, 
 def _model_outputs(run: RunDir, cfg, inputs) -> dict:
     """``probs``/``thresholds``/``labels`` and ``class_probs`` of the pool, as :func:`choose_batch` takes them."""
     labels = list(cfg.data.label_columns)
-    model, thresholds = run.load_model()[:2] if labels else (None, None)
-    variables = run.load_variable_models()
+    model, thresholds, variables = run.load_models()
     coded = predict_frame(model, thresholds, labels, inputs, variables=variables)
     out = {"labels": labels, "thresholds": thresholds,
            "probs": coded[[f"{lab}_prob" for lab in labels]].to_numpy() if labels else None}

@@ -323,10 +323,9 @@ def _corpus_strata(run: RunDir, cfg, corpus: pd.DataFrame, text_column: str, pat
 def _code(run: RunDir, cfg, corpus: pd.DataFrame, text_column: str, path: Path) -> pd.DataFrame:
     """The run's model outputs for the corpus (as ``lexcoder predict`` adds them)."""
     labels = list(cfg.data.label_columns)
-    model, thresholds = run.load_model()[:2] if labels else (None, None)
+    model, thresholds, variables = run.load_models()
     inputs = chunk_inputs(corpus, cfg, text_column, source=str(path), first_row=1)
-    return predict_frame(model, thresholds, labels, inputs, variables=run.load_variable_models(),
-                         index=corpus.index)
+    return predict_frame(model, thresholds, labels, inputs, variables=variables, index=corpus.index)
 
 
 def _held_out(run: RunDir, labels: list[str]) -> pd.DataFrame:

@@ -32,6 +32,16 @@ log = logging.getLogger(__name__)
 LOCK_FILE = ".lexcoder.lock"
 THRESHOLDS_FILE = "thresholds.json"  # in models/<kind>/, beside the saved model
 DECISION_FILE = "decision.json"  # in a categorical variable's model folder: its temperature and class bias
+# a shared model (one body for labels and variables, lexcoder.train) keeps in models/<kind>/ the labels'
+# calibration under its own name (it maps the labels' block only, so loading the folder as a plain model must
+# not apply it) and one decision rule per variable
+LABELS_CALIBRATION_FILE = "labels_calibration.json"
+SHARED_DECISION_FILE = "decision_{}.json"
+
+
+def shared_decision_file(variable: str) -> str:
+    """The file name of a variable's decision rule beside a shared model (:data:`SHARED_DECISION_FILE`)."""
+    return SHARED_DECISION_FILE.format(safe_filename(variable))
 LABEL_VIEW = "label_issues_{}.csv"  # the review queue of one label (``lexcoder audit --label``)
 _HELD: set[str] = set()  # run folders whose lock this process holds
 
@@ -113,25 +123,72 @@ class RunDir:
         knowing its classes (``classes_``) and wrapped with its saved decision rule (:data:`DECISION_FILE`):
         ``predict_proba`` gives the temperature-scaled probabilities the run wrote and
         :func:`lexcoder.decide.decide_classes` its decisions; a run saved without a rule keeps the plain
-        softmax and argmax."""
-        from ..decide import with_saved_decision
-        from ..models import load_model as load_model_folder
+        softmax and argmax. (To code with labels and variables, :meth:`load_models` loads a shared model once.)"""
+        return self.load_models()[2]
+
+    def load_models(self):
+        """The run's labels model (None without 0/1 labels), its thresholds (None likewise) and
+        ``{variable: model}`` (see :meth:`load_variable_models`), loading each saved model once.
+
+        A run whose labels and variables share one network (:func:`lexcoder.train.shares_body`) saved one
+        model: the labels and each variable are then views of it that share its forward pass
+        (:class:`~lexcoder.models.shared.SharedOutputs`).
+        """
         cfg = self.load_config()
-        models = {}
-        for variable in cfg.data.class_columns:
-            directory = self.variable_model_dir(cfg.model.kind, variable)
-            try:
-                model = load_model_folder(directory)
-            except LexcoderError:
-                raise
-            except Exception as err:  # a truncated .npy, a missing vocabulary, broken JSON, ...
-                raise RunDirError(f"Run folder damaged: cannot load the model of {variable!r} in {directory} "
-                                  f"({type(err).__name__}: {err}). Rerun the training into a new folder.") from None
-            try:
-                models[variable] = with_saved_decision(model, directory / DECISION_FILE)
-            except LexcoderError as err:
-                raise RunDirError(f"Run folder damaged: {err}") from None
-        return models
+        directory = self.model_dir(cfg.model.kind)
+        if cfg.data.class_columns and cfg.data.label_columns and _saved_shared(directory):
+            return self._load_shared(cfg, directory)
+        model, thresholds = self.load_model()[:2] if cfg.data.label_columns else (None, None)
+        variables = {}
+        for v in cfg.data.class_columns:
+            folder = self.variable_model_dir(cfg.model.kind, v)
+            variables[v] = self._load_decided(self._load_folder(folder, v), folder / DECISION_FILE)
+        return model, thresholds, variables
+
+    def _load_shared(self, cfg: Config, directory: Path):
+        from ..calibrate import CalibratedModel, Calibrator
+        from ..models.shared import SharedOutputs
+        shared = SharedOutputs(self._load_folder(directory))
+        if (shared.label_names, shared.variable_names) != (list(cfg.data.label_columns), list(cfg.data.class_columns)):
+            raise RunDirError(f"Run folder damaged: the model in {directory} codes {shared.label_names} and "
+                              f"{shared.variable_names} but the run's config lists {cfg.data.label_columns} and "
+                              f"{cfg.data.class_columns}.")
+        labels = shared.labels()
+        calibration = directory / LABELS_CALIBRATION_FILE
+        if calibration.is_file():
+            labels = CalibratedModel(labels, self._read_saved(Calibrator.load, calibration))
+        variables = {v: self._load_decided(shared.variable(v), directory / shared_decision_file(v))
+                     for v in cfg.data.class_columns}
+        return labels, self.thresholds(cfg.model.kind, cfg.data.label_columns), variables
+
+    def _load_folder(self, directory: Path, variable: str | None = None):
+        """A saved model folder (with its saved calibration); a damaged one raises :class:`RunDirError`."""
+        from ..models import load_model as load_model_folder
+        try:
+            return load_model_folder(directory)
+        except LexcoderError:
+            raise
+        except Exception as err:  # a truncated .npy, a missing vocabulary, broken JSON, ...
+            where = getattr(err, "filename", None) or directory
+            what = "the model" if variable is None else f"the model of {variable!r}"
+            raise RunDirError(f"Run folder damaged: cannot load {what} in {where} ({type(err).__name__}: "
+                              f"{err}). Rerun the training into a new folder.") from None
+
+    @staticmethod
+    def _load_decided(model, path: Path):
+        from ..decide import with_saved_decision
+        try:
+            return with_saved_decision(model, path)
+        except LexcoderError as err:
+            raise RunDirError(f"Run folder damaged: {err}") from None
+
+    @staticmethod
+    def _read_saved(load, path: Path):
+        try:
+            return load(path)
+        except Exception as err:
+            raise RunDirError(f"Run folder damaged: cannot read {path} ({type(err).__name__}: {err}). Rerun the "
+                              "training into a new folder.") from None
 
     def thresholds(self, kind: str, labels: list[str], default: float | None = None):
         """The saved decision thresholds of model ``kind`` in ``labels`` order.
@@ -154,22 +211,18 @@ class RunDir:
         return np.array([saved[lab] if lab in saved else default for lab in labels], dtype=float)
 
     def load_model(self):
-        """The run's model (with its saved calibration), its thresholds in label order, and its config.
+        """The run's model of the 0/1 labels (with its saved calibration), its thresholds in label order, and
+        its config.
 
         The one loader of a run's model: ``predict``, the audit, the report and the Python API all see
         the same probabilities. A missing or truncated model file raises :class:`RunDirError` naming it.
+        In a run whose labels and variables share one network this is the labels' view of it.
         """
-        from ..models import load_model as load_model_folder
         cfg = self.load_config()
         directory = self.model_dir(cfg.model.kind)
-        try:
-            model = load_model_folder(directory)
-        except LexcoderError:
-            raise
-        except Exception as err:  # a truncated .npy, a missing vocabulary, broken JSON, ...
-            where = getattr(err, "filename", None) or directory
-            raise RunDirError(f"Run folder damaged: cannot load the model in {where} ({type(err).__name__}: "
-                              f"{err}). Rerun the training into a new folder.") from None
+        if cfg.data.class_columns and cfg.data.label_columns and _saved_shared(directory):
+            return (*self._load_shared(cfg, directory)[:2], cfg)
+        model = self._load_folder(directory)
         thresholds = self.thresholds(cfg.model.kind, cfg.data.label_columns)
         if list(model.label_names_) != list(cfg.data.label_columns):
             raise RunDirError(f"Run folder damaged: the model in {directory} codes {model.label_names_} but the "
@@ -381,3 +434,13 @@ def load_model(path: str | Path):
         return run.load_model()[0]
     from ..models import load_model as load_model_folder
     return load_model_folder(path)
+
+
+def _saved_shared(directory: Path) -> bool:
+    """Whether the model saved in ``directory`` learnt labels and variables together (its ``meta.json``)."""
+    from ..models.base import META_FILE
+    from ..models.outputs import MULTIOUTPUT
+    try:
+        return read_json(directory / META_FILE).get("target_type") == MULTIOUTPUT
+    except Exception:  # missing or damaged: the plain loader names the problem
+        return False
