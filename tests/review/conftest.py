@@ -48,3 +48,34 @@ def new_texts(tos_full, tmp_path_factory):
 def queue_of(run) -> pd.DataFrame:
     from lexcoder.rundir import RunDir
     return pd.read_parquet(RunDir(run).label_issues_table)
+
+
+@pytest.fixture(scope="session")
+def grouped_run(tos_full, tmp_path_factory):
+    """The 8 Terms of Service of ``audited_run`` plus 6 copies of one of their liability clauses in other
+    documents, 2 coded 1 and 4 left at 0 (one in upper case: a near-duplicate), as boilerplate is coded in
+    practice, and one document's liability clauses all left at 0 (a cluster of flags); audited. Its queue
+    opens with that conflicting-duplicate group. Never modified (copy it)."""
+    import lexcoder
+    from lexcoder.audit import audit_run
+    root = tmp_path_factory.mktemp("grouped_run")
+    sizes = tos_full["doc_id"].value_counts()
+    docs = sorted(sizes.index[(sizes >= 150) & (sizes <= 350)])[:8]
+    table = tos_full[tos_full["doc_id"].isin(docs)][["id", "doc_id", "text", *LABELS]]
+    clause = table[table[LABELS[0]] == 1].iloc[0]
+    copies = pd.DataFrame([clause] * 6).reset_index(drop=True).assign(
+        id=[f"copy_{k}" for k in range(1, 7)], doc_id=[f"other_{k}" for k in range(1, 7)],
+        **{LABELS[0]: [1, 1, 0, 0, 0, 0]})
+    copies.loc[copies.index[-1:], "text"] = str(clause["text"]).upper()
+    # an annotation gap: the document with the most liability clauses (not the copied one's) left at 0
+    positives = table[table[LABELS[0]].eq(1) & table["doc_id"].ne(clause["doc_id"])]["doc_id"].value_counts()
+    table.loc[table["doc_id"].eq(positives.index[0]), LABELS[0]] = 0
+    pd.concat([table, copies], ignore_index=True).to_csv(root / "tos.csv", index=False)
+    (root / "my.toml").write_text(tomli_w.dumps({
+        "data": {"path": str(root / "tos.csv"), "text_column": "text", "id_column": "id", "label_columns": LABELS,
+                 "group_column": "doc_id"},
+        "split": {"duplicates": "keep_groups"}, "evaluate": {"bootstrap": 0}, "report": {"enabled": False}}),
+        encoding="utf-8")
+    lexcoder.run_pipeline(lexcoder.load_config(root / "my.toml"), root / "run")
+    audit_run(root / "run", n_folds=2)
+    return root / "run"

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 DECISION_COLUMNS = ["kind", "id", "label", "text", "human_value", "final_value", "decision", "status", "coder_1",
                     "value_1", "coder_2", "value_2", "other_coders", "adjudicator", "adjudicated_value", "notes",
-                    "model_probability", "score", "reason", "source_row", "rank", "item_id"]
+                    "model_probability", "score", "reason", "group", "source_row", "rank", "item_id"]
 SPREADSHEETS = ("csv", "tsv", "xlsx")
 
 
@@ -41,7 +41,8 @@ def decisions_table(store: ReviewStore) -> pd.DataFrame:
     -------
     DataFrame with :data:`DECISION_COLUMNS`: ``final_value`` is the adjudicator's code, else the code the
     coders agree on once the item has as many coders as it needs (empty otherwise); ``decision`` says what
-    it does to an audit row's code (``keep``, ``flip``, ``change``); ``coder_1``/``value_1`` and
+    it does to an audit row's code (``keep``, ``flip``, ``change``); ``group`` the conflicting-duplicate group
+    an audit row was decided with (one decision for every copy, each copy a row); ``coder_1``/``value_1`` and
     ``coder_2``/``value_2`` are the first two coders to decide (independently), ``other_coders`` any later
     ones (``name=value``)
     """
@@ -61,7 +62,7 @@ def decisions_table(store: ReviewStore) -> pd.DataFrame:
     out["decision"] = [_decision(k, h, f) for k, h, f in zip(out["kind"], out["human_value"], out["final_value"])]
     notes = store.all_notes()
     out["notes"] = [notes.get(i, "") for i in out["item_id"]]
-    return out.rename(columns={"text_id": "id"})[DECISION_COLUMNS].fillna({"final_value": ""})
+    return out.rename(columns={"text_id": "id", "dup_group": "group"})[DECISION_COLUMNS].fillna({"final_value": ""})
 
 
 def _coders(values: pd.DataFrame) -> pd.DataFrame:

@@ -21,6 +21,11 @@ Guarantees:
 - **never last-write-wins**: two coders who decide an item differently make it a conflict for the
   adjudicator (:mod:`lexcoder.review.state`).
 
+An audit item also holds why the audit flagged it (``evidence``, ``nearest_other``, ``block``: shown through
+:mod:`lexcoder.review.why`); the copies of a conflicting-duplicate group are one review item, the group's
+first copy, whose decisions are recorded on every copy (:meth:`ReviewStore.load_items`). A store an earlier
+lexcoder wrote is upgraded when opened (:data:`_MIGRATIONS`).
+
 Several processes may share the file (SQLite's locking); in one process, writes go through one lock.
 """
 from __future__ import annotations
@@ -44,13 +49,16 @@ import pandas as pd
 
 from ..errors import ConfigError, LexcoderError
 from .state import ADJUDICATION, DECISIONS, STANCES, Stance, item_state, stances_from_rows
+from .why import explain_row
 
 log = logging.getLogger(__name__)
 
 KINDS = ("audit", "code")
 """``audit``: one (text, label) row of the audit queue per item; ``code``: a new text, every label at once."""
+_GROUP = 13  # position of dup_group in a record of ReviewStore._item_record
 ACTIONS = (*STANCES, "skip", "note", "undo")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""Version of the store's tables; a file of an earlier version is upgraded on opening (:data:`_MIGRATIONS`)."""
 MAX_NOTE = 4000
 MAX_NAME = 60
 DEFAULT_SETTINGS: dict[str, Any] = {"double_share": 0.0, "lease_minutes": 10.0, "suggestions": False,
@@ -84,8 +92,15 @@ CREATE TABLE IF NOT EXISTS items (
     active INTEGER NOT NULL DEFAULT 1,
     status TEXT NOT NULL DEFAULT 'open',      -- cache of the events (see lexcoder.review.state)
     n_coders INTEGER NOT NULL DEFAULT 0,      -- cache of the events
+    evidence TEXT NOT NULL DEFAULT '',        -- why the audit flagged it (lexcoder.audit.explain), version 2 on
+    nearest_other TEXT NOT NULL DEFAULT '',
+    dup_group TEXT NOT NULL DEFAULT '',       -- the queue's conflicting-duplicate group (G1, ...) and its copies
+    copies TEXT NOT NULL DEFAULT '',
+    block TEXT NOT NULL DEFAULT '',           -- the cluster of flags it belongs to (doc_id=X)
+    member_of INTEGER,                        -- another copy of its group: the group's first item (its lead)
     UNIQUE (kind, text_id, label));
 CREATE INDEX IF NOT EXISTS items_queue ON items (kind, status, rank);
+CREATE INDEX IF NOT EXISTS items_member ON items (member_of) WHERE member_of IS NOT NULL;
 CREATE INDEX IF NOT EXISTS items_label ON items (kind, label, status, rank);
 CREATE TABLE IF NOT EXISTS status_counts (  -- active items per status, kept by the triggers below
     kind TEXT NOT NULL, label TEXT NOT NULL, status TEXT NOT NULL, n INTEGER NOT NULL,
@@ -142,8 +157,21 @@ CREATE VIEW IF NOT EXISTS stances AS
     GROUP BY item_id, coder, role;
 CREATE VIEW IF NOT EXISTS current_values AS
     SELECT s.item_id, s.coder, s.role, s.action, s.stance_event, e.label, e.value, e.note
-    FROM stances s JOIN events e ON e.action_id = s.action_id AND e.coder = s.coder AND e.action = s.action;
+    FROM stances s JOIN events e ON e.action_id = s.action_id AND e.coder = s.coder AND e.action = s.action
+        AND e.item_id = s.item_id;
 """
+
+
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    2: (*(f"ALTER TABLE items ADD COLUMN {c}" for c in (
+            "evidence TEXT NOT NULL DEFAULT ''", "nearest_other TEXT NOT NULL DEFAULT ''",
+            "dup_group TEXT NOT NULL DEFAULT ''", "copies TEXT NOT NULL DEFAULT ''",
+            "block TEXT NOT NULL DEFAULT ''", "member_of INTEGER")),
+        "DROP VIEW IF EXISTS current_values"),  # made again by _SCHEMA: per item, as one action may decide copies
+}
+"""``{version: statements}`` that bring a store of the version before up to ``version`` (its data kept);
+``_SCHEMA`` then adds what is missing (indexes, views). Version 2: the audit queue's explanations and its
+conflicting-duplicate groups (columns of ``items``)."""
 
 
 class ReviewError(LexcoderError):
@@ -324,6 +352,7 @@ class ReviewStore:
         db = self._conn()
         try:
             mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            self._migrate(db)
             db.executescript(_SCHEMA)  # idempotent (IF NOT EXISTS); executescript commits by itself
         except sqlite3.DatabaseError as err:
             raise ReviewError(f"{self.path} cannot be used as a review store ({err}). Move it away to start "
@@ -339,9 +368,6 @@ class ReviewStore:
                     ("version", str(SCHEMA_VERSION)), ("secret", secrets.token_hex(32)),
                     ("settings", json.dumps(DEFAULT_SETTINGS)), ("fields", "[]")])
                 stored = dict(db.execute("SELECT key, value FROM meta").fetchall())
-            elif int(stored["version"]) > SCHEMA_VERSION:
-                raise ConfigError(f"{self.path} was written by a newer lexcoder (store version "
-                                  f"{stored['version']}); upgrade lexcoder to open it.")
             known = [Field(f["name"], tuple(f["classes"]) if f["classes"] is not None else None)
                      for f in json.loads(stored["fields"])]
             merged = _merge_fields(known, list(fields or []))
@@ -349,6 +375,25 @@ class ReviewStore:
                        (json.dumps([{"name": f.name, "classes": f.classes} for f in merged]),))
         self.fields = merged
         self.secret = stored["secret"]
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        """Upgrade a store an earlier lexcoder wrote to :data:`SCHEMA_VERSION`, in one transaction (a second
+        process opening it meanwhile waits, then finds it upgraded); a new or current file is left alone."""
+        if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone() is None:
+            return
+        with self._write() as w:
+            row = w.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
+            version = None if row is None else int(row[0])
+            if version is not None and version > SCHEMA_VERSION:  # refused before anything touches it
+                raise ConfigError(f"{self.path} was written by a newer lexcoder (store version {version}); "
+                                  "upgrade lexcoder to open it.")
+            if version is None or version == SCHEMA_VERSION:
+                return
+            for step in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in _MIGRATIONS[step]:
+                    w.execute(statement)
+            w.execute("UPDATE meta SET value = ? WHERE key = 'version'", (str(SCHEMA_VERSION),))
+        log.info("Upgraded the review store %s from version %d to %d.", self.path, version, SCHEMA_VERSION)
 
     # -- settings ---------------------------------------------------------------------------------
     @property
@@ -414,11 +459,19 @@ class ReviewStore:
         Parameters
         ----------
         rows : ``id``, ``text`` and ``rank``; audit rows also ``label``, ``human_value`` and optionally
-            ``suggested_value``, ``model_probability``, ``score``, ``reason``, ``source_row``; new texts
+            ``suggested_value``, ``model_probability``, ``score``, ``reason``, ``source_row`` and the audit's
+            explanations ``evidence``, ``nearest_other``, ``group``, ``copies``, ``block``; new texts
             optionally ``suggestion`` (a dict per row)
         kind : ``"audit"`` or ``"code"``
         replace : the rows are the whole current queue of this kind: items not among them are no longer
             served (their events and decisions are kept)
+
+        Notes
+        -----
+        The rows of one conflicting-duplicate group (same ``group`` and ``label``) become one review item:
+        the first by rank (the group's *lead*) is served, with every copy; the others are its members
+        (``member_of``), never served on their own, and share the lead's double-coding draw. A decision on the
+        lead is recorded on every copy (:meth:`record`).
         """
         if kind not in KINDS:
             raise ReviewError(f"kind must be one of {KINDS}, not {kind!r}.")
@@ -430,15 +483,35 @@ class ReviewStore:
                 db.execute("UPDATE items SET active = 0 WHERE kind = ?", (kind,))
             db.executemany(
                 "INSERT INTO items (kind, text_id, label, text, human_value, suggested_value, model_probability,"
-                " score, reason, suggestion, source_row, rank, draw, required) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (kind, text_id, label) DO UPDATE SET "
+                " score, reason, suggestion, source_row, rank, evidence, nearest_other, dup_group, copies, block, "
+                "draw, required) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (kind, text_id, label) DO UPDATE SET "
                 "text = excluded.text, human_value = excluded.human_value, suggested_value = "
                 "excluded.suggested_value, model_probability = excluded.model_probability, score = excluded.score,"
                 " reason = excluded.reason, suggestion = excluded.suggestion, source_row = excluded.source_row, "
-                "rank = excluded.rank, active = 1",
+                "rank = excluded.rank, evidence = excluded.evidence, nearest_other = excluded.nearest_other, "
+                "dup_group = excluded.dup_group, copies = excluded.copies, block = excluded.block, "
+                "member_of = NULL, active = 1",
                 [(kind, *r, u, 2 if u < share else 1) for r in records for u in [draw(seed, kind, r[0], r[1])]])
+            self._link_groups(db, kind, records)
             after = db.execute("SELECT COUNT(*) FROM items WHERE kind = ?", (kind,)).fetchone()[0]
         return after - before
+
+    @staticmethod
+    def _link_groups(db: sqlite3.Connection, kind: str, records: list[tuple]) -> None:
+        """Make the first copy (by rank) of each conflicting-duplicate group and label its lead, the other
+        copies its members: they take the lead's draw (double-coded together; only while nobody decided them)."""
+        groups: dict[tuple[str, str], list[tuple[float, str]]] = {}
+        for r in records:
+            if r[_GROUP]:
+                groups.setdefault((r[_GROUP], r[1]), []).append((r[10], r[0]))
+        for (_, label), copies in groups.items():
+            copies.sort()
+            lead, u, required = db.execute("SELECT item_id, draw, required FROM items WHERE kind = ? AND "
+                                           "text_id = ? AND label = ?", (kind, copies[0][1], label)).fetchone()
+            db.executemany("UPDATE items SET member_of = ?, draw = ?, required = CASE WHEN n_coders = 0 AND status "
+                           "= 'open' THEN ? ELSE required END WHERE kind = ? AND text_id = ? AND label = ?",
+                           [(lead, u, required, kind, text_id, label) for _, text_id in copies[1:]])
 
     def _item_record(self, kind: str, rec: dict[str, Any]) -> tuple:
         label = "" if kind == "code" else str(rec["label"])
@@ -449,11 +522,12 @@ class ReviewStore:
                 raise ReviewError(f"Queue row {rec.get('rank')}: human_value {rec.get('human_value')!r} is not a "
                                   f"value of {label!r} ({', '.join(f.values)}).", status=422)
         suggestion = rec.get("suggestion")
+        explained = [_cell(rec.get(c)) for c in ("evidence", "nearest_other", "group", "copies", "block")]
         return (str(rec["id"]), label, str(rec["text"]), value_text(rec.get("human_value")),
                 value_text(rec.get("suggested_value")), _number(rec.get("model_probability")),
-                _number(rec.get("score")), str(rec.get("reason") or ""),
+                _number(rec.get("score")), _cell(rec.get("reason")),
                 json.dumps(suggestion) if isinstance(suggestion, dict) else None,
-                _integer(rec.get("source_row")), float(rec["rank"]))
+                _integer(rec.get("source_row")), float(rec["rank"]), *(explained if kind == "audit" else [""] * 5))
 
     def item(self, item_id: int, *, coder: str | None = None, adjudicator: bool = False) -> dict[str, Any]:
         """One item as the desk shows it: text, codes under review, the model's figures, the labels to
@@ -468,6 +542,10 @@ class ReviewStore:
                "model_probability": row["model_probability"], "score": row["score"], "reason": row["reason"],
                "rank": row["rank"], "source_row": row["source_row"], "status": row["status"],
                "fields": [self.field(n).as_dict() for n in needed]}
+        if row["kind"] == "audit":
+            out["why"] = explain_row(row)
+            out["copies"] = self.copies(item_id) if row["dup_group"] and row["member_of"] is None else []
+            out["member_of"] = row["member_of"]
         if row["kind"] == "code" and self.settings["suggestions"] and row["suggestion"]:
             out["suggestion"] = json.loads(row["suggestion"])
         stances = self.stances(item_id)
@@ -480,6 +558,14 @@ class ReviewStore:
                              for s in stances]
             out["notes"] = self.notes(item_id)
         return out
+
+    def copies(self, item_id: int) -> list[dict[str, Any]]:
+        """Every copy of a conflicting-duplicate group, its lead ``item_id`` first, in queue order: ``item_id``,
+        ``id``, ``text``, ``human_value``, ``source_row``, ``status``."""
+        rows = self._rows("SELECT item_id, text_id AS id, text, human_value, source_row, status FROM items WHERE "
+                          "(item_id = ? OR (member_of = ? AND active = 1)) ORDER BY item_id <> ?, rank, item_id",
+                          (item_id, item_id, item_id))
+        return [dict(r) for r in rows]
 
     def _labels(self, row: dict[str, Any] | sqlite3.Row) -> list[str]:
         return [f.name for f in self.fields] if row["kind"] == "code" else [row["label"]]
@@ -522,15 +608,17 @@ class ReviewStore:
     def _own_lease(self, db, coder, kind, where, args, now) -> int | None:
         row = db.execute(
             "SELECT i.item_id FROM leases l JOIN items i ON i.item_id = l.item_id WHERE l.coder = ? AND "
-            f"l.expires > ? AND i.kind = ? AND i.status = 'open' AND i.active = 1{where} AND NOT EXISTS "
-            "(SELECT 1 FROM coder_state c WHERE c.coder = l.coder AND c.item_id = i.item_id AND c.state <> 'skipped')"
+            f"l.expires > ? AND i.kind = ? AND i.status = 'open' AND i.active = 1 AND i.member_of IS NULL{where} "
+            "AND NOT EXISTS (SELECT 1 FROM coder_state c WHERE c.coder = l.coder AND c.item_id = i.item_id AND "
+            "c.state <> 'skipped')"
             " ORDER BY i.rank, i.item_id LIMIT 1", (coder, now, kind, *args)).fetchone()
         return None if row is None else row[0]
 
     def _free_item(self, db, coder, kind, where, args, now, *, skipped: bool) -> int | None:
         mine = "c.state <> 'skipped'" if skipped else "1"
         row = db.execute(
-            f"SELECT i.item_id FROM items i WHERE i.kind = ? AND i.status = 'open' AND i.active = 1{where} "
+            f"SELECT i.item_id FROM items i WHERE i.kind = ? AND i.status = 'open' AND i.active = 1 "
+            f"AND i.member_of IS NULL{where} "
             f"AND NOT EXISTS (SELECT 1 FROM coder_state c WHERE c.coder = ? AND c.item_id = i.item_id AND {mine}) "
             "AND i.n_coders + (SELECT COUNT(*) FROM leases l WHERE l.item_id = i.item_id AND l.coder <> ? AND "
             "l.expires > ?) < i.required ORDER BY i.rank, i.item_id LIMIT 1",
@@ -611,13 +699,16 @@ class ReviewStore:
             if row is None:
                 raise ReviewError(f"There is no item {item_id}.", status=404)
             item = dict(zip(("kind", "label", "human_value", "suggested_value"), row))
-            events = self._events(item, action, values or {})
+            events = self._with_copies(db, item_id, self._events(item, action, values or {}))
             at = utc_now()
             db.executemany(
                 "INSERT INTO events (client_event_id, action_id, coder, role, at, item_id, label, action, value,"
                 " note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(action_id if len(events) == 1 else f"{action_id}/{j}", action_id, coder, role, at, item_id, label,
-                  act, value, note if j == 0 else "") for j, (label, act, value) in enumerate(events)])
+                [(action_id if len(events) == 1 else f"{action_id}/{j}", action_id, coder, role, at, target, label,
+                  act, value, note if j == 0 or target != item_id else "")
+                 for j, (target, label, act, value) in enumerate(events)])
+            for target in dict.fromkeys(e[0] for e in events if e[0] != item_id):
+                self._refresh(db, target)
             status = self._refresh(db, item_id)
             if action != "note":
                 db.execute("DELETE FROM leases WHERE item_id = ? AND coder = ?", (item_id, coder))
@@ -634,6 +725,22 @@ class ReviewStore:
         undone = [r[0] for r in db.execute("SELECT DISTINCT e.item_id FROM events e WHERE e.action_id = ? "
                                            "AND e.action = 'undo'", (action_id,))]
         return Ack(action_id, row[1], kind, duplicate=True, status=status, undone=undone)
+
+    def _with_copies(self, db: sqlite3.Connection, item_id: int,
+                     events: list[tuple[str, str, str | None]]) -> list[tuple[int, str, str, str | None]]:
+        """``(item_id, label, action, value)`` rows: the item's events, then (the lead of a conflicting-duplicate
+        group) the same for each of its copies, so every copy carries the decision with its own id. A copy's
+        action follows from its own code: the value the lead gets is ``keep`` for a copy coded so, ``flip``
+        (``change``) for the others."""
+        out = [(item_id, *e) for e in events]
+        copies = db.execute("SELECT item_id, human_value FROM items WHERE member_of = ? AND active = 1 "
+                            "ORDER BY rank, item_id", (item_id,)).fetchall()
+        for copy, human in copies:
+            for label, act, value in events:
+                if act in ("keep", "flip", "change"):
+                    act = "keep" if value == human else ("flip" if {value, human} <= {"0", "1"} else "change")
+                out.append((copy, label, act, value))
+        return out
 
     def _events(self, item: dict[str, Any], action: str, values: dict[str, Any]) -> list[tuple[str, str, str | None]]:
         """``(label, action, value)`` rows for an action on ``item`` (values checked)."""
@@ -692,14 +799,17 @@ class ReviewStore:
                 (coder, role, kind, kind)).fetchone()
             if last is None:
                 return None
-            targets = db.execute("SELECT event_id, item_id, label FROM live_events WHERE action_id = ? AND coder = ?",
-                                 (last[0], coder)).fetchall()
+            targets = db.execute("SELECT event_id, item_id, label FROM live_events WHERE action_id = ? AND coder = ? "
+                                 "ORDER BY event_id", (last[0], coder)).fetchall()
+            last = (last[0], targets[0][1])  # the item acted on: its copies' events come after its own
             at = utc_now()
             db.executemany(
                 "INSERT INTO events (client_event_id, action_id, coder, role, at, item_id, label, action, "
                 "supersedes) VALUES (?, ?, ?, ?, ?, ?, ?, 'undo', ?)",
                 [(action_id if len(targets) == 1 else f"{action_id}/{j}", action_id, coder, role, at, item, label,
                   event) for j, (event, item, label) in enumerate(targets)])
+            for item in dict.fromkeys(t[1] for t in targets if t[1] != last[1]):
+                self._refresh(db, item)
             status = self._refresh(db, last[1])
             if self._free_for(db, last[1], coder, self.clock()):
                 self._lease(db, last[1], coder, self.clock(), only=role == "coder")
@@ -741,7 +851,8 @@ class ReviewStore:
             now = self.clock()
             row = db.execute(
                 f"SELECT i.item_id FROM items i LEFT JOIN leases l ON l.item_id = i.item_id AND l.coder = ? "
-                f"AND l.expires > ? WHERE i.status IN ({waiting}) AND NOT EXISTS (SELECT 1 FROM leases o WHERE "
+                f"AND l.expires > ? WHERE i.status IN ({waiting}) AND NOT EXISTS (SELECT 1 FROM items g WHERE "
+                f"g.item_id = i.member_of AND g.status IN ({waiting})) AND NOT EXISTS (SELECT 1 FROM leases o WHERE "
                 "o.item_id = i.item_id AND o.coder <> ? AND o.expires > ?) ORDER BY l.item_id IS NULL, i.kind, "
                 "i.rank LIMIT 1", (adjudicator, now, adjudicator, now)).fetchone()
             if row is None:
@@ -755,7 +866,8 @@ class ReviewStore:
         rows = self._rows(
             "SELECT e.item_id, e.action, e.label AS field, e.value, i.text_id, i.label, i.text, i.human_value "
             "FROM live_events e JOIN items i ON i.item_id = e.item_id WHERE e.coder = ? AND e.role = 'coder' AND "
-            f"e.action IN ({_quoted(STANCES)}) AND i.kind = ? ORDER BY e.event_id DESC LIMIT ?",
+            f"e.action IN ({_quoted(STANCES)}) AND i.kind = ? AND (i.member_of IS NULL OR NOT EXISTS (SELECT 1 FROM "
+            "events l WHERE l.action_id = e.action_id AND l.item_id = i.member_of)) ORDER BY e.event_id DESC LIMIT ?",
             (coder, kind, 4 * n * max(1, len(self.fields) if kind == "code" else 1)))
         out: dict[int, dict[str, Any]] = {}
         for r in rows:
@@ -809,7 +921,8 @@ class ReviewStore:
         total = self._conn().execute(f"SELECT COUNT(*) FROM items i WHERE {sql}", args).fetchone()[0]
         rows = [dict(r) for r in self._rows(
             f"SELECT i.item_id, i.kind, i.text_id, i.label, substr(i.text, 1, 220) AS text, i.human_value, "
-            f"i.model_probability, i.score, i.status, i.n_coders, i.required, i.rank FROM items i WHERE {sql} "
+            f"i.model_probability, i.score, i.status, i.n_coders, i.required, i.rank, i.dup_group FROM items i "
+            f"WHERE {sql} "
             "ORDER BY i.kind, i.rank, i.item_id LIMIT ? OFFSET ?", (*args, limit, offset))]
         notes = self.all_notes() if rows else {}
         for row in rows:
@@ -944,6 +1057,11 @@ def value_text(value: Any) -> str | None:
         return str(int(value))
     text = str(value).strip()
     return {"0.0": "0", "1.0": "1"}.get(text, text) or None
+
+
+def _cell(value: Any) -> str:
+    """A text cell of the queue as stored: ``""`` for a missing one (None, NaN)."""
+    return "" if value is None or (isinstance(value, float) and value != value) else str(value)
 
 
 def _number(value: Any) -> float | None:

@@ -232,11 +232,84 @@
     return [el("div", { class: "done-card" }, el("h2", { text: title }), el("p", { class: "muted", text }))];
   }
 
+  const reasonOf = (item) => (item.why ? item.why.reason : item.reason);
+
   function itemHeader(item, extra = []) {
     return el("div", { class: "meta" },
       item.label ? el("span", { class: "chip label", text: pretty(item.label) }) : null,
       ...extra,
       el("span", { class: "chip", title: "id in the data", text: item.id }));
+  }
+
+  // why an audit row is in the queue (item.why, item.copies: lexcoder.review.why): every part from the
+  // data (texts, ids, n-grams) goes in as text
+  function section(title, note, ...children) {
+    return el("section", { class: "why-part" }, el("h3", {}, title), note ? el("p", { class: "muted small", text: note }) : null, ...children);
+  }
+
+  function textList(texts, fallback) {
+    if (!texts) return el("p", { class: "why-raw", text: fallback });
+    return el("ul", { class: "why-texts" }, texts.map((t) => el("li", {},
+      el("span", { class: "chip", title: "id in the data", text: t.id }), " ",
+      el("span", { class: "sim", title: "cosine similarity to this text", text: fixed(t.similarity) }), " ",
+      el("q", { text: t.text }))));
+  }
+
+  // a conflicting-duplicate group: every copy's id with its code, copies of the same code and text on one
+  // row (a group of 70 boilerplate paragraphs stays a few rows), a text that differs shown under its ids
+  function copiesPart(item) {
+    const byCode = (a, b) => (a.code < b.code ? 1 : a.code > b.code ? -1 : 0);
+    const variants = [];
+    for (const c of item.copies) {
+      let v = variants.find((x) => x.code === c.human_value && x.text === c.text);
+      if (!v) variants.push((v = { code: c.human_value, text: c.text, ids: [] }));
+      v.ids.push(c.id);
+    }
+    variants.sort(byCode);
+    const codes = new Map();  // (a Map keeps the order: an object would put "0" before "1")
+    for (const v of variants) codes.set(v.code, (codes.get(v.code) || 0) + v.ids.length);
+    const counts = Array.from(codes, ([code, k]) => `${code} in ${k}`).join(", ");
+    const rows = variants.map((v) => el("tr", {},
+      el("td", {}, el("span", { class: "code " + (v.code === "1" ? "one" : "zero"), text: v.code })),
+      el("td", { class: "num", text: String(v.ids.length) }),
+      el("td", {}, el("div", { class: "ids" }, v.ids.map((id) => el("span", { class: "chip", "data-copy": id, "data-code": v.code, text: id }))),
+        v.text === item.text ? null : el("div", { class: "copy-text", text: v.text }))));
+    return section(`Conflicting duplicate ${item.why.group}: ${item.copies.length} copies, coded ${counts}`,
+      "Your decision codes every copy; each copy's correction goes to the ledger with its own id. A copy's text is shown where it differs from this item's.",
+      el("table", { class: "copies" }, el("thead", {}, el("tr", {}, el("th", { text: "code" }), el("th", { class: "num", text: "copies" }), el("th", { text: "ids" }))),
+        el("tbody", {}, rows)));
+  }
+
+  function whyPanel(item, variable) {
+    const why = item.why;
+    if (!why) return null;
+    const parts = [];
+    if (why.block || why.blocks.length) {
+      parts.push(section(["Cluster of flags", why.block ? el("span", { class: "data", text: ` · ${why.block}` }) : null], null,
+        ...why.blocks.map((b) => el("p", { class: "block-note", text: b }))));
+    }
+    if (item.copies && item.copies.length) parts.push(copiesPart(item));
+    else if (item.member_of && why.group) {
+      parts.push(section(`One copy of conflicting duplicate ${why.group}`, "The queue shows the group as one item: " +
+        "a decision here codes this copy only.", el("p", { class: "why-raw", text: why.copies.map((c) => `${c.code}: ${c.ids.join(", ")}`).join(" · ") })));
+    }
+    if (why.terms && why.terms.length) {
+      parts.push(section("Words that drove the model", variable
+        ? "n-grams of this text pushing the model toward the class it suggests (contribution to its log-odds)"
+        : "n-grams of this text with the largest part in the model's view: + toward 1 (applies), − toward 0",
+        el("div", { class: "terms" }, why.terms.map((t) => el("span", { class: "term " + (t.weight >= 0 ? "pos" : "neg") },
+          el("span", { text: t.term }), el("small", { text: (t.weight >= 0 ? "+" : "−") + Math.abs(t.weight).toFixed(2) }))))));
+    }
+    if (why.similar) {
+      parts.push(section(`Similar texts confidently coded ${why.similar.code}`, "texts the model learnt from", textList(why.similar.texts)));
+    }
+    if (why.evidence_text) parts.push(section("Evidence", null, el("p", { class: "why-raw", text: why.evidence_text })));
+    if (why.nearest_other || why.nearest_text) {
+      const other = variable ? `given ${item.suggested_value}` : `coded ${1 - Number(item.human_value)}`;
+      parts.push(section(`Nearest texts ${other}`, "the most similar texts coded the other way (word similarity)",
+        textList(why.nearest_other, why.nearest_text)));
+    }
+    return parts.length ? el("div", { class: "why", id: "why" }, parts) : null;
   }
 
   // ---------------------------------------------------------------------------------------------------
@@ -280,9 +353,11 @@
         variable
           ? el("div", { class: "fact" }, el("span", { class: "k", text: "Model suggests" }), el("span", { class: "v", text: item.suggested_value || "–" }))
           : el("div", { class: "fact" }, el("span", { class: "k", text: "Score (probability of the human code)" }), el("span", { class: "v", text: fixed(item.score) })),
-        item.reason ? el("div", { class: "reason" }, el("strong", { text: "Why it is here: " }), item.reason) : null);
-      const children = [itemHeader(item, [el("span", { class: "chip", text: `rank ${Math.round(item.rank)}${total ? " of " + total : ""}` })]),
-        el("div", { class: "text", text: item.text }), facts];
+        reasonOf(item) ? el("div", { class: "reason" }, el("strong", { text: "Why it is here: " }), reasonOf(item)) : null);
+      const grouped = item.copies && item.copies.length;
+      const children = [itemHeader(item, [el("span", { class: "chip", text: `rank ${Math.round(item.rank)}${total ? " of " + total : ""}` }),
+        grouped ? el("span", { class: "chip conflict", text: `${item.copies.length} copies` }) : null]),
+        el("div", { class: "text", text: item.text }), facts, whyPanel(item, variable)];
       if (variable) {
         children.push(el("div", { class: "classes actions" }, item.fields[0].values.map((value, i) =>
           el("button", { type: "button", "data-action": "class", "data-value": value, class: value === item.human_value ? "keep" : "" },
@@ -292,11 +367,12 @@
         const value = item.mine.values[item.label];
         children.push(el("p", { class: "mine", text: `You decided this row before: ${item.mine.action}${value !== undefined ? " → " + value : ""}. A new decision replaces yours (not anyone else's).` }));
       }
-      box.replaceChildren(...children);
+      box.replaceChildren(...children.filter(Boolean));
       const fill = $(".track .fill", box);
       if (fill) fill.style.width = `${Math.round(100 * (item.model_probability || 0))}%`;
-      $('[data-action="keep"]').firstChild.textContent = `Keep ${item.human_value} `;
-      $('[data-action="flip"]').firstChild.textContent = variable ? `Change to ${item.suggested_value} ` : `Flip to ${1 - Number(item.human_value)} `;
+      const all = grouped ? `All ${item.copies.length} copies → ` : "";
+      $('[data-action="keep"]').firstChild.textContent = grouped ? `${all}${item.human_value} ` : `Keep ${item.human_value} `;
+      $('[data-action="flip"]').firstChild.textContent = variable ? `${all || "Change to "}${item.suggested_value} ` : grouped ? `${all}${1 - Number(item.human_value)} ` : `Flip to ${1 - Number(item.human_value)} `;
       markPainted();
     }
 
@@ -504,7 +580,8 @@
         item.kind === "audit" ? el("div", { class: "facts" },
           el("div", { class: "fact" }, el("span", { class: "k", text: "Human code in the data" }), el("span", { class: "v", text: item.human_value })),
           el("div", { class: "fact" }, el("span", { class: "k", text: "Model probability" }), el("span", { class: "v", text: fixed(item.model_probability) })),
-          item.reason ? el("div", { class: "reason" }, el("strong", { text: "Why it was in the queue: " }), item.reason) : null) : null,
+          reasonOf(item) ? el("div", { class: "reason" }, el("strong", { text: "Why it was in the queue: " }), reasonOf(item)) : null) : null,
+        item.kind === "audit" ? whyPanel(item, item.fields[0].kind === "variable") : null,
         item.notes.length ? el("div", { class: "notes" }, el("h3", { text: "Notes" }),
           el("ul", {}, item.notes.map((n) => el("li", {}, el("strong", { text: n.coder + ": " }), n.note)))) : null].filter(Boolean));
       editor.set(item.fields, start, votes);
