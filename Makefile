@@ -14,7 +14,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 TORCH_GPU_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
-EXTRAS ?= all,dev
+EXTRAS ?= all,dev,spark
 PYTEST_ARGS ?=
 
 .PHONY: install demo test test-oldest bench clean
