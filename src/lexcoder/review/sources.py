@@ -149,8 +149,7 @@ def _suggestions(run: RunDir, table: pd.DataFrame, texts: pd.Series) -> list[dic
     from ..predict import chunk_inputs, predict_frame
     cfg = run.load_config()
     labels = cfg.data.label_columns
-    model, thresholds = run.load_model()[:2] if labels else (None, None)
-    variables = run.load_variable_models()
+    model, thresholds, variables = run.load_models()
     chunk = table.assign(**{cfg.data.text_column: texts.to_numpy()}).reset_index(drop=True)
     inputs = chunk_inputs(chunk, cfg, cfg.data.text_column, source="the texts to code", first_row=1)
     coded = predict_frame(model, thresholds, labels, inputs, variables=variables)
