@@ -13,12 +13,20 @@ LABELS = ["limitation_of_liability", "unilateral_termination", "unilateral_chang
 @pytest.fixture(scope="session")
 def audited_run(tos_full, tmp_path_factory):
     """A run on 8 Terms of Service (3 labels) with its audit queue; never modified (copy it: ``run_dir``)."""
-    import lexcoder
-    from lexcoder.audit import audit_run
-    root = tmp_path_factory.mktemp("review_run")
+    return _run_and_audit(tmp_path_factory.mktemp("review_run"), _eight_documents(tos_full))
+
+
+def _eight_documents(tos_full) -> pd.DataFrame:
     sizes = tos_full["doc_id"].value_counts()
     docs = sorted(sizes.index[(sizes >= 150) & (sizes <= 350)])[:8]
-    tos_full[tos_full["doc_id"].isin(docs)][["id", "doc_id", "text", *LABELS]].to_csv(root / "tos.csv", index=False)
+    return tos_full[tos_full["doc_id"].isin(docs)][["id", "doc_id", "text", *LABELS]]
+
+
+def _run_and_audit(root, table: pd.DataFrame):
+    """A TF-IDF run on ``table`` (documents kept whole) in ``root/run``, audited with 2 folds."""
+    import lexcoder
+    from lexcoder.audit import audit_run
+    table.to_csv(root / "tos.csv", index=False)
     (root / "my.toml").write_text(tomli_w.dumps({
         "data": {"path": str(root / "tos.csv"), "text_column": "text", "id_column": "id", "label_columns": LABELS,
                  "group_column": "doc_id"},
@@ -56,12 +64,7 @@ def grouped_run(tos_full, tmp_path_factory):
     documents, 2 coded 1 and 4 left at 0 (one in upper case: a near-duplicate), as boilerplate is coded in
     practice, and one document's liability clauses all left at 0 (a cluster of flags); audited. Its queue
     opens with that conflicting-duplicate group. Never modified (copy it)."""
-    import lexcoder
-    from lexcoder.audit import audit_run
-    root = tmp_path_factory.mktemp("grouped_run")
-    sizes = tos_full["doc_id"].value_counts()
-    docs = sorted(sizes.index[(sizes >= 150) & (sizes <= 350)])[:8]
-    table = tos_full[tos_full["doc_id"].isin(docs)][["id", "doc_id", "text", *LABELS]]
+    table = _eight_documents(tos_full)
     clause = table[table[LABELS[0]] == 1].iloc[0]
     copies = pd.DataFrame([clause] * 6).reset_index(drop=True).assign(
         id=[f"copy_{k}" for k in range(1, 7)], doc_id=[f"other_{k}" for k in range(1, 7)],
@@ -70,12 +73,4 @@ def grouped_run(tos_full, tmp_path_factory):
     # an annotation gap: the document with the most liability clauses (not the copied one's) left at 0
     positives = table[table[LABELS[0]].eq(1) & table["doc_id"].ne(clause["doc_id"])]["doc_id"].value_counts()
     table.loc[table["doc_id"].eq(positives.index[0]), LABELS[0]] = 0
-    pd.concat([table, copies], ignore_index=True).to_csv(root / "tos.csv", index=False)
-    (root / "my.toml").write_text(tomli_w.dumps({
-        "data": {"path": str(root / "tos.csv"), "text_column": "text", "id_column": "id", "label_columns": LABELS,
-                 "group_column": "doc_id"},
-        "split": {"duplicates": "keep_groups"}, "evaluate": {"bootstrap": 0}, "report": {"enabled": False}}),
-        encoding="utf-8")
-    lexcoder.run_pipeline(lexcoder.load_config(root / "my.toml"), root / "run")
-    audit_run(root / "run", n_folds=2)
-    return root / "run"
+    return _run_and_audit(tmp_path_factory.mktemp("grouped_run"), pd.concat([table, copies], ignore_index=True))
