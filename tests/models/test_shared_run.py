@@ -170,3 +170,35 @@ def test_views_share_a_pass_only_over_the_same_texts(shared_run, echr, monkeypat
     other = variables["speaker"].predict_proba(texts[1:11])  # other content: a new pass
     assert calls == [10, 10] and (again >= 0).all()
     np.testing.assert_allclose(other[:9], speaker[1:], atol=1e-6)
+
+
+def test_llm_shared_run_interrupted_and_resumed_matches_uninterrupted(echr, tiny_llama, tmp_path, monkeypatch):
+    """A LoRA LLM learns labels and speaker in one network too, and its partition checkpoints resume it."""
+    from lexcoder.models.transformer import TransformerClassifier
+    folder, _ = echr
+    raw = {"data": {"path": str(folder / "data.csv"), "id_column": "id", "label_columns": LABELS,
+                    "class_columns": ["speaker"]},
+           "split": {"method": "column", "column": "split"},
+           "model": {"kind": "llm", "name": tiny_llama,
+                     "params": {"max_length": 48, "stride": 16, "batch_size": 16, "epochs": 1, "lr": 1e-3,
+                                "lora_r": 4, "checkpoint_steps": 4, "patience": 100, "num_threads": 1, "seed": 7}},
+           "evaluate": {"bootstrap": 0}, "report": {"enabled": False}}
+    (tmp_path / "llm.toml").write_text(tomli_w.dumps(raw), encoding="utf-8")
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    assert runner.invoke(app, ["run", str(tmp_path / "llm.toml"), "--out", str(full)]).exit_code == 0
+    assert sorted(p.name for p in (full / "models").iterdir()) == ["llm"]
+
+    def interrupt(self, step):
+        if step == 6:
+            raise KeyboardInterrupt
+    monkeypatch.setattr(TransformerClassifier, "_after_step", interrupt)
+    assert runner.invoke(app, ["run", str(tmp_path / "llm.toml"), "--out", str(cut)]).exit_code == 130
+    steps = []
+    monkeypatch.setattr(TransformerClassifier, "_after_step", lambda self, step: steps.append(step))
+    res = runner.invoke(app, ["run", str(tmp_path / "llm.toml"), "--out", str(cut), "--resume"])
+    assert res.exit_code == 0, res.output
+    assert steps[0] == 5  # resumed after the step-4 checkpoint, not from the start
+    a, b = (pd.read_parquet(d / "predictions.parquet") for d in (full, cut))
+    probs = [c for c in a.columns if "_prob" in c]
+    assert any(c.startswith("speaker_prob_") for c in probs)
+    np.testing.assert_array_equal(a[probs].to_numpy(), b[probs].to_numpy())
