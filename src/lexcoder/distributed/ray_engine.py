@@ -8,6 +8,7 @@ files into a temporary folder that becomes ``FOLDER`` once all are written. Row 
 """
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -17,12 +18,15 @@ import pandas as pd
 from ..errors import DataError, LexcoderError
 from ..io import atomic_dir, delimited_options, iter_table, table_format
 from ..predict import Coder, check_chunksize, output_schema
-from ..rundir import RunDir
-from .shards import _check_input_file
+from ..rundir import RunDir, package_versions
+from .outdir import check_out_folder
+from .shards import _check_input_file, run_id
 
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = "pip install 'lexcoder[ray]'"
+# written into every output folder: the record that lexcoder wrote it (so --overwrite may replace it)
+MARKER = ".lexcoder-ray.json"
 
 
 class CodeBatches:
@@ -63,7 +67,9 @@ def predict_ray(run_dir: str | Path, input_path: str | Path, out_dir: str | Path
     ----------
     run_dir : a finished run directory (readable from every Ray node: a shared file system)
     input_path : Parquet (a file or a folder of files) or CSV/TSV (every column read as text, as lexcoder does)
-    out_dir : the output folder (new or empty; with ``overwrite`` a folder of Parquet files is replaced)
+    out_dir : the output folder: new or empty, or an earlier output of this engine (it holds the record
+        ``.lexcoder-ray.json``), replaced only with ``overwrite``; never inside a run folder or an input, never
+        a folder of files lexcoder did not write (:func:`lexcoder.distributed.outdir.check_out_folder`)
     address : the Ray cluster (``"auto"``: the one this node belongs to); None starts a local Ray unless
         Ray is already initialised in this process
     workers : actors (each loads the model once); None: as many as the cluster's CPUs allow with one CPU
@@ -75,7 +81,8 @@ def predict_ray(run_dir: str | Path, input_path: str | Path, out_dir: str | Path
     ------
     LexcoderError
         Ray is not installed (the message says ``pip install 'lexcoder[ray]'``); bad settings; the run
-        reads neighbouring sentences (Ray's batches could cut a document); the input lacks the text column.
+        reads neighbouring sentences (Ray's batches could cut a document); the input lacks the text column;
+        an ``out_dir`` refused as above. Nothing is written then.
     """
     check_chunksize(batch_size)
     if workers is not None and workers < 1:
@@ -101,6 +108,7 @@ def predict_ray(run_dir: str | Path, input_path: str | Path, out_dir: str | Path
             num_gpus=gpus_per_worker or None, compute=ray.data.ActorPoolStrategy(size=workers))
         with atomic_dir(out_dir) as tmp:
             ds.write_parquet(str(tmp.resolve()))
+            _write_marker(tmp, run_dir, input_path)
     finally:
         if started:
             ray.shutdown()
@@ -122,7 +130,7 @@ def _checked(run_dir: Path, input_path: Path, out_dir: Path, overwrite: bool, te
         raise DataError("The run reads each text with its neighbours ([context] order_column), and Ray's batches "
                         "could cut a document. Use the single-process engine with --shard-by "
                         "<document column> to spread the work.")
-    _check_out(out_dir, overwrite)
+    _check_out(out_dir, run_dir, input_path, overwrite)
     coder = Coder(run_dir, text_column=text_column, id_column=id_column)
     coder.check(next(iter_table(first, chunksize=1)), first)
     return coder
@@ -153,16 +161,28 @@ def _first_file(input_path: Path) -> Path:
     return files[0]
 
 
-def _check_out(out_dir: Path, overwrite: bool) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise DataError(f"--out {out_dir} is a file; the Ray engine writes a folder of Parquet files. Give a "
-                        "folder name such as coded/.")
-    entries = sorted(e.name for e in out_dir.iterdir()) if out_dir.is_dir() else []
-    if entries and not (overwrite and all(name.endswith(".parquet") for name in entries)):
-        hint = "Allow replacing it with --overwrite, or choose" if all(
-            n.endswith(".parquet") for n in entries) else "It holds other files too; choose"
-        raise DataError(f"--out {out_dir} is not empty ({', '.join(entries[:3])}{' …' if len(entries) > 3 else ''}). "
-                        f"{hint} a new folder.")
+def _check_out(out_dir: Path, run_dir: Path, input_path: Path, overwrite: bool) -> None:
+    """``out_dir`` passes the shared ``--out`` check; an earlier Ray output in it is replaced only with
+    ``overwrite``."""
+    earlier = check_out_folder(out_dir, inputs=[run_dir, input_path], what="a folder of Parquet files",
+                               foreign=_not_written_by_ray_engine)
+    if earlier and not overwrite:
+        raise DataError(f"--out {out_dir} is not empty: it holds an earlier output of lexcoder predict --engine ray. "
+                        "Allow replacing it with --overwrite, or choose a new folder.")
+
+
+def _not_written_by_ray_engine(names: list[str]) -> list[str]:
+    """The names the Ray engine did not write: all of them without its record file, else all but Parquet files."""
+    if names and MARKER not in names:
+        return names
+    return [n for n in names if n != MARKER and not n.endswith(".parquet")]
+
+
+def _write_marker(folder: Path, run_dir: Path, input_path: Path) -> None:
+    """The record that lexcoder wrote ``folder`` (and from what); dataset readers skip names starting with a dot."""
+    record = {"format": 1, "run": str(run_dir), "run_id": run_id(run_dir), "input": str(input_path.resolve()),
+              "lexcoder_version": package_versions().get("lexcoder")}
+    (folder / MARKER).write_text(json.dumps(record, indent=1), encoding="utf-8")
 
 
 def _read(ray: Any, path: Path):

@@ -36,6 +36,7 @@ from ..errors import DataError
 from ..io import atomic_path, file_sha256, iter_table, table_format
 from ..predict import Coder, check_chunksize, checked_chunks, code_chunks, output_schema, parquet_writer
 from ..rundir import RunDir, RunInputs, package_versions
+from .outdir import check_out_folder
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +147,7 @@ def predict_shard(run_dir: str | Path, input_path: str | Path, out_dir: str | Pa
     run_dir, input_path, out_dir = Path(run_dir), Path(input_path), Path(out_dir)
     cfg = RunDir(run_dir).load_config()
     _check_input_file(input_path)
-    _check_out_dir(out_dir, input_path)
+    _check_out_dir(out_dir, run_dir, input_path)
     _check_shard_by(cfg, shard_by)
     text_column = text_column or cfg.data.text_column
     identity = shard_identity(run_dir, input_path, index=shard, count=num_shards, shard_by=shard_by,
@@ -173,22 +174,10 @@ def _check_input_file(path: Path) -> None:
     table_format(path)
 
 
-def _check_out_dir(out_dir: Path, input_path: Path) -> None:
-    """``out_dir`` is a folder (or new), not inside a run folder, and holds nothing but parts."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise DataError(f"--out {out_dir} is a file; sharded prediction writes a folder of parts. Give a folder "
-                        "name such as coded/.")
-    outer = next((p for p in [out_dir.resolve(), *out_dir.resolve().parents] if RunDir(p).is_run()), None)
-    if outer is not None:
-        raise DataError(f"--out {out_dir} lies inside the run folder {outer}, which holds only what the run "
-                        "wrote. Write the parts elsewhere.")
-    if out_dir.is_dir():
-        foreign = sorted(e.name for e in out_dir.iterdir()
-                         if not PART_PATTERN.fullmatch(e.name) and not e.name.startswith(".part-"))
-        if foreign:
-            raise DataError(f"--out {out_dir} holds files that are not shards of lexcoder predict "
-                            f"({', '.join(foreign[:5])}{' …' if len(foreign) > 5 else ''}): a Parquet dataset "
-                            "reader would read them too. Use a new or empty folder.")
+def _check_out_dir(out_dir: Path, run_dir: Path, input_path: Path) -> None:
+    """``out_dir`` passes the shared ``--out`` check and holds nothing but parts (and their temporary files)."""
+    check_out_folder(out_dir, inputs=[run_dir, input_path], what="a folder of shards", foreign=lambda names: [
+        n for n in names if not PART_PATTERN.fullmatch(n) and not n.startswith(".part-")])
 
 
 def _check_shard_by(cfg, shard_by: str) -> None:
