@@ -439,14 +439,17 @@ def save_shared_model(run: RunDir, cfg: Config, fitted: _SharedFit) -> Path:
 
 
 def record_inference_precision(run: RunDir, directory: Path, model: TextClassifier) -> None:
-    """Copy a fine-tuned model's CPU inference precision decision (bf16 or float32, and the validation check
-    behind it: :func:`lexcoder.models.torch_runtime.bf16_decision`) into the manifest, under
-    ``inference_precision`` → the model folder relative to the run. Models without one (TF-IDF) add nothing."""
-    decision = getattr(getattr(model, "model", model), "inference_precision_", None)  # unwraps CalibratedModel
-    if decision is None:
-        return
-    known = run.read_manifest().get("inference_precision") or {}
-    run.update_manifest(inference_precision={**known, directory.relative_to(run.root).as_posix(): decision})
+    """Copy a fine-tuned model's precision decisions into the manifest, under ``inference_precision`` (CPU
+    prediction in bf16 or float32, and the validation check behind it:
+    :func:`lexcoder.models.torch_runtime.bf16_decision`) and ``training_precision``
+    (:func:`lexcoder.models.torch_runtime.bf16_training_decision`) → the model folder relative to the run.
+    Models without them (TF-IDF) add nothing."""
+    inner = getattr(model, "model", model)  # unwraps CalibratedModel
+    manifest, where = run.read_manifest(), directory.relative_to(run.root).as_posix()
+    updates = {key: {**(manifest.get(key) or {}), where: getattr(inner, f"{key}_")}
+               for key in ("inference_precision", "training_precision") if getattr(inner, f"{key}_", None)}
+    if updates:
+        run.update_manifest(**updates)
 
 
 def _progress(items, description: str):

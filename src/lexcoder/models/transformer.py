@@ -53,7 +53,8 @@ from .inputs import encode_inputs
 from .losses import grouped_loss, loss_weights
 from .outputs import MULTIOUTPUT, LinkGroup, categorical_names, output_groups
 from .pretrained import resolve_model_path
-from .torch_runtime import bf16_decision, bf16_in_use, load_device, pick_device, quantize_int8, torch_threads
+from .torch_runtime import (adamw, bf16_decision, bf16_in_use, bf16_training_decision, load_device, pick_device,
+                            quantize_int8, torch_threads)
 from .windows import Encoded, collate, length_grouped_batches, pack, pool_logits, pool_probabilities
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,10 @@ class TransformerClassifier(TextClassifier):
         'CPU prediction under bfloat16 autocast: "auto" uses it on CPUs with native bf16 units (Intel AMX) '
         "when, after training, the validation macro-F1 under bf16 is within 0.005 of float32's (the decision "
         "is saved with the model); true / false force bf16 / float32"))] = "auto"
+    train_bf16: Annotated[bool | Literal["auto"], Field(description=(
+        "CPU training under bfloat16 autocast (weights, gradients and optimizer state stay float32): "
+        '"auto" uses it on CPUs with native bf16 units (Intel AMX), true forces it, false trains in float32; '
+        "the choice is saved with the model (on a GPU, training always runs under bf16 autocast)"))] = False
     num_threads: Annotated[int | None, Field(ge=0, description=(
         "torch CPU threads while fitting/predicting (0 or unset: $LEXCODER_NUM_THREADS, else the cores this "
         "process may use)"))] = None
@@ -239,9 +244,14 @@ class TransformerClassifier(TextClassifier):
     def _autocast(self, training: bool):
         if self.device_.type == "cuda":
             return torch.autocast("cuda", dtype=torch.bfloat16)
-        if not training and self._bf16_inference():
+        if self._bf16_training() if training else self._bf16_inference():
             return torch.autocast("cpu", dtype=torch.bfloat16)
         return torch.autocast("cpu", enabled=False)
+
+    def _bf16_training(self) -> bool:
+        """Whether training steps run under CPU bf16 autocast: the decision :meth:`_fit` recorded
+        (:func:`~.torch_runtime.bf16_training_decision`)."""
+        return (getattr(self, "training_precision_", None) or {}).get("precision") == "bf16"
 
     def _bf16_inference(self) -> bool:
         """Whether prediction runs under bf16 autocast (:func:`~.torch_runtime.bf16_in_use`); during the
@@ -350,6 +360,7 @@ class TransformerClassifier(TextClassifier):
         with torch_threads(self.num_threads) as threads:
             self.threads_ = threads
             self._setup(Y.shape[1])
+            self.training_precision_ = bf16_training_decision(self.train_bf16, self.device_)
             enc = self._encode(texts)
             val = (val_texts, val_Y) if val_texts is not None and len(val_texts) else None
             self._has_positive = coded
@@ -433,7 +444,7 @@ class TransformerClassifier(TextClassifier):
         spec = [{"params": xs, "lr": (self.head_lr or self.lr) if head else self.lr,
                  "weight_decay": self.weight_decay if decay else 0.0}
                 for (head, decay), xs in sorted(groups.items())]
-        opt = torch.optim.AdamW(spec, lr=self.lr)
+        opt = adamw(spec, lr=self.lr)
         sched = get_linear_schedule_with_warmup(opt, int(self.warmup_ratio * total_steps), total_steps)
         return opt, sched
 
@@ -697,6 +708,7 @@ class TransformerClassifier(TextClassifier):
         self._save_weights(directory)
         self.tokenizer_.save_pretrained(directory / "tokenizer")
         write_json({"history": getattr(self, "history_", []), "threads": getattr(self, "threads_", None),
+                    "training_precision": getattr(self, "training_precision_", None),
                     "inference_precision": getattr(self, "inference_precision_", None)},
                    directory / "training_history.json")
 
@@ -720,6 +732,7 @@ class TransformerClassifier(TextClassifier):
         if info.get("threads"):
             model.threads_ = int(info["threads"])
         model.inference_precision_ = info.get("inference_precision")
+        model.training_precision_ = info.get("training_precision")
         return model
 
 
