@@ -7,8 +7,11 @@ out-of-fold probabilities, and every ranking is scored on them (k = number of fl
 * ``loss``        the ranking before issue 16: out-of-fold self-confidence, the queue sorted by it;
 * ``calibrated``  lexcoder's default: the self-confidence after per-label temperature scaling (cross-fitted
                   on the folds); within a label and fold the same order as ``loss``, across labels comparable;
-* ``interleave``  ``calibrated`` scores, labels taken in turn in proportion to confident learning's
-                  estimate of their wrong codes (``lexcoder audit --order interleave``);
+* ``interleave_*`` ``calibrated`` scores, labels taken in turn in proportion to weights: ``_cl``
+                  confident learning's estimate of their wrong codes (the weights before);
+                  ``_sum`` the sum of the calibrated P(code wrong) over the label's rows, i.e. the
+                  expected wrong codes (``lexcoder audit``'s default order since issue 16);
+                  ``_conf`` the same sum over the rows where P(code wrong) > 1/2 only;
 * ``posterior``   the probability that the code is wrong (calibrated + confident-learning noise rates);
 * ``cleanlab``    ``find_multilabel_issues_per_class(..., return_indices_ranked_by="self_confidence")`` as
                   documented (default ``prune_by_noise_rate``): its ranked list is what a reviewer sees;
@@ -19,12 +22,15 @@ out-of-fold probabilities, and every ranking is scored on them (k = number of fl
 Per label: precision@k, recall@k, PR-AUC. Over the whole queue (all labels pooled): precision of the top
 20 and 50 and at K (all flips), and the *fair share*: the largest share of the top 50 taken by one label
 next to that label's share of the injected errors (a ratio above 1 = it takes more than its share).
+``--folds 5,10`` cross-fits each noisy data set once per fold count (P@k per setting; the whole-queue
+figures on the first); ``--frequent-only`` cross-fits the frequent labels only (ToS: 3 of 9).
 On the ORIGINAL data (no flips) the queue is built as ``lexcoder audit`` builds it: of its top 20 / 50, how
 many rows are conflicting (near-)duplicates (certain problems) and the per-label composition of the rest
 (real errors cannot be labelled here). The machine load is recorded.
 
     nice -n 10 .venv/bin/python benchmarks/bench_audit.py [--datasets tos,echr] [--rates 0.02,0.05,0.1]
-        [--kind tfidf|blend] [--quick]
+        [--kind tfidf|blend] [--folds 5,10] [--frequent-only] [--docs 0,100] [--no-original] [--cache DIR]
+        [--quick]
 """
 from __future__ import annotations
 
@@ -99,7 +105,15 @@ def cleanlab_lists(Y: np.ndarray, P: np.ndarray) -> list[np.ndarray]:
 
 
 
-METHODS = ("loss", "calibrated", "interleave", "posterior", "cleanlab", "random")
+# interleaving weights per label (expected wrong codes): confident learning's counts (the weights before),
+# and the sum of the calibrated probabilities that the code is wrong (the sum over rows of 1 - calibrated
+# self-confidence) -- and the same sum over the rows where that probability exceeds 1/2 only
+INTERLEAVE_WEIGHTS = {
+    "interleave_cl": lambda Y, P, ev: np.asarray([*expected_errors(Y, P, list(map(str, range(Y.shape[1])))).values()]),
+    "interleave_sum": lambda Y, P, ev: ev["calibrated"].sum(axis=0),
+    "interleave_conf": lambda Y, P, ev: np.where(ev["calibrated"] > 0.5, ev["calibrated"], 0).sum(axis=0),
+}
+METHODS = ("loss", "calibrated", *INTERLEAVE_WEIGHTS, "posterior", "cleanlab", "random")
 
 
 def scores(Y: np.ndarray, P: np.ndarray, folds: np.ndarray) -> dict[str, np.ndarray]:
@@ -122,10 +136,10 @@ def pooled_order(method: str, ev: dict[str, np.ndarray], Y: np.ndarray, P: np.nd
         key = np.where(listed, 0, 1).ravel()
         flat = np.lexsort((-ev["loss"].ravel(), key))
         return np.unravel_index(flat, (n, m))
-    if method == "interleave":
-        w = expected_errors(Y, P, labels)
+    if method in INTERLEAVE_WEIGHTS:
+        w = INTERLEAVE_WEIGHTS[method](Y, P, ev)
         r, c = np.nonzero(np.ones((n, m), dtype=bool))
-        o = interleave(c, ev["calibrated"][r, c], [w[lab] for lab in labels])
+        o = interleave(c, ev["calibrated"][r, c], w)
         return r[o], c[o]
     flat = np.argsort(-ev[method].ravel(), kind="stable")
     return np.unravel_index(flat, (n, m))
@@ -196,8 +210,7 @@ def original_queue(df: pd.DataFrame, labels: list[str], P: np.ndarray, folds: np
     for method, order in (("loss", "score"), ("calibrated", "score"), ("calibrated", "interleave"),
                           ("cleanlab", "score")):
         score, flagged = score_pairs(Y, P, method=method, folds=folds)
-        q = build_queue(df, labels, P, score, flagged, np.zeros_like(flagged), groups=groups, order=order,
-                        weights=expected_errors(Y, P, labels))
+        q = build_queue(df, labels, P, score, flagged, np.zeros_like(flagged), groups=groups, order=order)
         name = method if order == "score" else "interleave"
         out[name] = {f"top{n}": {"conflicting_duplicates": int((q.head(n)["group"] != "").sum()),
                                  "labels_of_the_rest": q.head(n)[q.head(n)["group"] == ""]["label"]
@@ -218,11 +231,19 @@ def time_full_audit() -> dict:
                 "queue_rows": len(res.queue)}
 
 
-def crossfit(df: pd.DataFrame, Y: np.ndarray, labels: list[str], kind: str, seed: int
-             ) -> tuple[np.ndarray, np.ndarray, float]:
-    """Folds and out-of-fold probabilities (computed once per setting), and the seconds they took."""
+def crossfit(df: pd.DataFrame, Y: np.ndarray, labels: list[str], kind: str, seed: int, *, n_folds: int = 5,
+             cache: Path | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+    """Folds and out-of-fold probabilities (computed once per setting), and the seconds they took.
+
+    ``cache``: an ``.npz`` file to reuse them from (written after computing; the codes must match).
+    """
+    if cache is not None and cache.is_file():
+        saved = np.load(cache)
+        if np.array_equal(saved["Y"], Y):
+            return saved["folds"], saved["P"], float(saved["seconds"])
     t0 = time.perf_counter()
-    folds = audit_folds(df.assign(**{lab: Y[:, j] for j, lab in enumerate(labels)}), labels, seed=seed)
+    folds = audit_folds(df.assign(**{lab: Y[:, j] for j, lab in enumerate(labels)}), labels, n_folds=n_folds,
+                        seed=seed)
     try:
         P = out_of_fold_proba(df["text"], Y, folds, label_names=labels, kind=kind)
     except Exception as err:  # noqa: BLE001 -- a benchmark: say which option failed and why, then stop
@@ -230,7 +251,11 @@ def crossfit(df: pd.DataFrame, Y: np.ndarray, labels: list[str], kind: str, seed
             raise
         raise SystemExit(f"--kind {kind} failed in cross-fitting ({type(err).__name__}: {err}). 'blend' needs "
                          "lexcoder.audit.crossfit to support it (issue 16, item 3) and the MiniLM weights.") from None
-    return folds, P, time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, Y=Y, folds=folds, P=P, seconds=seconds)
+    return folds, P, seconds
 
 
 def main() -> None:
@@ -239,35 +264,64 @@ def main() -> None:
     ap.add_argument("--rates", default="0.02,0.05,0.1")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--kind", default="tfidf", choices=["tfidf", "blend"])
+    ap.add_argument("--folds", default="5", help="cross-fitting fold counts to compare, e.g. 5,10 (the first "
+                                                 "is the reference for the whole-queue figures)")
     ap.add_argument("--quick", action="store_true", help="ToS and ECHR samples (25 / 150 documents), 5%% only")
     ap.add_argument("--timing", action="store_true", help="also time the whole-ToS `lexcoder audit`")
-    ap.add_argument("--docs", type=int, default=None,
-                    help="use a seeded sample of this many documents per data set (default: all)")
+    ap.add_argument("--no-original", action="store_true", help="skip the queue on the original data")
+    ap.add_argument("--docs", default=None,
+                    help="use a seeded sample of this many documents per data set (default: all), or one "
+                         "number per data set, e.g. 0,100 (0: all)")
+    ap.add_argument("--frequent-only", action="store_true",
+                    help="cross-fit the frequent labels only (ToS: 3 of 9; a label's P@k barely depends on others)")
+    ap.add_argument("--cache", default=None, help="folder to keep / reuse the out-of-fold probabilities in")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     if args.quick:
         args.rates = "0.05"
+    fold_counts = [int(k) for k in args.folds.split(",")]
     out = Path(args.out or ROOT / f"benchmarks/results/audit_ranking{'_quick' if args.quick else ''}"
                                   f"{'' if args.kind == 'tfidf' else '_' + args.kind}.json")
-    results = {"protocol": "flip rate*positives 1->0 and as many 0->1 per label (seeded); 5-fold group-aware "
-                           f"cross-fitting, {args.kind}; k = flips injected into the label; every ranking on the "
-                           "same out-of-fold probabilities", "seed": args.seed, "kind": args.kind,
+    results = {"frequent_only": args.frequent_only,
+               "protocol": "flip rate*positives 1->0 and as many 0->1 per label (seeded); group-aware "
+                           f"cross-fitting ({', '.join(map(str, fold_counts))} folds), {args.kind}; k = flips "
+                           "injected into the label; every ranking on the same out-of-fold probabilities",
+               "seed": args.seed, "kind": args.kind, "folds": fold_counts,
                "load_before": os.getloadavg(), "runs": [], "original": {}}
-    for name in args.datasets.split(","):
-        docs = args.docs or ((25 if name == "tos" else 150) if args.quick else None)
+    names = args.datasets.split(",")
+    docs_arg = (args.docs or "0").split(",")
+    for d, name in enumerate(names):
+        docs = int(docs_arg[min(d, len(docs_arg) - 1)]) or ((25 if name == "tos" else 150) if args.quick else None)
         df, labels, frequent = load(name, docs, args.seed)
+        labels = frequent if args.frequent_only else labels
         Y0 = df[labels].to_numpy().astype(int)
-        folds0, P0, seconds = crossfit(df, Y0, labels, args.kind, args.seed)
-        results["original"][name] = {**original_queue(df, labels, P0, folds0), "crossfit_seconds": round(seconds, 1)}
-        print_original(name, results["original"][name])
+
+        def cached(tag: str, K: int) -> Path | None:
+            stem = f"{name}_{docs or 'all'}{'_frequent' if args.frequent_only else ''}"
+            return args.cache and Path(args.cache) / f"{stem}_{tag}_{args.kind}_K{K}_s{args.seed}.npz"
+        if not args.no_original:
+            folds0, P0, seconds = crossfit(df, Y0, labels, args.kind, args.seed, n_folds=fold_counts[0],
+                                           cache=cached("original", fold_counts[0]))
+            results["original"][name] = {**original_queue(df, labels, P0, folds0),
+                                         "crossfit_seconds": round(seconds, 1)}
+            print_original(name, results["original"][name])
         for rate in map(float, args.rates.split(",")):
             flipped = inject(Y0, rate, args.seed)
             Y = np.where(flipped, 1 - Y0, Y0)
-            folds, P, seconds = crossfit(df, Y, labels, args.kind, args.seed)
-            block = evaluate(Y, P, flipped, labels, args.seed, folds=folds)
-            block.update(dataset=name, rate=rate, rows=len(df), documents=int(df["group"].nunique()),
-                         crossfit_seconds=round(seconds, 1), load=os.getloadavg(),
-                         mean_all=means(block, labels), mean_frequent=means(block, frequent), frequent=frequent)
+            block = None
+            for K in fold_counts:
+                folds, P, seconds = crossfit(df, Y, labels, args.kind, args.seed, n_folds=K,
+                                             cache=cached(f"r{rate}", K))
+                b = evaluate(Y, P, flipped, labels, args.seed, folds=folds)
+                setting = {"mean_frequent": means(b, frequent), "mean_all": means(b, labels), "pooled": b["pooled"],
+                           "crossfit_seconds": round(seconds, 1), "load": os.getloadavg()}
+                if block is None:
+                    block = b
+                    block.update(dataset=name, rate=rate, rows=len(df), documents=int(df["group"].nunique()),
+                                 crossfit_seconds=round(seconds, 1), load=os.getloadavg(),
+                                 mean_all=means(b, labels), mean_frequent=means(b, frequent), frequent=frequent,
+                                 settings={})
+                block["settings"][f"folds{K}"] = setting
             results["runs"].append(block)
             print_row(block)
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -283,8 +337,10 @@ def print_row(b: dict) -> None:
     f, p = b["mean_frequent"], b["pooled"]
     print(f"{b['dataset']} {b['rate']:.0%}: P@k loss {f['loss_precision_at_k']:.3f} calibrated "
           f"{f['calibrated_precision_at_k']:.3f} posterior "
-          f"{f['posterior_precision_at_k']:.3f} cleanlab {f['cleanlab_precision_at_k']:.3f}; top-50 "
-          + " ".join(f"{m} {p[m]['precision_top50']:.2f}" for m in METHODS) + f" ({b['crossfit_seconds']} s)",
+          f"{f['posterior_precision_at_k']:.3f} cleanlab {f['cleanlab_precision_at_k']:.3f}; "
+          + " ".join(f"{k}: P@k {s['mean_frequent']['calibrated_precision_at_k']:.3f} ({s['crossfit_seconds']} s)"
+                     for k, s in b["settings"].items()) + "; top-50 / fair share "
+          + " ".join(f"{m} {p[m]['precision_top50']:.2f}/{p[m]['fair_share_ratio']:.1f}" for m in METHODS),
           file=sys.stderr)
 
 
@@ -295,19 +351,20 @@ def print_original(name: str, o: dict) -> None:
 
 
 def print_table(results: dict) -> None:
-    print("| data | noise | labels | P@k loss | P@k calibrated | P@k posterior | P@k cleanlab | P@k random "
-          "| top-50 P: loss | calibrated | interleave | posterior | cleanlab | largest top-50 share / its share "
-          "of errors: loss | calibrated | interleave |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    settings = list(results["runs"][0]["settings"]) if results["runs"] else []
+    orders = ("calibrated", *INTERLEAVE_WEIGHTS)
+    print("| data | noise | P@k loss | P@k cleanlab | " + " | ".join(f"P@k calibrated {k}" for k in settings)
+          + " | top-50 P: " + " | ".join(orders) + " | fair-share ratio: " + " | ".join(orders)
+          + " | " + " | ".join(f"seconds {k}" for k in settings) + " |")
+    print("|---|---|" + "---:|" * (2 + len(settings) + 2 * len(orders) + len(settings)))
     for b in results["runs"]:
-        m, p = b["mean_frequent"], b["pooled"]
-        share = lambda k: f"{p[k]['largest_top50_share']:.2f} / {p[k]['its_share_of_injected_errors']:.2f}"  # noqa: E731
-        print(f"| {b['dataset']} | {b['rate']:.0%} | frequent ({len(b['frequent'])}) "
-              f"| {m['loss_precision_at_k']:.3f} | {m['calibrated_precision_at_k']:.3f} | {m['posterior_precision_at_k']:.3f} "
-              f"| {m['cleanlab_precision_at_k']:.3f} | {m['random_precision_at_k']:.3f} "
-              + "".join(f"| {p[k]['precision_top50']:.2f} " for k in ("loss", "calibrated", "interleave", "posterior",
-                                                                       "cleanlab"))
-              + f"| {share('loss')} | {share('calibrated')} | {share('interleave')} |")
+        m, p, s = b["mean_frequent"], b["pooled"], b["settings"]
+        print(f"| {b['dataset']} | {b['rate']:.0%} | {m['loss_precision_at_k']:.3f} "
+              f"| {m['cleanlab_precision_at_k']:.3f} | "
+              + " | ".join(f"{s[k]['mean_frequent']['calibrated_precision_at_k']:.3f}" for k in settings) + " | "
+              + " | ".join(f"{p[o]['precision_top50']:.2f}" for o in orders) + " | "
+              + " | ".join(f"{p[o]['fair_share_ratio']:.1f}" for o in orders) + " | "
+              + " | ".join(f"{s[k]['crossfit_seconds']:.0f}" for k in settings) + " |")
     print()
     print("| data | method | top-20: conflicting duplicates | top-50: conflicting duplicates | top-50 others by label |")
     print("|---|---|---|---|---|")

@@ -52,12 +52,13 @@ def test_conflicting_duplicates_open_the_queue_grouped(small_run):
 
 
 def test_interleaved_queue_gives_labels_their_share_of_expected_errors(small_run):
-    """``order="interleave"``: any top N of the flagged part holds each label in proportion to its
-    estimated wrong codes (while it has flags left)."""
+    """``order="interleave"`` (the default): any top N of the flagged part holds each label in proportion
+    to its expected wrong codes (while it has flags left)."""
     run_dir, _, _ = small_run
     audit = audit_run(run_dir, n_folds=4, order="interleave")  # out-of-fold probabilities are cached
     flagged = _flagged_part(audit.queue)
-    expected = {lab: m["estimated_wrong_0s"] + m["estimated_wrong_1s"] for lab, m in audit.summary["labels"].items()}
+    expected = audit.summary["expected_wrong_codes"]
+    assert set(expected) == set(audit.summary["labels"]) and all(e > 0 for e in expected.values())
     available = flagged["label"].value_counts()
     total = sum(expected.values())
     for n in (5, 10, 20):
@@ -72,8 +73,8 @@ def test_interleaved_queue_gives_labels_their_share_of_expected_errors(small_run
 
 def test_previous_ranking_quota_and_methods_stay_available(small_run):
     run_dir, _, audit = small_run
-    assert audit.summary["settings"]["method"] == "calibrated" and audit.summary["settings"]["order"] == "score"
-    before = audit_run(run_dir, n_folds=4, method="loss")  # the ranking before calibration
+    assert audit.summary["settings"]["method"] == "calibrated" and audit.summary["settings"]["order"] == "interleave"
+    before = audit_run(run_dir, n_folds=4, method="loss", order="score")  # the ranking before calibration
     assert _flagged_part(before.queue)["score"].is_monotonic_increasing
     assert set(before.queue["id"]) == set(audit.queue["id"])
     capped = audit_run(run_dir, n_folds=4, quota=3)
@@ -116,7 +117,7 @@ def test_summary_on_disk(small_run):
     run_dir, _, audit = small_run
     summary = json.loads((run_dir / "audit_summary.json").read_text())
     assert summary["settings"]["folds"] == 4 and summary["settings"]["kind"] == "tfidf"
-    assert summary["settings"]["order"] == "score" and summary["settings"]["block_columns"] == ["doc_id"]
+    assert summary["settings"]["order"] == "interleave" and summary["settings"]["block_columns"] == ["doc_id"]
     for lab, m in summary["labels"].items():
         assert m["in_queue"] == int((audit.queue["label"] == lab).sum())
         assert 0 <= m["estimated_noise_rate"] < 0.2

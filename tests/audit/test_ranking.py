@@ -11,10 +11,40 @@ import pytest
 
 import lexcoder
 from lexcoder.audit import audit_folds, build_queue, out_of_fold_proba, score_pairs
-from lexcoder.audit.queue import conflict_groups
+from lexcoder.audit.queue import conflict_groups, interleave_weights
 from lexcoder.audit.ranking import calibrate, interleave
+from lexcoder.audit.scoring import expected_errors
 
 AUDIT_LABELS = ["limitation_of_liability", "unilateral_termination", "unilateral_change", "content_removal"]
+
+
+@pytest.fixture(scope="module")
+def with_common_label(small_oof):
+    """The slice plus a label 86 % of texts carry, coded exactly as its (calibrated) probabilities say, seen
+    through an over-confident model (``p' = sigmoid(3 logit p)``): none of its codes is an injected error.
+
+    Returns ``(table, labels, Y, P, injected errors (n, n_labels), folds)``.
+    """
+    noisy, flipped, folds, P = small_oof
+    rng = np.random.default_rng(0)
+    truth = rng.beta(12, 2, len(noisy))  # mean 0.86
+    common = (rng.random(len(noisy)) < truth).astype(int)
+    overconfident = 1 / (1 + np.exp(-3 * np.log(truth / (1 - truth))))
+    labels = [*AUDIT_LABELS, "common"]
+    table = noisy.assign(common=common)
+    errors = np.c_[flipped, np.zeros(len(table), dtype=bool)]
+    return table, labels, table[labels].to_numpy(), np.c_[P, overconfident], errors, folds
+
+
+def _top50(table, labels, Y, P, errors, folds, *, method, order, weights=None):
+    """(places of the label "common", injected errors found) in the top 50 of the queue."""
+    no_groups = conflict_groups(table.iloc[:0], labels)  # random codes on repeated texts would conflict
+    position = pd.Series(np.arange(len(table)), index=table["id"])
+    score, flagged = score_pairs(Y, P, method=method, folds=folds)
+    q = build_queue(table, labels, P, score, flagged, np.zeros_like(flagged), groups=no_groups, order=order,
+                    weights=weights).head(50)
+    hits = errors[position[q["id"]].to_numpy(), [labels.index(lab) for lab in q["label"]]]
+    return int((q["label"] == "common").sum()), int(hits.sum())
 
 
 @pytest.fixture(scope="module")
@@ -62,28 +92,12 @@ def test_calibrated_scores_keep_each_labels_order_and_flags(small_oof):
     assert not np.allclose(cal, loss)  # but other values: each label on its own scale
 
 
-def test_an_overconfident_frequent_label_does_not_flood_the_top(small_oof):
-    """A label 86 % of texts carry, coded exactly as its (calibrated) probabilities say, seen through an
-    over-confident model (``p' = sigmoid(3 logit p)``): none of its codes is an injected error. Sorted by the
-    raw self-confidence it fills the top 50; with calibrated scores the rare labels' flips come back."""
-    noisy, flipped, folds, P = small_oof
-    rng = np.random.default_rng(0)
-    truth = rng.beta(12, 2, len(noisy))  # mean 0.86
-    common = (rng.random(len(noisy)) < truth).astype(int)
-    overconfident = 1 / (1 + np.exp(-3 * np.log(truth / (1 - truth))))
-    labels = [*AUDIT_LABELS, "common"]
-    table = noisy.assign(common=common)
-    Y, PP = table[labels].to_numpy(), np.c_[P, overconfident]
-    errors = np.c_[flipped, np.zeros(len(table), dtype=bool)]
-    no_groups = conflict_groups(table.iloc[:0], labels)  # random codes on repeated texts would conflict
-    position = pd.Series(np.arange(len(table)), index=table["id"])
-    top = {}
-    for method in ("loss", "calibrated"):
-        score, flagged = score_pairs(Y, PP, method=method, folds=folds)
-        q = build_queue(table, labels, PP, score, flagged, np.zeros_like(flagged), groups=no_groups).head(50)
-        hits = errors[position[q["id"]].to_numpy(), [labels.index(lab) for lab in q["label"]]]
-        top[method] = ((q["label"] == "common").sum(), int(hits.sum()))
-    assert common.mean() == pytest.approx(0.86, abs=0.02)
+def test_an_overconfident_frequent_label_does_not_flood_the_top(with_common_label):
+    """The label "common" (:func:`with_common_label`): sorted by the raw self-confidence it fills the top
+    50; with calibrated scores the rare labels' flips come back."""
+    table, labels, Y, P, errors, folds = with_common_label
+    top = {method: _top50(*with_common_label, method=method, order="score") for method in ("loss", "calibrated")}
+    assert table["common"].mean() == pytest.approx(0.86, abs=0.02)
     assert top["loss"][0] >= 45  # the flood
     assert top["calibrated"][0] <= 25 and top["calibrated"][1] >= top["loss"][1] + 3, top
 
@@ -124,3 +138,19 @@ def test_near_duplicates_differing_in_case_spacing_and_numbers_are_found(tos_ful
     assert twins["exact"].all() and twins["group"].nunique() == 1
     assert twins["reason"].eq("conflicting duplicate (identical text coded 1 in 2, 0 in 1 copies)").all()
     assert (twins["copies"] == "1: twin_1, twin_2; 0: twin_3").all()
+
+
+def test_interleave_weights_are_the_calibrated_expected_wrong_codes(with_common_label):
+    """The default interleaving weights sum each label's calibrated P(code wrong); the ambiguous label
+    "common" gets fewer of the top 50 than with confident learning's counts (which take every row past a
+    threshold as wholly wrong), and the injected errors found do not drop. A sort by score gives it fewer
+    still (its expected disagreements are many, but each is weak)."""
+    table, labels, Y, P, errors, folds = with_common_label
+    score, _ = score_pairs(Y, P, method="calibrated", folds=folds)
+    weights = interleave_weights(labels, score)
+    np.testing.assert_allclose([weights[lab] for lab in labels], (1 - score).sum(axis=0))
+    calibrated = _top50(*with_common_label, method="calibrated", order="interleave")  # default weights
+    confident = _top50(*with_common_label, method="calibrated", order="interleave",
+                       weights=expected_errors(Y, P, labels))
+    assert calibrated[0] < confident[0] - 3 and calibrated[1] >= confident[1], (calibrated, confident)
+    assert _top50(*with_common_label, method="calibrated", order="score")[0] < calibrated[0]

@@ -9,9 +9,10 @@ after case, whitespace, punctuation and numbers are normalised away (:func:`lexc
 are either coding errors or genuine ambiguities: their rows open the queue, each group's copies on
 consecutive ranks with the same ``group`` id (``G1``, ``G2`` ... in queue order) and all copies with their
 codes in ``copies`` (``1: a, b; 0: c``). Groups with identical copies come first, then near-identical ones.
-The other flagged pairs follow, ordered by ``score`` (``order="score"``, the default; with the default
-``"calibrated"`` scores they are comparable across labels) or by :func:`lexcoder.audit.ranking.interleave`
-(``order="interleave"``: labels in turn, in proportion to their expected errors). ``block`` names a cluster
+The other flagged pairs follow, interleaved across labels (``order="interleave"``, the default:
+:func:`lexcoder.audit.ranking.interleave`, labels in turn in proportion to their expected wrong codes,
+:func:`interleave_weights`) or ordered by ``score`` (``order="score"``; with the default ``"calibrated"``
+scores they are comparable across labels). ``block`` names a cluster
 of flags the pair belongs to (:mod:`lexcoder.audit.blocks`; empty here, filled by the audit workflow). Text
 cells that a spreadsheet would run as formulas are written with a leading ``'`` (see :mod:`lexcoder.safety`).
 
@@ -44,10 +45,11 @@ CLASS_QUEUE_COLUMNS = ["rank", "id", "label", "text", "human_value", "suggested_
                        "model_probability", "score", "reason", "evidence", "nearest_other", "group", "copies",
                        "block", "decision", "new_value", "note", "source_row"]
 ORDERS = ("score", "interleave")
-# measured (benchmarks/README.md): with calibrated scores, a plain sort kept an over-confident frequent label
-# from flooding the top, while interleaving by confident learning's error estimates did not (ambiguous
-# labels get inflated estimates) and found no more injected errors
-DEFAULT_ORDER = "score"
+# measured (benchmarks/README.md, issue 16): interleaving by the expected wrong codes under the calibrated
+# probabilities (interleave_weights) kept every label nearer its share of the injected errors than a plain
+# sort by score in all 6 settings, at a mean cost of 0.017 top-50 precision; confident learning's counts
+# (the weights before) gave ambiguous labels inflated shares
+DEFAULT_ORDER = "interleave"
 _MAX_IDS = 8  # ids listed per code in ``copies`` (a group of 50 "Yes." would not fit a cell)
 
 
@@ -169,7 +171,7 @@ def _reason(human: int, p: float, flagged: bool) -> str:
 
 def build_queue(df: pd.DataFrame, label_columns: Sequence[str], P: np.ndarray, score: np.ndarray,
                 flagged: np.ndarray, conflicts: np.ndarray, *, variables: Mapping[str, ClassScores] | None = None,
-                groups: pd.DataFrame | None = None, order: str = "score",
+                groups: pd.DataFrame | None = None, order: str = DEFAULT_ORDER,
                 quota: int | Mapping[str, int] | None = None, weights: Mapping[str, float] | None = None
                 ) -> pd.DataFrame:
     """The full review queue: conflicting (near-)duplicates first, grouped, then the flagged pairs.
@@ -185,12 +187,12 @@ def build_queue(df: pd.DataFrame, label_columns: Sequence[str], P: np.ndarray, s
         :data:`CLASS_QUEUE_COLUMNS`
     groups : :func:`conflict_groups` of the labels and variables (default: computed from ``df``); its
         pairs join the queue with their group, copies and reason
-    order : ``"interleave"`` (labels in turn, :func:`lexcoder.audit.ranking.interleave`) or ``"score"``
-        (all flagged pairs by ``score``) for the pairs after the conflicting groups
+    order : ``"interleave"`` (the default: labels in turn, :func:`lexcoder.audit.ranking.interleave`) or
+        ``"score"`` (all flagged pairs by ``score``) for the pairs after the conflicting groups
     quota : at most this many flagged pairs per label (or ``{label: cap}``); conflicting groups are
         always kept whole
-    weights : expected wrong codes per label and variable, for ``"interleave"`` (default: the sum of
-        ``1 - score``; the audit passes confident learning's estimates)
+    weights : expected wrong codes per label and variable, for ``"interleave"`` (default:
+        :func:`interleave_weights`, the sum of ``1 - score`` over all rows)
 
     Returns
     -------
@@ -204,8 +206,7 @@ def build_queue(df: pd.DataFrame, label_columns: Sequence[str], P: np.ndarray, s
         groups = conflict_groups(df, [*labels, *(variables or {})])
     conflicts = np.asarray(conflicts, dtype=bool) | group_mask(df, groups, labels)
     rows = _label_rows(df, labels, P, score, flagged, conflicts)
-    given = dict(weights or {})
-    weights = {lab: given.get(lab, float((1 - score[:, j]).sum())) for j, lab in enumerate(labels)}
+    weights = {**interleave_weights(labels, score, variables), **(weights or {})}
     if not variables:
         return _ranked(rows, groups, QUEUE_COLUMNS, order=order, weights=weights, quota=quota)
     rows = rows.assign(human_value=rows["human_value"].astype(str),
@@ -216,9 +217,25 @@ def build_queue(df: pd.DataFrame, label_columns: Sequence[str], P: np.ndarray, s
         in_group = group_mask(df, groups, [v])[:, 0]
         scores = replace(scores, conflicts=np.asarray(scores.conflicts, dtype=bool) | in_group)
         parts.append(_class_rows(df, v, scores))
-        weights[v] = given.get(v, float((1 - scores.score).sum()))
     table = pd.concat([p for p in parts if len(p)] or [rows], ignore_index=True)
     return _ranked(table, groups, CLASS_QUEUE_COLUMNS, order=order, weights=weights, quota=quota)
+
+
+def interleave_weights(labels: Sequence[str], score: np.ndarray,
+                       variables: Mapping[str, ClassScores] | None = None) -> dict[str, float]:
+    """Expected wrong codes per label and variable: the sum over all rows of ``1 - score``.
+
+    With the default ``"calibrated"`` scores, ``1 - score`` is the calibrated probability that the code is
+    wrong, so the sum is the number of wrong codes the calibrated model expects. Unlike confident
+    learning's count (:func:`lexcoder.audit.scoring.expected_errors`), which takes every row past a
+    per-class threshold as wholly wrong, a row the model is unsure about adds only its probability: an
+    ambiguous label's share grows less (measured in ``benchmarks/README.md``, issue 16). A variable adds
+    ``1 - P(given class)`` per row.
+    """
+    weights = {lab: float((1 - score[:, j]).sum()) for j, lab in enumerate(labels)}
+    for v, s in (variables or {}).items():
+        weights[v] = float((1 - s.score).sum())
+    return weights
 
 
 def _ranked(rows: pd.DataFrame, groups: pd.DataFrame, columns: list[str], *, order: str,

@@ -24,10 +24,11 @@ code ``y`` is wrong with probability
 On the injected-flip benchmark it ranks worse than the self-confidence (the clipped ``t`` ties the many
 texts with ``q`` near ``r0``; ``benchmarks/README.md``), so it is an option, not the default.
 
-**Interleaving** (:func:`interleave`, ``lexcoder audit --order interleave``). Labels take turns: label
-``j`` with ``E_j`` expected wrong codes (:func:`lexcoder.audit.scoring.expected_errors`, confident learning's
-estimate) holds the places ``(r + 1/2) / E_j`` for its ``r``-th pair (Sainte-Laguë apportionment), so any top ``N`` holds
-about ``N·E_j / ΣE`` pairs of label ``j``. ``quota`` caps the pairs per label (:func:`apply_quota`).
+**Interleaving** (:func:`interleave`, the default queue order). Labels take turns: label ``j`` with ``E_j``
+expected wrong codes (:func:`lexcoder.audit.queue.interleave_weights`: the sum of the calibrated
+probabilities that its codes are wrong) holds the places ``(r + 1/2) / E_j`` for its ``r``-th pair
+(Sainte-Laguë apportionment), so any top ``N`` holds about ``N·E_j / ΣE`` pairs of label ``j``. ``quota``
+caps the pairs per label (:func:`apply_quota`).
 """
 from __future__ import annotations
 

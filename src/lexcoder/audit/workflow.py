@@ -49,9 +49,9 @@ from .explain import explain_queue
 from .blocks import block_columns as _block_columns
 from .blocks import find_blocks, mark_blocks
 from .queue import (DEFAULT_ORDER, ORDERS, ClassScores, build_queue, conflict_groups, conflict_mask, group_mask,
-                    select, write_queue)
+                    interleave_weights, select, write_queue)
 from .ranking import check_quota
-from .scoring import (DEFAULT_METHOD, RANKERS, class_noise_estimates, expected_errors, noise_estimates, score_classes,
+from .scoring import (DEFAULT_METHOD, RANKERS, class_noise_estimates, noise_estimates, score_classes,
                       score_pairs)
 
 log = logging.getLogger(__name__)
@@ -87,9 +87,10 @@ def audit_run(run_dir: str | Path, *, n_folds: int = 5, kind: str | None = None,
     method : the score, ``"calibrated"`` (default: the probability of the human code after per-label
         temperature scaling, comparable across labels), ``"loss"`` (uncalibrated; the ranking before),
         ``"cleanlab"`` or ``"posterior"`` (see :mod:`lexcoder.audit.scoring`)
-    order : the queue after the conflicting (near-)duplicates: ``"score"`` (default: all labels by score)
-        or ``"interleave"`` (labels in turn, in proportion to their confident-learning estimate of wrong
-        codes: :func:`lexcoder.audit.ranking.interleave`)
+    order : the queue after the conflicting (near-)duplicates: ``"interleave"`` (default: labels in turn,
+        in proportion to their expected wrong codes under the calibrated probabilities,
+        :func:`lexcoder.audit.queue.interleave_weights`; ``audit_summary.json`` records them as
+        ``expected_wrong_codes``) or ``"score"`` (all labels by score)
     quota : at most this many flagged rows per label or variable in the queue (``{label: cap}`` for
         some only); conflicting duplicates are always kept
     block_columns : columns naming a document, coder or coding batch, to look for clusters of flags in
@@ -142,8 +143,9 @@ def audit_run(run_dir: str | Path, *, n_folds: int = 5, kind: str | None = None,
         conflicts = conflict_mask(df, conflict_table, labels) | group_mask(df, groups, labels)
         scored = {v: _score_variable(df, v, *class_P[v], method, group_mask(df, groups, [v])[:, 0])
                   for v in variables}
+        weights = interleave_weights(labels, score, scored)  # expected wrong codes (calibrated by default)
         queue = build_queue(df, labels, P, score, flagged, conflicts, variables=scored, groups=groups,
-                            order=order, quota=quota, weights=_expected_errors(df, labels, Y, P, scored))
+                            order=order, quota=quota, weights=weights)
         blocks = find_blocks(df, queue, columns, names=names)
         queue = mark_blocks(queue, df, blocks, names=names)
         # why each row is there, from the fold models that scored it (lexcoder.audit.explain)
@@ -158,6 +160,7 @@ def audit_run(run_dir: str | Path, *, n_folds: int = 5, kind: str | None = None,
                                      "test_rows_held_out": int(holdout.sum()), **model},
                            seconds=time.perf_counter() - t0)
         summary["conflicting_near_duplicate_groups"] = int(groups.loc[~groups["exact"], "group"].nunique())
+        summary["expected_wrong_codes"] = {k: round(v, 2) for k, v in weights.items()}  # the interleaving weights
         summary["blocks"] = [{**b, "column": names.get(b["column"], b["column"])} for b in blocks]
         if variables:
             summary["variables"] = {v: _variable_summary(df, v, s, queue, conflict_counts(conflict_table))
@@ -184,17 +187,6 @@ def _conflicts(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
         return find_conflicts(df.iloc[:0], columns)
     sizes = df["dup_group"].map(df["dup_group"].value_counts())
     return find_conflicts(df[sizes > 1], columns)
-
-
-def _expected_errors(df: pd.DataFrame, labels: list[str], Y: np.ndarray, P: np.ndarray,
-                     scored: dict[str, ClassScores]) -> dict[str, float]:
-    """Confident learning's estimate of the wrong codes per label and variable (the interleaving weights)."""
-    weights = expected_errors(Y, P, labels) if labels else {}
-    for v, s in scored.items():
-        rate = class_noise_estimates(np.searchsorted(s.classes, df[v].astype(str).to_numpy()), s.P,
-                                     s.classes)["estimated_noise_rate"]
-        weights[v] = float((rate or 0.0) * len(df))
-    return weights
 
 
 def _oof_folds(run: RunDir, df: pd.DataFrame) -> np.ndarray:

@@ -39,9 +39,9 @@ def audit(
     method: Annotated[str, typer.Option(help="Score: calibrated (default: probability of the human code, "
                                              "temperature-scaled per label), loss, cleanlab or posterior.")]
     = "calibrated",
-    order: Annotated[Optional[str], typer.Option(help="After the conflicting duplicates: score (default: all "
-                                                      "labels by score) or interleave (labels in turn by "
-                                                      "expected errors).")] = None,
+    order: Annotated[Optional[str], typer.Option(help="After the conflicting duplicates: interleave (default: "
+                                                      "labels in turn by expected wrong codes) or score (all "
+                                                      "labels by score).")] = None,
     quota: Annotated[Optional[int], typer.Option(help="At most N flagged rows per label in the queue.")] = None,
     block_columns: Annotated[Optional[str], typer.Option(
         help="Comma-separated columns naming a document, coder or batch, to find clusters of flags in "
