@@ -49,6 +49,26 @@ def make_config():
     return write_config
 
 
+def write_corpus_run(tos_full, folder, n_docs: int, labels: list[str], **config) -> "os.PathLike":
+    """The first ``n_docs`` Terms of Service as ``folder/data.csv`` and ``data.parquet``, and a TF-IDF run trained
+    on them in ``folder/run`` (no bootstrap, no report): a corpus and a run to code it with."""
+    import lexcoder
+    docs = sorted(tos_full["doc_id"].unique())[:n_docs]
+    data = tos_full[tos_full["doc_id"].isin(docs)].reset_index(drop=True)
+    data.to_csv(folder / "data.csv", index=False)
+    data.to_parquet(folder / "data.parquet", index=False)
+    cfg = write_config(folder, folder / "data.csv", labels, **config)
+    lexcoder.run_pipeline(lexcoder.load_config(cfg, ["evaluate.bootstrap=0", "report.enabled=false"]),
+                          folder / "run")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def corpus_run():
+    """The :func:`write_corpus_run` helper as a fixture."""
+    return write_corpus_run
+
+
 def pytest_collection_modifyitems(config, items):
     """Skip tests marked ``gpu`` where torch sees no CUDA device (CI, laptops): they run on GPU machines."""
     try:

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from lexcoder import load_config, predict_file, run_pipeline
+from lexcoder import predict_file
 from lexcoder.cli import app
 
 runner = CliRunner()
@@ -23,16 +23,9 @@ def said(res) -> str:
 
 
 @pytest.fixture(scope="module")
-def corpus(tos_full, tmp_path_factory, make_config):
+def corpus(tos_full, tmp_path_factory, corpus_run):
     """Twelve whole Terms of Service as CSV and Parquet, and a TF-IDF run trained on them."""
-    folder = tmp_path_factory.mktemp("ray")
-    docs = sorted(tos_full["doc_id"].unique())[:12]
-    data = tos_full[tos_full["doc_id"].isin(docs)].reset_index(drop=True)
-    data.to_csv(folder / "data.csv", index=False)
-    data.to_parquet(folder / "data.parquet", index=False)
-    cfg = make_config(folder, folder / "data.csv", LABELS, group_column="doc_id")
-    run_pipeline(load_config(cfg, ["evaluate.bootstrap=0", "report.enabled=false"]), folder / "run")
-    return folder
+    return corpus_run(tos_full, tmp_path_factory.mktemp("ray"), 12, LABELS, group_column="doc_id")
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from lexcoder import load_config, predict_file, run_pipeline
+from lexcoder import predict_file
 from lexcoder.cli import app
 from lexcoder.distributed import predict_shard
 from lexcoder.errors import DataError
@@ -33,19 +33,14 @@ def tree(*roots: Path) -> dict[str, tuple[int, int]]:
 
 
 @pytest.fixture(scope="module")
-def corpus(tos_full, tmp_path_factory, make_config):
+def corpus(tos_full, tmp_path_factory, corpus_run):
     """Four Terms of Service as CSV, as Parquet and as a folder of two Parquet files; a TF-IDF run on them."""
-    folder = tmp_path_factory.mktemp("outcheck")
-    docs = sorted(tos_full["doc_id"].unique())[:4]
-    data = tos_full[tos_full["doc_id"].isin(docs)].reset_index(drop=True)
-    data.to_csv(folder / "data.csv", index=False)
-    data.to_parquet(folder / "data.parquet", index=False)
+    folder = corpus_run(tos_full, tmp_path_factory.mktemp("outcheck"), 4, LABELS)
+    data = pd.read_parquet(folder / "data.parquet")
     (folder / "dataset").mkdir()
     half = len(data) // 2
     data.iloc[:half].to_parquet(folder / "dataset" / "a.parquet", index=False)
     data.iloc[half:].to_parquet(folder / "dataset" / "b.parquet", index=False)
-    cfg = make_config(folder, folder / "data.csv", LABELS)
-    run_pipeline(load_config(cfg, ["evaluate.bootstrap=0", "report.enabled=false"]), folder / "run")
     return folder
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+import uuid
 
 import pandas as pd
 import pytest
@@ -74,3 +75,23 @@ def grouped_run(tos_full, tmp_path_factory):
     positives = table[table[LABELS[0]].eq(1) & table["doc_id"].ne(clause["doc_id"])]["doc_id"].value_counts()
     table.loc[table["doc_id"].eq(positives.index[0]), LABELS[0]] = 0
     return _run_and_audit(tmp_path_factory.mktemp("grouped_run"), pd.concat([table, copies], ignore_index=True))
+
+
+def play(store, coder: str, action: str, current: dict, *, undo_kind: str | None = "audit",
+         adjudicator: str | None = None, resolution: str = "1") -> None:
+    """One step of a simulated session (the property tests): ``coder`` takes the next audit item (``next``),
+    decides the item they hold (keep, flip, flag, skip …), undoes their last decision, or resolves the next
+    adjudication (``resolve``; only ``adjudicator``, when given, may; it also undoes as adjudicator).
+    ``current`` holds each coder's item between steps."""
+    if action == "next":
+        current[coder] = store.next_item(coder, "audit")
+    elif action == "undo":
+        role = {} if adjudicator is None else {"role": "adjudicator" if coder == adjudicator else "coder"}
+        store.undo(coder, undo_kind, action_id=uuid.uuid4().hex, **role)
+    elif action == "resolve":
+        case = store.next_adjudication(coder) if adjudicator in (None, coder) else None
+        if case:
+            store.record(coder, case["item_id"], "resolve", action_id=uuid.uuid4().hex,
+                         values={case["label"]: resolution})
+    elif current.get(coder):
+        store.record(coder, current.pop(coder)["item_id"], action, action_id=uuid.uuid4().hex)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import queue_of
+from conftest import play, queue_of
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -227,16 +227,7 @@ def test_every_copy_of_a_group_always_has_its_leads_state(tmp_path_factory, grou
     store.load_items(queue, "audit")
     current: dict[str, dict | None] = {}
     for coder, action in actions:
-        if action == "next":
-            current[coder] = store.next_item(coder, "audit")
-        elif action == "undo":
-            store.undo(coder, None, action_id=aid(), role="adjudicator" if coder == "Ann" else "coder")
-        elif action == "resolve":
-            case = store.next_adjudication("Ann") if coder == "Ann" else None
-            if case:
-                store.record("Ann", case["item_id"], "resolve", action_id=aid(), values={case["label"]: "0"})
-        elif current.get(coder):
-            store.record(coder, current.pop(coder)["item_id"], action, action_id=aid())
+        play(store, coder, action, current, undo_kind=None, adjudicator="Ann", resolution="0")
         items = store.items_table("audit")
         copies = items[items["member_of"].notna()]
         leads = items.set_index("item_id").loc[copies["member_of"].astype(int)]

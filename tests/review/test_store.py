@@ -7,6 +7,7 @@ import uuid
 
 import pandas as pd
 import pytest
+from conftest import play
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -234,16 +235,7 @@ def test_the_cached_state_is_always_the_state_derived_from_the_events(tmp_path_f
     store.load_items(queue, "audit")
     current: dict[str, dict | None] = {}
     for coder, action in actions:
-        if action == "next":
-            current[coder] = store.next_item(coder, "audit")
-        elif action == "undo":
-            store.undo(coder, "audit", action_id=aid())
-        elif action == "resolve":
-            case = store.next_adjudication(coder)
-            if case:
-                store.record(coder, case["item_id"], "resolve", action_id=aid(), values={case["label"]: "1"})
-        elif current.get(coder):
-            store.record(coder, current.pop(coder)["item_id"], action, action_id=aid())
+        play(store, coder, action, current)
         leased = pd.DataFrame(store.leases(), columns=["item_id", "coder"]).groupby("item_id")["coder"].nunique()
         items = store.items_table("audit").set_index("item_id")
         open_items = items[items["status"] == "open"]
