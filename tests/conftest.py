@@ -69,6 +69,15 @@ def corpus_run():
     return write_corpus_run
 
 
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray of 2 CPUs for one test module (skipped without Ray), shut down after it."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
 def pytest_collection_modifyitems(config, items):
     """Skip tests marked ``gpu`` where torch sees no CUDA device (CI, laptops): they run on GPU machines."""
     try:

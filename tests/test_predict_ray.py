@@ -28,14 +28,6 @@ def corpus(tos_full, tmp_path_factory, corpus_run):
     return corpus_run(tos_full, tmp_path_factory.mktemp("ray"), 12, LABELS, group_column="doc_id")
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
 @needs_ray
 @pytest.mark.parametrize("name", ["data.parquet", "data.csv"])
 def test_ray_output_equals_single_process_output(corpus, local_ray, tmp_path, name):

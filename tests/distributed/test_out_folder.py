@@ -140,14 +140,6 @@ def test_python_api_raises_data_error_and_writes_nothing(corpus, tmp_path):
     assert tree(corpus / "run") == before
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
 @pytest.mark.skipif(not HAS_RAY, reason="Ray is not installed")
 def test_earlier_ray_output_is_replaced_only_with_overwrite(corpus, local_ray, tmp_path):
     single = pd.read_parquet(predict_file(corpus / "run", corpus / "data.parquet", tmp_path / "single.parquet"))
