@@ -236,7 +236,8 @@ def _worker(spec_path: str) -> None:
                 try:
                     dp.serve(on_fit=lambda m: (fits.append(m), armed.__setitem__(0, len(fits) == 2)))
                     break
-                except KeyboardInterrupt:
+                except KeyboardInterrupt:  # as on rank 0: the interrupted fit ended in both processes
+                    dp.broken = False
                     continue
         active[0] = False
         out = Path(spec["root"]) / "reports"

@@ -267,6 +267,17 @@ def session(*, cpu: bool = False) -> Iterator[ParallelSession | None]:
         yield dp
     finally:
         _SESSION = None
+        _close(dp)
+
+
+def _close(dp: ParallelSession) -> None:
+    """Destroy the process group when this process leaves the session (a local step: no message is sent).
+    Left to the interpreter's exit, a gloo group's threads can still be running while the process ends, which
+    now and then aborts it ("terminate called without an active exception", exit -6) although the run had
+    finished. Not after a broken fit: the other processes then wait inside its collectives, and the launcher
+    ends them."""
+    if not dp.broken and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 # -- starting the processes ------------------------------------------------------------------------------
