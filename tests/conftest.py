@@ -69,6 +69,20 @@ def corpus_run():
     return write_corpus_run
 
 
+def assert_same_rows_by_id(coded: pd.DataFrame, single: pd.DataFrame) -> None:
+    """Ray's output holds exactly the single-process output's rows (each id once, the same codes); its order
+    is Ray's (README: match rows by id), so the rows are compared in the single-process order."""
+    assert coded["id"].is_unique and sorted(coded["id"]) == sorted(single["id"])
+    aligned = coded.set_index("id").loc[single["id"]].reset_index()
+    pd.testing.assert_frame_equal(aligned, single)
+
+
+@pytest.fixture(scope="session")
+def same_rows_by_id():
+    """The :func:`assert_same_rows_by_id` helper as a fixture."""
+    return assert_same_rows_by_id
+
+
 @pytest.fixture(scope="module")
 def local_ray():
     """A local Ray of 2 CPUs for one test module (skipped without Ray), shut down after it."""

@@ -3,8 +3,10 @@
 Ray reads the input (``ray.data.read_parquet`` / ``read_csv``), a pool of actors each loads the run's model
 once (:class:`CodeBatches`, a callable class for ``map_batches``) and codes its batches with
 :meth:`lexcoder.predict.Coder.code`, the batch function of the single-process path, and Ray writes Parquet
-files into a temporary folder that becomes ``FOLDER`` once all are written. Row order is kept
-(``preserve_order``), so ``pandas.read_parquet(FOLDER)`` equals the single-process output row for row.
+files into a temporary folder that becomes ``FOLDER`` once all are written. ``FOLDER`` holds exactly the
+single-process output's rows (ids and codes). Their order is the input's as far as Ray keeps it: lexcoder asks
+for ``preserve_order``, yet one CI run in many saw a block out of place (Ray's streaming ``repartition`` is
+experimental), so rows are to be matched by id; shards + ``--merge`` guarantee input order.
 """
 from __future__ import annotations
 
