@@ -300,24 +300,21 @@ class _SharedFit:
         self.variables = {v: self.shared.variable(v) for v in self.variables}
 
 
-def _coded_table(df: pd.DataFrame, cfg: Config) -> pd.DataFrame:
+def _coded_table(df: pd.DataFrame, cfg: Config, codes_as_text: dict[str, np.ndarray]) -> pd.DataFrame:
     """The multi-output target: the 0/1 labels as integers, then each variable's codes as text."""
-    table = df[cfg.data.label_columns].astype(int)
-    for variable in cfg.data.class_columns:
-        table[variable] = df[variable].astype(str).to_numpy(dtype=object)
-    return table
+    return df[cfg.data.label_columns].astype(int).assign(**codes_as_text)
 
 
 def _fit_shared(cfg: Config, texts: Any, target: pd.DataFrame, part: dict[str, np.ndarray],
-                checkpoint_dir: Path, classes: dict[str, np.ndarray]) -> _SharedFit:
-    """The shared model of one partition, its labels' thresholds and its variables' rules tuned on val."""
+                checkpoint_dir: Path, classes: dict[str, np.ndarray], codes: dict[str, np.ndarray]) -> _SharedFit:
+    """The shared model of one partition, its labels' thresholds and its variables' rules tuned on val
+    (``codes``: each variable's class index per row)."""
     tr, va = part["train"], part["val"]
     variables = cfg.data.class_columns
     model = _new_model(cfg, checkpoint_dir).fit(take(texts, tr), target[tr], take(texts, va), target[va],
                                                 categorical=variables)
-    codes_val = {v: np.searchsorted(classes[v], target[v].to_numpy()[va]) for v in variables}
-    fitted = _SharedFit(cfg, model, target[cfg.data.label_columns].to_numpy()[va], codes_val, take(texts, va),
-                        classes)
+    fitted = _SharedFit(cfg, model, target[cfg.data.label_columns].to_numpy()[va],
+                        {v: codes[v][va] for v in variables}, take(texts, va), classes)
     if refits(cfg):
         fitted.refitted(_new_model(cfg).fit(take(texts, tr | va), target[tr | va], categorical=variables))
     return fitted
@@ -328,15 +325,17 @@ def _train_shared(cfg: Config, run: RunDir, df: pd.DataFrame, splits: pd.DataFra
     """Labels and variables from one network per partition (:func:`shares_body`): the same thresholds,
     rules, columns and metrics as separate models, one fit and one forward pass per partition."""
     labels, variables = cfg.data.label_columns, cfg.data.class_columns
-    texts, target = model_inputs(df, cfg), _coded_table(df, cfg)
     found_vars = {v: _variable_classes(df, v) for v in variables}  # (y, classes, codes)
     classes = {v: found[1] for v, found in found_vars.items()}
+    codes = {v: found[2] for v, found in found_vars.items()}
+    texts = model_inputs(df, cfg)
+    target = _coded_table(df, cfg, {v: found[0] for v, found in found_vars.items()})
     parts = cv_partitions(splits)
     single = len(parts) == 1
     found_labels = _LabelCodes((len(df), len(labels)))
     found = {v: _VariableCodes(len(df), classes[v]) for v in variables}
     for i, part in enumerate(_progress(parts, "Training")):
-        fitted = _fit_shared(cfg, texts, target, part, run.checkpoints / f"part{i}", classes)
+        fitted = _fit_shared(cfg, texts, target, part, run.checkpoints / f"part{i}", classes, codes)
         for v in variables:
             found[v].rules.append(fitted.rules[v])
         if single:
@@ -350,11 +349,11 @@ def _train_shared(cfg: Config, run: RunDir, df: pd.DataFrame, splits: pd.DataFra
             found[v].add(scored, fitted.variables[v].predict_proba(inputs), fitted.rules[v])
     if not single:
         fitted = _fit_shared(cfg, texts, target, _deployed_partition(splits), run.checkpoints / f"part{len(parts)}",
-                             classes)
+                             classes, codes)
     save_shared_model(run, cfg, fitted)
     metrics = found_labels.finish(cfg, df, splits, preds, fitted.thresholds)
     for v in variables:
-        found[v].finish(cfg, df, splits, v, found_vars[v][2], metrics, preds, fitted.rules[v])
+        found[v].finish(cfg, df, splits, v, codes[v], metrics, preds, fitted.rules[v])
     return metrics
 
 

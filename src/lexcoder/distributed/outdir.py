@@ -50,7 +50,8 @@ def check_out_folder(out_dir: str | Path, *, inputs: Sequence[str | Path], forei
     where = out_dir.resolve()
     outer = next((p for p in [where, *where.parents] if RunDir(p).is_run()), None)
     if outer is not None:
-        raise DataError(f"--out {out_dir} {'is' if outer == where else 'lies inside'} the run folder {outer}, which holds only what the run wrote. "
+        relation = "is" if outer == where else "lies inside"
+        raise DataError(f"--out {out_dir} {relation} the run folder {outer}, which holds only what the run wrote. "
                         f"Write {what} elsewhere, e.g. next to the run folder.")
     for source in map(Path, inputs):
         _check_apart(out_dir, where, source)
