@@ -374,3 +374,24 @@ def test_each_evaluation_reports_the_loss_of_the_steps_since_the_last(tos_small)
     model.fit(train["text"], train[LABELS].to_numpy(), val["text"], val[LABELS].to_numpy(), label_names=LABELS)
     losses = [h["train_loss"] for h in model.history_]
     assert len(losses) == 3 and max(losses) / min(losses) < 1.5
+
+
+def test_sentence_embeddings_keep_the_input_order_and_are_the_mean_pooled_vector(tos_full):
+    """Batched by length, each row is still its own text's embedding: the mean of MiniLM's token vectors
+    (the vector the mean head reads), unit length, whatever the batch it was computed in."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from lexcoder.models.encoder import sentence_embeddings
+    texts = tos_full["text"].iloc[:40].tolist()[::-1]  # mixed lengths, not sorted
+    E = sentence_embeddings("minilm", texts, max_length=64, batch_size=8)
+    assert E.shape == (40, 384) and E.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(E, axis=1), 1.0, atol=1e-5)
+    path = resolve_model_path("minilm")
+    tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    net = AutoModel.from_pretrained(path, local_files_only=True).eval()
+    for i in (0, 17, 39):  # one text alone: no padding at all
+        enc = tok(texts[i], truncation=True, max_length=64, return_tensors="pt")
+        with torch.inference_mode():
+            v = net(**enc).last_hidden_state[0].mean(0).numpy()
+        np.testing.assert_allclose(E[i], v / np.linalg.norm(v), atol=2e-5)
+    assert sentence_embeddings("minilm", []).shape == (0, 384)

@@ -265,7 +265,9 @@ def _similar_evidence(targets: list[_Target], df: pd.DataFrame, folds: np.ndarra
     """``{queue index: "similar texts coded 1: …"}``: the fold's training rows coded as the model predicts,
     confidently (their out-of-fold probability of that code at least its mean over the rows coded so),
     most similar first."""
-    E = embed(encoder, df["text"].astype(str).tolist(), max_length=max_length)
+    from ..models.encoder import sentence_embeddings  # imported when used: it loads torch
+    E = sentence_embeddings(encoder, df["text"].astype(str).tolist(), max_length=max_length,
+                            description="Embedding the texts (evidence)")
     folds = np.asarray(folds)
     found = {}
     for t in targets:
@@ -287,25 +289,3 @@ def _class_confidence(given: np.ndarray, classes: np.ndarray, P: np.ndarray) -> 
     column = {str(c): j for j, c in enumerate(classes)}
     j = np.array([column.get(c, -1) for c in given])
     return np.where(j >= 0, P[np.arange(len(given)), np.maximum(j, 0)], 0.0)
-
-
-def embed(name: str, texts: list[str], *, max_length: int = 128, batch_size: int = 64) -> np.ndarray:
-    """``(n, d)`` unit-length mean-pooled embeddings of ``texts`` from the pretrained encoder ``name`` (an
-    alias such as ``"minilm"``, a local directory or a cached hub id; never downloaded)."""
-    import torch
-    from transformers import AutoModel, AutoTokenizer
-
-    from ..models.pretrained import resolve_model_path
-    path = resolve_model_path(name)
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    network = AutoModel.from_pretrained(path, local_files_only=True, dtype=torch.float32).eval()
-    parts = []
-    with torch.inference_mode():
-        for start in track(range(0, len(texts), batch_size), description="Embedding the texts (evidence)"):
-            enc = tokenizer(texts[start:start + batch_size], truncation=True, max_length=max_length,
-                            padding=True, return_tensors="pt")
-            hidden = network(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
-            mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            parts.append(((hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)).numpy())
-    E = np.vstack(parts) if parts else np.zeros((0, 1))
-    return E / np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)
