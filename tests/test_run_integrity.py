@@ -383,10 +383,12 @@ def test_damaged_run_folder_is_named(finished, small, tmp_path, damage):
 
 
 def test_resume_accepts_settings_that_do_not_change_results(small, finished, tmp_path):
-    """Threads, the forward-pass cap and notifications may change on --resume; anything else may not."""
+    """Threads, the forward-pass cap, notifications and the audit's settings may change on --resume;
+    anything else may not."""
     import shutil
     run = tmp_path / "run"
     shutil.copytree(finished, run)
-    run_pipeline(config(small, "notify.timeout=9"), run, resume=True)
+    run_pipeline(config(small, "notify.timeout=9", "audit.folds=7"), run, resume=True)
+    assert "folds = 7" in (run / "config.toml").read_text(encoding="utf-8")  # what `lexcoder audit` reads
     with pytest.raises(RunDirError, match=r"configuration changed \(evaluate.bootstrap: 0 → 5\)"):
         run_pipeline(config(small, "evaluate.bootstrap=5", "notify.timeout=9"), run, resume=True)

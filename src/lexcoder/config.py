@@ -200,6 +200,30 @@ class ContextConfig(_Section):
         "extra columns given to the model as features (categories; numbers are binned)"))
 
 
+class AuditConfig(_Section):
+    """`lexcoder audit`: the review queue of likely human coding errors (its flags override these)."""
+
+    folds: int = Field(5, ge=2, le=50, description=(
+        "cross-fitting folds: each text is scored by a model trained on the other folds"))
+    model: Literal["tfidf", "encoder", "llm", "blend"] | None = Field(None, examples=["blend"], description=(
+        'model family for cross-fitting (default: the run\'s [model]); "blend" averages a fine-tuned encoder '
+        "with TF-IDF (slow on a CPU: its time estimate is shown before it starts)"))
+    method: Literal["calibrated", "loss", "cleanlab", "posterior"] = Field("calibrated", description=(
+        'the score: "calibrated" (the probability of the human code, temperature-scaled per label so that '
+        'labels compare), "loss" (uncalibrated), "cleanlab" or "posterior"'))
+    order: Literal["interleave", "score"] = Field("interleave", description=(
+        'after the conflicting duplicates: "interleave" (labels in turn, by their expected wrong codes) or '
+        '"score" (all labels by score)'))
+    quota: int | None = Field(None, ge=1, examples=[50], description=(
+        "at most this many flagged rows per label or categorical variable in the queue"))
+    block_columns: list[str] | None = Field(None, examples=[["coder", "batch"]], description=(
+        "columns naming a document, coder or coding batch, to find clusters of flags in (default: the "
+        "document / group column)"))
+    isolate_test: bool = Field(True, description=(
+        "keep the test rows out of the cross-fitting models' training data, so that corrections carry no "
+        "information from the test codes into a retrained run's evaluation"))
+
+
 class ReportConfig(_Section):
     """The HTML/Markdown report written as the last stage of a run."""
 
@@ -232,6 +256,7 @@ class Config(_Section):
     evaluate: EvalConfig = Field(default_factory=EvalConfig)
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
     context: ContextConfig = Field(default_factory=ContextConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
 

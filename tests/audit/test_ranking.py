@@ -154,3 +154,17 @@ def test_interleave_weights_are_the_calibrated_expected_wrong_codes(with_common_
                        weights=expected_errors(Y, P, labels))
     assert calibrated[0] < confident[0] - 3 and calibrated[1] >= confident[1], (calibrated, confident)
     assert _top50(*with_common_label, method="calibrated", order="score")[0] < calibrated[0]
+
+
+def test_the_audit_config_offers_exactly_the_audits_scores_and_orders():
+    """[audit] method / order are validated by the config (before any work): the same choices and defaults
+    as the audit functions, so a value the config accepts always runs."""
+    from typing import get_args
+
+    from lexcoder.audit.queue import DEFAULT_ORDER, ORDERS
+    from lexcoder.audit.scoring import DEFAULT_METHOD, RANKERS
+    from lexcoder.config import AuditConfig
+    fields = AuditConfig.model_fields
+    assert set(get_args(fields["method"].annotation)) == set(RANKERS)
+    assert set(get_args(fields["order"].annotation)) == set(ORDERS)
+    assert (fields["method"].default, fields["order"].default) == (DEFAULT_METHOD, DEFAULT_ORDER)

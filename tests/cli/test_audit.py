@@ -88,3 +88,28 @@ def test_errors_are_short_messages(workspace, monkeypatch):
     (workspace / "broken.csv").write_text("id,label,old_value,new_value\n", encoding="utf-8")
     res = runner.invoke(app, ["run", "my.toml", "--out", "runs/bad", "--corrections", "broken.csv"])
     assert res.exit_code == 2 and "not a lexcoder corrections ledger" in res.output
+
+
+@pytest.mark.slow
+def test_the_audit_section_of_the_config_sets_what_flags_do_not(workspace, monkeypatch):
+    """[audit] folds / method / order / quota / isolate_test drive `lexcoder audit RUN`; a flag overrides."""
+    monkeypatch.chdir(workspace)
+    raw = {"data": {"path": "tos.csv", "text_column": "text", "id_column": "id", "label_columns": LABELS,
+                    "group_column": "doc_id"}, "split": {"duplicates": "keep_groups"},
+           "audit": {"folds": 3, "method": "loss", "order": "score", "quota": 4, "isolate_test": False}}
+    (workspace / "audit.toml").write_text(tomli_w.dumps(raw), encoding="utf-8")
+    runner = CliRunner()
+    _ok(runner.invoke(app, ["run", "audit.toml", "--out", "runs/configured"]))
+    _ok(runner.invoke(app, ["audit", "runs/configured"]))
+    summary = json.loads((workspace / "runs/configured/audit_summary.json").read_text(encoding="utf-8"))
+    settings = summary["settings"]
+    assert (settings["folds"], settings["method"], settings["order"], settings["quota"]) == (3, "loss", "score", 4)
+    assert settings["test_rows_held_out"] == 0  # isolate_test = false
+    queue = pd.read_parquet("runs/configured/label_issues.parquet")
+    flagged = queue[queue["group"].astype(str) == ""]
+    assert len(flagged) and flagged["label"].value_counts().max() <= 4
+    assert flagged["score"].is_monotonic_increasing  # "score": all labels in one order (least likely code first)
+    _ok(runner.invoke(app, ["audit", "runs/configured", "--folds", "4", "--order", "interleave", "--isolate-test"]))
+    settings = json.loads((workspace / "runs/configured/audit_summary.json").read_text(encoding="utf-8"))["settings"]
+    assert (settings["folds"], settings["method"], settings["order"]) == (4, "loss", "interleave")
+    assert settings["test_rows_held_out"] > 0

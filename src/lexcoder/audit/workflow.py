@@ -48,10 +48,10 @@ from .crossfit import (BLEND, audit_folds, estimate_seconds, log_time_estimate, 
 from .explain import explain_queue
 from .blocks import block_columns as _block_columns
 from .blocks import find_blocks, mark_blocks
-from .queue import (DEFAULT_ORDER, ORDERS, ClassScores, build_queue, conflict_groups, conflict_mask, group_mask,
+from .queue import (ORDERS, ClassScores, build_queue, conflict_groups, conflict_mask, group_mask,
                     interleave_weights, select, write_queue)
 from .ranking import check_quota
-from .scoring import (DEFAULT_METHOD, RANKERS, class_noise_estimates, noise_estimates, score_classes,
+from .scoring import (RANKERS, class_noise_estimates, noise_estimates, score_classes,
                       score_pairs)
 
 log = logging.getLogger(__name__)
@@ -68,16 +68,20 @@ class AuditResult:
 
 
 @writes_to_run("audit")
-def audit_run(run_dir: str | Path, *, n_folds: int = 5, kind: str | None = None, name: str | None = None,
-              params: dict[str, Any] | None = None, method: str = DEFAULT_METHOD, top: int | None = None,
-              label: str | None = None, isolate_test: bool = True, neutralise_formulas: bool = True,
-              order: str | None = None, quota: int | dict[str, int] | None = None,
-              block_columns: list[str] | None = None) -> AuditResult:
+def audit_run(run_dir: str | Path, *, n_folds: int | None = None, kind: str | None = None,
+              name: str | None = None, params: dict[str, Any] | None = None, method: str | None = None,
+              top: int | None = None, label: str | None = None, isolate_test: bool | None = None,
+              neutralise_formulas: bool = True, order: str | None = None,
+              quota: int | dict[str, int] | None = None, block_columns: list[str] | None = None) -> AuditResult:
     """Find likely human coding errors in a run's data with out-of-fold predictions.
 
     The 0/1 labels and the categorical variables (``class_columns``) are audited together. The queue
     files and ``audit_summary.json`` change together or not at all. The run's report is not rebuilt here:
     ``lexcoder audit`` rebuilds it afterwards (in Python: :func:`lexcoder.report.build_report`).
+
+    Every setting left at None is taken from the run's ``[audit]`` config section
+    (:class:`lexcoder.config.AuditConfig`: ``folds``, ``model``, ``method``, ``order``, ``quota``,
+    ``block_columns``, ``isolate_test``), whose defaults are the ones given below.
 
     Parameters
     ----------
@@ -113,6 +117,9 @@ def audit_run(run_dir: str | Path, *, n_folds: int = 5, kind: str | None = None,
     run = RunDir(Path(run_dir))
     cfg = run.load_config()
     labels, variables = cfg.data.label_columns, cfg.data.class_columns
+    n_folds, kind, method, order, quota, block_columns, isolate_test = _audit_settings(
+        cfg, n_folds=n_folds, kind=kind, method=method, order=order, quota=quota, block_columns=block_columns,
+        isolate_test=isolate_test)
     if label is not None and label not in (*labels, *variables):
         raise ConfigError(f"label {label!r} is not one of the run's labels or categorical variables: "
                           f"{', '.join([*labels, *variables])}.")
@@ -122,7 +129,6 @@ def audit_run(run_dir: str | Path, *, n_folds: int = 5, kind: str | None = None,
         raise ConfigError(f"method {method!r} is not a ranking; use one of {', '.join(RANKERS)}.")
     if top is not None and top < 1:
         raise ConfigError(f"top must be a positive number of rows (got {top}).")
-    order = order or DEFAULT_ORDER
     if order not in ORDERS:
         raise ConfigError(f"order {order!r} is not a queue order; use one of {', '.join(ORDERS)}.")
     check_quota(quota, [*labels, *variables])
@@ -167,6 +173,16 @@ def audit_run(run_dir: str | Path, *, n_folds: int = 5, kind: str | None = None,
                                     for v, s in scored.items()}
         write_json(summary, run.audit_summary)
     return AuditResult(queue=queue, view=view, summary=summary, csv_path=csv_path)
+
+
+def _audit_settings(cfg: Config, **given: Any) -> tuple:
+    """``(n_folds, kind, method, order, quota, block_columns, isolate_test)``: each setting given, else the
+    run's ``[audit]`` value (runs written before that section existed read its defaults)."""
+    section = cfg.audit
+    fallback = {"n_folds": section.folds, "kind": section.model, "method": section.method, "order": section.order,
+                "quota": section.quota, "block_columns": section.block_columns,
+                "isolate_test": section.isolate_test}
+    return tuple(fallback[key] if given[key] is None else given[key] for key in fallback)
 
 
 def _model_settings(cfg: Config, kind: str | None, name: str | None, params: dict[str, Any] | None

@@ -30,15 +30,16 @@ RunArg = Annotated[Path, typer.Argument(help="A finished run directory (lexcoder
 @friendly
 def audit(
     run_dir: RunArg,
-    folds: Annotated[int, typer.Option(help="Cross-fitting folds: each text is scored by a model trained "
-                                            "on the other folds.")] = 5,
+    folds: Annotated[Optional[int], typer.Option(help="Cross-fitting folds: each text is scored by a model "
+                                                      "trained on the other folds (default: [audit] folds, "
+                                                      "5).")] = None,
     model: Annotated[Optional[str], typer.Option(help="Model family for cross-fitting: tfidf, encoder, llm, "
                                                       "or blend (fine-tuned MiniLM averaged with TF-IDF; slow "
                                                       "on a CPU: its time estimate is shown before it starts) "
-                                                      "(default: the run's).")] = None,
-    method: Annotated[str, typer.Option(help="Score: calibrated (default: probability of the human code, "
-                                             "temperature-scaled per label), loss, cleanlab or posterior.")]
-    = "calibrated",
+                                                      "(default: [audit] model, else the run's).")] = None,
+    method: Annotated[Optional[str], typer.Option(help="Score: calibrated (default: probability of the human "
+                                                       "code, temperature-scaled per label), loss, cleanlab or "
+                                                       "posterior.")] = None,
     order: Annotated[Optional[str], typer.Option(help="After the conflicting duplicates: interleave (default: "
                                                       "labels in turn by expected wrong codes) or score (all "
                                                       "labels by score).")] = None,
@@ -50,17 +51,21 @@ def audit(
     label: Annotated[Optional[str], typer.Option(help="Only this label or categorical variable (writes "
                                                       "label_issues_<label>.csv; characters unsafe in file "
                                                       "names are replaced).")] = None,
-    isolate_test: Annotated[bool, typer.Option(
+    isolate_test: Annotated[Optional[bool], typer.Option(
         "--isolate-test/--no-isolate-test",
         help="Keep the run's test rows out of the cross-fitting models' training data, so corrections "
-             "carry no information from the test codes into a retrained run's evaluation.")] = True,
+             "carry no information from the test codes into a retrained run's evaluation (default: "
+             "[audit] isolate_test, on).")] = None,
     keep_formulas: Annotated[bool, typer.Option(
         "--keep-formulas",
         help="Write cells starting with = + - @ as they are. By default they get a leading ' so that Excel "
              "shows them as text instead of running them as formulas ('corrections apply' removes it).")]
     = False,
 ) -> None:
-    """Rank likely human coding errors with out-of-fold predictions; writes label_issues.csv."""
+    """Rank likely human coding errors with out-of-fold predictions; writes label_issues.csv.
+
+    Options not given come from the run's [audit] config section (its defaults where it has none).
+    """
     from ..audit import audit_run
     result = audit_run(run_dir, n_folds=folds, kind=model, method=method, top=top, label=label,
                        isolate_test=isolate_test, neutralise_formulas=not keep_formulas, order=order, quota=quota,

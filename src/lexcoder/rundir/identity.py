@@ -24,8 +24,9 @@ from .folder import RunDir, RunDirError
 TRACKED_PACKAGES = ("lexcoder", "numpy", "pandas", "pyarrow", "scikit-learn", "scipy", "torch",
                     "transformers", "peft", "accelerate", "cleanlab", "ppi-python")
 # settings that change how a run computes or reports, never what it computes: a run may be resumed with other
-# values (e.g. a lower max_tokens_per_batch after running out of GPU memory)
-RESUME_SAFE_KEYS = ("model.params.max_tokens_per_batch", "model.params.num_threads", "notify")
+# values (e.g. a lower max_tokens_per_batch after running out of GPU memory); [audit] is read only by
+# `lexcoder audit`, after the run
+RESUME_SAFE_KEYS = ("model.params.max_tokens_per_batch", "model.params.num_threads", "notify", "audit")
 
 
 @dataclass(frozen=True)
