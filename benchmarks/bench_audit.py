@@ -26,10 +26,12 @@ next to that label's share of the injected errors (a ratio above 1 = it takes mo
 figures on the first); ``--frequent-only`` cross-fits the frequent labels only (ToS: 3 of 9).
 On the ORIGINAL data (no flips) the queue is built as ``lexcoder audit`` builds it: of its top 20 / 50, how
 many rows are conflicting (near-)duplicates (certain problems) and the per-label composition of the rest
-(real errors cannot be labelled here). The machine load is recorded.
+(real errors cannot be labelled here). ``--misses`` classifies the top-k pairs that are not injected flips by
+what the source data says of them (:func:`explain_misses`). The machine load is recorded.
 
     nice -n 10 .venv/bin/python benchmarks/bench_audit.py [--datasets tos,echr] [--rates 0.02,0.05,0.1]
-        [--kind tfidf|blend] [--folds 5,10] [--frequent-only] [--docs 0,100] [--no-original] [--cache DIR]
+        [--kind tfidf|blend] [--folds 5,10] [--frequent-only] [--docs 0,100] [--no-original] [--misses]
+        [--cache DIR]
         [--quick]
 """
 from __future__ import annotations
@@ -202,6 +204,60 @@ def means(block: dict, labels: list[str]) -> dict:
     return out
 
 
+# ToS category -> its tag in `raw_tags` (tag = category + level: 1 fair, 2 potentially unfair, 3 clearly unfair;
+# the 0/1 columns are 1 for levels 2 and 3 only: ../shared/data/tos_unfair_clauses/SOURCE.md)
+TOS_TAGS = {"limitation_of_liability": "ltd", "unilateral_termination": "ter", "unilateral_change": "ch",
+            "contract_by_using": "use", "content_removal": "cr", "jurisdiction": "j", "choice_of_law": "law",
+            "arbitration": "a", "privacy_included": "pinc"}
+MISS_KINDS = ("fair-level tag", "inside a coded passage", "code 0, untagged", "code 1, isolated")
+
+
+def explain_misses(name: str, df: pd.DataFrame, Y0: np.ndarray, flipped: np.ndarray, score: np.ndarray,
+                   labels: list[str], frequent: list[str], n_examples: int = 3) -> dict:
+    """What the original data says of the top-k pairs that are NOT injected flips (the 'misses'), per label.
+
+    Each miss is put in the first kind that fits, read from the source file (no judgement):
+    ``fair-level tag`` (ToS only): coded 0 but tagged with the category at the *fair* level, so 0 by the
+    data's definition although the text is about the category; ``inside a coded passage``: coded 1 and a
+    neighbouring sentence/paragraph of its document (previous or next) coded 1 too, i.e. a list item or
+    continuation judged in context; ``code 0, untagged`` and ``code 1, isolated``: the rest, the candidates
+    for genuine coding errors of the original data. ``score``: (n, labels) evidence of a wrong code.
+    """
+    source = demo_data_path() if name == "tos" else ECHR
+    order = "sent_index" if name == "tos" else "para_index"
+    raw = pd.read_csv(source, usecols=["id", "doc_id", order, *(["raw_tags"] if name == "tos" else []), *labels],
+                      dtype={"id": str})
+    raw = raw.set_index("id").loc[df["id"].astype(str)]
+    position = pd.Series(np.arange(len(raw)), index=pd.MultiIndex.from_arrays([raw["doc_id"], raw[order]]))
+    out: dict = {"kinds": {k: 0 for k in MISS_KINDS}, "labels": {}}
+    for j, lab in enumerate(labels):
+        if lab not in frequent:
+            continue
+        k = int(flipped[:, j].sum())
+        top = np.argsort(-score[:, j], kind="stable")[:k]
+        kinds = {kind: [] for kind in MISS_KINDS}
+        for i in top[~flipped[top, j]]:
+            doc, at = raw["doc_id"].iloc[i], raw[order].iloc[i]
+            near = [position.get((doc, at + d)) for d in (-1, 1)]
+            coded_near = any(r is not None and Y0[r, j] == 1 for r in near)
+            tags = str(raw["raw_tags"].iloc[i]).split() if name == "tos" else []
+            if Y0[i, j] == 0 and f"{TOS_TAGS.get(lab)}1" in tags:
+                kind = "fair-level tag"
+            elif Y0[i, j] == 1 and coded_near:
+                kind = "inside a coded passage"
+            else:
+                kind = "code 0, untagged" if Y0[i, j] == 0 else "code 1, isolated"
+            kinds[kind].append(i)
+        out["labels"][lab] = {"k": k, "misses": int(sum(map(len, kinds.values()))),
+                              **{kind: len(rows) for kind, rows in kinds.items()},
+                              "examples": {kind: [str(df["text"].iloc[i])[:160] for i in rows[:n_examples]]
+                                           for kind, rows in kinds.items() if rows}}
+        for kind, rows in kinds.items():
+            out["kinds"][kind] += len(rows)
+    out["misses"] = int(sum(out["kinds"].values()))
+    return out
+
+
 def original_queue(df: pd.DataFrame, labels: list[str], P: np.ndarray, folds: np.ndarray) -> dict:
     """Top 20 / 50 of the queue on the unmodified data, per method: conflicting duplicates and labels."""
     Y = df[labels].to_numpy().astype(int)
@@ -274,6 +330,9 @@ def main() -> None:
                          "number per data set, e.g. 0,100 (0: all)")
     ap.add_argument("--frequent-only", action="store_true",
                     help="cross-fit the frequent labels only (ToS: 3 of 9; a label's P@k barely depends on others)")
+    ap.add_argument("--misses", action="store_true",
+                    help="classify the top-k pairs that are not injected flips by what the source data says of "
+                         "them (fair-level tags, coded passages; frequent labels, first fold count)")
     ap.add_argument("--cache", default=None, help="folder to keep / reuse the out-of-fold probabilities in")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
@@ -316,6 +375,10 @@ def main() -> None:
                 setting = {"mean_frequent": means(b, frequent), "mean_all": means(b, labels), "pooled": b["pooled"],
                            "crossfit_seconds": round(seconds, 1), "load": os.getloadavg()}
                 if block is None:
+                    if args.misses:
+                        b["misses"] = explain_misses(name, df, Y0, flipped, scores(Y, P, folds)["calibrated"],
+                                                     labels, frequent)
+                        print_misses(name, rate, b["misses"])
                     block = b
                     block.update(dataset=name, rate=rate, rows=len(df), documents=int(df["group"].nunique()),
                                  crossfit_seconds=round(seconds, 1), load=os.getloadavg(),
@@ -342,6 +405,11 @@ def print_row(b: dict) -> None:
                      for k, s in b["settings"].items()) + "; top-50 / fair share "
           + " ".join(f"{m} {p[m]['precision_top50']:.2f}/{p[m]['fair_share_ratio']:.1f}" for m in METHODS),
           file=sys.stderr)
+
+
+def print_misses(name: str, rate: float, m: dict) -> None:
+    print(f"{name} {rate:.0%}: {m['misses']} top-k pairs are not injected flips: "
+          + ", ".join(f"{n} {kind}" for kind, n in m["kinds"].items()), file=sys.stderr)
 
 
 def print_original(name: str, o: dict) -> None:
