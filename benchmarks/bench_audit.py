@@ -30,13 +30,14 @@ many rows are conflicting (near-)duplicates (certain problems) and the per-label
 what the source data says of them (:func:`explain_misses`). The machine load is recorded.
 
     nice -n 10 .venv/bin/python benchmarks/bench_audit.py [--datasets tos,echr] [--rates 0.02,0.05,0.1]
-        [--kind tfidf|blend] [--folds 5,10] [--frequent-only] [--docs 0,100] [--no-original] [--misses]
-        [--cache DIR]
+        [--kind tfidf|blend] [--params JSON] [--folds 5,10] [--frequent-only] [--docs 0,100] [--no-original]
+        [--misses] [--cache DIR]
         [--quick]
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -288,7 +289,7 @@ def time_full_audit() -> dict:
 
 
 def crossfit(df: pd.DataFrame, Y: np.ndarray, labels: list[str], kind: str, seed: int, *, n_folds: int = 5,
-             cache: Path | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+             cache: Path | None = None, params: dict | None = None) -> tuple[np.ndarray, np.ndarray, float]:
     """Folds and out-of-fold probabilities (computed once per setting), and the seconds they took.
 
     ``cache``: an ``.npz`` file to reuse them from (written after computing; the codes must match).
@@ -301,7 +302,7 @@ def crossfit(df: pd.DataFrame, Y: np.ndarray, labels: list[str], kind: str, seed
     folds = audit_folds(df.assign(**{lab: Y[:, j] for j, lab in enumerate(labels)}), labels, n_folds=n_folds,
                         seed=seed)
     try:
-        P = out_of_fold_proba(df["text"], Y, folds, label_names=labels, kind=kind)
+        P = out_of_fold_proba(df["text"], Y, folds, label_names=labels, kind=kind, params=params)
     except Exception as err:  # noqa: BLE001 -- a benchmark: say which option failed and why, then stop
         if kind == "tfidf":
             raise
@@ -330,6 +331,9 @@ def main() -> None:
                          "number per data set, e.g. 0,100 (0: all)")
     ap.add_argument("--frequent-only", action="store_true",
                     help="cross-fit the frequent labels only (ToS: 3 of 9; a label's P@k barely depends on others)")
+    ap.add_argument("--params", default=None,
+                    help='settings of the cross-fitting model as JSON, e.g. \'{"C": 3}\' or \'{"ngram_max": 3}\' '
+                         "(the TF-IDF variants of results/audit_oof_variants.json; default: lexcoder's defaults)")
     ap.add_argument("--misses", action="store_true",
                     help="classify the top-k pairs that are not injected flips by what the source data says of "
                          "them (fair-level tags, coded passages; frequent labels, first fold count)")
@@ -339,13 +343,14 @@ def main() -> None:
     if args.quick:
         args.rates = "0.05"
     fold_counts = [int(k) for k in args.folds.split(",")]
+    params = json.loads(args.params) if args.params else None
     out = Path(args.out or ROOT / f"benchmarks/results/audit_ranking{'_quick' if args.quick else ''}"
                                   f"{'' if args.kind == 'tfidf' else '_' + args.kind}.json")
     results = {"frequent_only": args.frequent_only,
                "protocol": "flip rate*positives 1->0 and as many 0->1 per label (seeded); group-aware "
                            f"cross-fitting ({', '.join(map(str, fold_counts))} folds), {args.kind}; k = flips "
                            "injected into the label; every ranking on the same out-of-fold probabilities",
-               "seed": args.seed, "kind": args.kind, "folds": fold_counts,
+               "seed": args.seed, "kind": args.kind, "params": params, "folds": fold_counts,
                "load_before": os.getloadavg(), "runs": [], "original": {}}
     names = args.datasets.split(",")
     docs_arg = (args.docs or "0").split(",")
@@ -357,10 +362,11 @@ def main() -> None:
 
         def cached(tag: str, K: int) -> Path | None:
             stem = f"{name}_{docs or 'all'}{'_frequent' if args.frequent_only else ''}"
-            return args.cache and Path(args.cache) / f"{stem}_{tag}_{args.kind}_K{K}_s{args.seed}.npz"
+            variant = "" if not params else "_" + hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:8]
+            return args.cache and Path(args.cache) / f"{stem}_{tag}_{args.kind}{variant}_K{K}_s{args.seed}.npz"
         if not args.no_original:
             folds0, P0, seconds = crossfit(df, Y0, labels, args.kind, args.seed, n_folds=fold_counts[0],
-                                           cache=cached("original", fold_counts[0]))
+                                           cache=cached("original", fold_counts[0]), params=params)
             results["original"][name] = {**original_queue(df, labels, P0, folds0),
                                          "crossfit_seconds": round(seconds, 1)}
             print_original(name, results["original"][name])
@@ -370,7 +376,7 @@ def main() -> None:
             block = None
             for K in fold_counts:
                 folds, P, seconds = crossfit(df, Y, labels, args.kind, args.seed, n_folds=K,
-                                             cache=cached(f"r{rate}", K))
+                                             cache=cached(f"r{rate}", K), params=params)
                 b = evaluate(Y, P, flipped, labels, args.seed, folds=folds)
                 setting = {"mean_frequent": means(b, frequent), "mean_all": means(b, labels), "pooled": b["pooled"],
                            "crossfit_seconds": round(seconds, 1), "load": os.getloadavg()}
