@@ -90,3 +90,32 @@ def test_random_flags_make_no_block_but_a_planted_cluster_does(tos_full, seed):
     extra = pd.DataFrame({"id": table["id"].to_numpy()[planted], "label": LABELS[0], "human_value": 0, "group": ""})
     blocks = find_blocks(table, pd.concat([queue, extra], ignore_index=True), ["doc_id"])
     assert [(b["value"], b["label"]) for b in blocks] == [(doc, LABELS[0])]
+
+
+def test_flags_on_a_documents_positives_at_the_usual_rate_are_no_block(tos_full):
+    """A document holding many of a label's 1s gets many code-1 flags at the usual code-1 rate: chance, not a
+    cluster. Testing each human code apart says so; pooling the codes (the rule before) reports it. A gap of
+    code-0 flags in the same document is found either way, and the codes may be ints, floats or strings."""
+    table = tos_full[["id", "doc_id", LABELS[0]]].reset_index(drop=True)
+    rng = np.random.default_rng(0)
+    y = table[LABELS[0]].to_numpy()
+    # flags that follow the codes, not the documents: every 1 (a rare label the model keeps doubting) and
+    # 0.3% of the 0s, at random
+    ones, zeros = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    rows = np.r_[ones, rng.choice(zeros, int(0.003 * len(zeros)), replace=False)]
+    queue = pd.DataFrame({"id": table["id"].to_numpy()[rows], "label": LABELS[0], "human_value": y[rows],
+                          "group": ""})
+    assert find_blocks(table, queue, ["doc_id"]) == []
+    pooled = find_blocks(table, queue, ["doc_id"], by_code=False, correction="bonferroni", alpha=0.01)
+    richest = table.groupby("doc_id")[LABELS[0]].mean().idxmax()  # the largest share of 1s
+    assert richest in {b["value"] for b in pooled}  # the rule before: a "block" of ordinary positives
+    doc = table["doc_id"].value_counts().index[20]
+    gap = rng.choice(np.flatnonzero((table["doc_id"] == doc).to_numpy() & (y == 0)), 12, replace=False)
+    extra = pd.DataFrame({"id": table["id"].to_numpy()[gap], "label": LABELS[0], "human_value": 0, "group": ""})
+    flags = pd.concat([queue, extra], ignore_index=True).drop_duplicates(["id", "label"])
+    for codes in (lambda v: v.astype(int), lambda v: v.astype(float), lambda v: v.astype(str)):
+        blocks = find_blocks(table.assign(**{LABELS[0]: codes(table[LABELS[0]])}),
+                             flags.assign(human_value=codes(flags["human_value"])), ["doc_id"])
+        assert [(b["value"], b["code"]) for b in blocks] == [(doc, "0")]
+        assert blocks[0]["description"].startswith(f"doc_id {doc!r}: {blocks[0]['flags']} texts left at the "
+                                                   "default code 0")
