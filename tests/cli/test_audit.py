@@ -113,3 +113,10 @@ def test_the_audit_section_of_the_config_sets_what_flags_do_not(workspace, monke
     settings = json.loads((workspace / "runs/configured/audit_summary.json").read_text(encoding="utf-8"))["settings"]
     assert (settings["folds"], settings["method"], settings["order"]) == (4, "loss", "interleave")
     assert settings["test_rows_held_out"] > 0
+
+
+def test_audit_help_names_the_config_section():
+    """Rich reads "[audit]" as markup unless escaped: the help must still say where the defaults come from."""
+    res = CliRunner().invoke(app, ["audit", "--help"], terminal_width=200)
+    out = " ".join(res.output.split())
+    assert res.exit_code == 0 and "from the run's [audit] config section" in out and "[audit] folds" in out

@@ -31,12 +31,12 @@ RunArg = Annotated[Path, typer.Argument(help="A finished run directory (lexcoder
 def audit(
     run_dir: RunArg,
     folds: Annotated[Optional[int], typer.Option(help="Cross-fitting folds: each text is scored by a model "
-                                                      "trained on the other folds (default: [audit] folds, "
+                                                      "trained on the other folds (default: \\[audit] folds, "
                                                       "5).")] = None,
     model: Annotated[Optional[str], typer.Option(help="Model family for cross-fitting: tfidf, encoder, llm, "
                                                       "or blend (fine-tuned MiniLM averaged with TF-IDF; slow "
                                                       "on a CPU: its time estimate is shown before it starts) "
-                                                      "(default: [audit] model, else the run's).")] = None,
+                                                      "(default: \\[audit] model, else the run's).")] = None,
     method: Annotated[Optional[str], typer.Option(help="Score: calibrated (default: probability of the human "
                                                        "code, temperature-scaled per label), loss, cleanlab or "
                                                        "posterior.")] = None,
@@ -55,7 +55,7 @@ def audit(
         "--isolate-test/--no-isolate-test",
         help="Keep the run's test rows out of the cross-fitting models' training data, so corrections "
              "carry no information from the test codes into a retrained run's evaluation (default: "
-             "[audit] isolate_test, on).")] = None,
+             "\\[audit] isolate_test, on).")] = None,
     keep_formulas: Annotated[bool, typer.Option(
         "--keep-formulas",
         help="Write cells starting with = + - @ as they are. By default they get a leading ' so that Excel "
@@ -64,7 +64,7 @@ def audit(
 ) -> None:
     """Rank likely human coding errors with out-of-fold predictions; writes label_issues.csv.
 
-    Options not given come from the run's [audit] config section (its defaults where it has none).
+    Options not given come from the run's \\[audit] config section (its defaults where it has none).
     """
     from ..audit import audit_run
     result = audit_run(run_dir, n_folds=folds, kind=model, method=method, top=top, label=label,
