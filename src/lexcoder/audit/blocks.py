@@ -55,6 +55,8 @@ def find_blocks(df: pd.DataFrame, queue: pd.DataFrame, columns: Sequence[str], *
     if correction not in ("bonferroni", "fdr"):
         raise ValueError(f"correction must be 'bonferroni' or 'fdr' (got {correction!r})")
     flags = queue[queue["group"].eq("")] if "group" in queue else queue
+    # each label's human codes, read once for all block columns
+    coded_as = {label: _as_codes(df[label]) for label in flags["label"].unique() if by_code and label in df}
     candidates, n_tests = [], 0
     for column in columns:
         values = df[column].astype("string").fillna("")
@@ -62,8 +64,8 @@ def find_blocks(df: pd.DataFrame, queue: pd.DataFrame, columns: Sequence[str], *
         for label, part in flags.groupby("label", sort=True):
             where = by_id.reindex(part["id"].astype(str)).to_numpy()
             given = _as_codes(part["human_value"])
-            if by_code and label in df:
-                coded = _as_codes(df[label])
+            if label in coded_as:
+                coded = coded_as[label]
                 strata = [(c, coded == c, given == c) for c in np.unique(coded)]
             else:
                 strata = [(None, np.ones(len(df), dtype=bool), np.ones(len(part), dtype=bool))]

@@ -58,9 +58,13 @@ class MeanPoolingClassifier(torch.nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
         from transformers.modeling_outputs import SequenceClassifierOutput
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        mean = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
-        return SequenceClassifierOutput(logits=self.classifier(self.dropout(mean)))
+        return SequenceClassifierOutput(logits=self.classifier(self.dropout(mean_pool(hidden, attention_mask))))
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """``(batch, hidden)`` mean of each text's token vectors, padding left out."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
 
 
 def declares_mean_pooling(model_dir: str) -> bool:
@@ -96,20 +100,14 @@ def sentence_embeddings(name: str, texts: Sequence[str], *, max_length: int = 12
     network = AutoModel.from_pretrained(path, local_files_only=True, dtype=torch.float32).eval()
     texts = [str(t) for t in texts]
     by_length = np.argsort([len(t) for t in texts], kind="stable")  # characters: a cheap proxy for tokens
-    out: np.ndarray | None = None
+    out = np.zeros((len(texts), int(network.config.hidden_size)), dtype=np.float32)
     with torch.inference_mode():
         for start in track(range(0, len(texts), batch_size), description=description):
             rows = by_length[start:start + batch_size]
             enc = tokenizer([texts[i] for i in rows], truncation=True, max_length=max_length, padding=True,
                             return_tensors="pt")
             hidden = network(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
-            mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            mean = ((hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)).numpy()
-            if out is None:
-                out = np.zeros((len(texts), mean.shape[1]), dtype=np.float32)
-            out[rows] = mean
-    if out is None:
-        return np.zeros((0, int(network.config.hidden_size)), dtype=np.float32)
+            out[rows] = mean_pool(hidden, enc["attention_mask"]).numpy()
     return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
 
